@@ -1,0 +1,57 @@
+# The single source of commands: README, .ci/run and developers all call these targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## create the virtualenv and install the package with test extras
+
+.PHONY: kafka-jars
+kafka-jars: $(STAMP) ## fetch the Apache Kafka broker jars from Maven Central (cached)
+	$(BIN)/python -c 'from runtime.local_kafka import ensure_distribution; print(ensure_distribution())'
+
+.PHONY: run
+run: kafka-jars ## start the local Kafka if needed, create topics, run ingress + processors
+	$(BIN)/wecom-stream run
+
+.PHONY: lint
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+.PHONY: test
+test: lint kafka-jars ## lint, type-check, then the whole test suite against a real Kafka
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: $(STAMP) ## unit tests only (no broker)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: format
+format: $(STAMP) ## apply ruff's formatter and autofixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: kafka-stop
+kafka-stop: $(STAMP) ## stop the local Kafka started by `make run`
+	$(BIN)/wecom-stream kafka stop
+
+.PHONY: clean
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

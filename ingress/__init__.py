@@ -1,0 +1,1 @@
+"""The HTTP ingress: authenticates platform callbacks and durably publishes them to Kafka."""

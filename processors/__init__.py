@@ -1,0 +1,1 @@
+"""Stream processors (normalizer, membership, feedback) and the engine they run on."""

@@ -1,0 +1,1 @@
+"""The consume-transform-produce engine shared by every processor."""

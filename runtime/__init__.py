@@ -1,0 +1,2 @@
+"""Process plumbing every wecom-stream process shares: settings, logging, Kafka client config,
+the local broker launcher and the `wecom-stream` CLI."""

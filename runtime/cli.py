@@ -1,0 +1,135 @@
+"""The `wecom-stream` command line: run, ingress, process, topics, kafka, tail.
+
+Each subcommand reads its settings from env vars (README's table); flags override them.
+Errors we raise on purpose (`WecomStreamError`) print as one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from runtime.errors import WecomStreamError
+from runtime.kafka import ensure_topics, wait_for_broker
+from runtime.local_kafka import LocalKafka
+from runtime.logs import configure_logging
+from runtime.settings import CommonSettings
+from schemas.registry import REGISTRY
+
+__all__ = ["build_parser", "main", "resolve_bootstrap"]
+
+
+def _local(
+    settings: CommonSettings, port: int | None = None, data_dir: Path | None = None
+) -> LocalKafka:
+    return LocalKafka(
+        data_dir=data_dir or settings.kafka_data_dir,
+        port=settings.kafka_port if port is None else port,
+        home=settings.kafka_home,
+    )
+
+
+def resolve_bootstrap(settings: CommonSettings, *, start_local: bool = False) -> str:
+    """`KAFKA_BOOTSTRAP_SERVERS`, else the local broker (started when `start_local`)."""
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_bootstrap_servers
+    local = _local(settings)
+    running = local.running()
+    if running is not None:
+        return running.bootstrap
+    if start_local:
+        return local.start().bootstrap
+    raise WecomStreamError(
+        "KAFKA_BOOTSTRAP_SERVERS is not set and no local broker is running: "
+        "run `wecom-stream kafka start` or set KAFKA_BOOTSTRAP_SERVERS"
+    )
+
+
+def _cmd_kafka(args: argparse.Namespace, settings: CommonSettings) -> int:
+    local = _local(settings, port=args.port, data_dir=args.data_dir)
+    if args.action == "start":
+        already = local.running()
+        broker = already or local.start()
+        state = "already running" if already else "started"
+        print(f"Kafka {state} (pid {broker.pid}); bootstrap servers: {broker.bootstrap}")
+        print(f"  log: {local.log_file}")
+        return 0
+    stopped = local.stop()
+    print("Kafka stopped" if stopped else f"no Kafka running from {local.data_dir}")
+    return 0
+
+
+def _create_topics(settings: CommonSettings, bootstrap: str) -> list[str]:
+    async def create() -> list[str]:
+        await wait_for_broker(bootstrap, timeout_s=30)
+        return await ensure_topics(
+            bootstrap, REGISTRY, settings.topic_prefix, settings.replication_factor
+        )
+
+    return asyncio.run(create())
+
+
+def _cmd_topics(args: argparse.Namespace, settings: CommonSettings) -> int:
+    bootstrap = resolve_bootstrap(settings)
+    created = _create_topics(settings, bootstrap)
+    print(
+        f"{len(created)} topics created, {len(REGISTRY) - len(created)} already existed "
+        f"({bootstrap})"
+    )
+    for name in created:
+        print(f"  + {name}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, settings: CommonSettings) -> int:
+    bootstrap = resolve_bootstrap(settings, start_local=True)
+    created = _create_topics(settings, bootstrap)
+    print(
+        f"Kafka listening at {bootstrap}; {len(created)} topics created, "
+        f"{len(REGISTRY)} in the registry"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wecom-stream",
+        description="Durable ingress and exactly-once processors for WeCom bot callbacks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("run", help="the main job: Kafka (local if unset), topics, ingress, processors")
+
+    topics = sub.add_parser("topics", help="manage the registry's topics")
+    topics.add_argument("action", choices=["create"])
+
+    kafka = sub.add_parser("kafka", help="the local Apache Kafka (KRaft, one node)")
+    kafka.add_argument("action", choices=["start", "stop"])
+    kafka.add_argument("--port", type=int, default=None, help="default WECOM_STREAM_KAFKA_PORT")
+    kafka.add_argument(
+        "--data-dir", type=Path, default=None, help="default WECOM_STREAM_KAFKA_DATA_DIR"
+    )
+    return parser
+
+
+_COMMANDS = {"run": _cmd_run, "topics": _cmd_topics, "kafka": _cmd_kafka}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = CommonSettings()
+        configure_logging(settings.log_level, settings.log_format)
+        return _COMMANDS[args.command](args, settings)
+    except WecomStreamError as exc:
+        print(f"wecom-stream: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

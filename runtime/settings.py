@@ -1,0 +1,120 @@
+"""Process configuration: one frozen pydantic-settings model per process kind, read from env vars.
+
+Every field here is listed in the README's configuration table. Env names are
+`WECOM_STREAM_<FIELD>` except `KAFKA_BOOTSTRAP_SERVERS`, which follows the common convention.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "CommonSettings",
+    "IngressSettings",
+    "LogFormat",
+    "ProcessingGuarantee",
+    "ProcessorSettings",
+    "default_cache_dir",
+]
+
+ProcessingGuarantee = Literal["exactly-once", "at-least-once"]
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def default_cache_dir() -> Path:
+    """Where downloaded broker jars and the local broker's data live unless configured."""
+    return Path(platformdirs.user_cache_dir("wecom-stream"))
+
+
+class CommonSettings(BaseSettings):
+    """Settings every wecom-stream process reads."""
+
+    model_config = SettingsConfigDict(env_prefix="WECOM_STREAM_", frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str | None = Field(  # type: ignore[pydantic-alias]  # env name
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+        description="Kafka bootstrap servers. Unset: `run` starts the local broker.",
+    )
+    topic_prefix: str = Field(
+        default="",
+        description="Prepended to every topic and consumer group name, to share a cluster.",
+    )
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = Field(
+        default="auto", description="`auto`: JSON unless stderr is a terminal."
+    )
+    kafka_home: Path | None = Field(
+        default=None,
+        description="An unpacked Apache Kafka distribution, or the folder the broker jars are "
+        "resolved into. Default: `<user cache>/wecom-stream/kafka-<version>`.",
+    )
+    kafka_data_dir: Path = Field(
+        default_factory=lambda: default_cache_dir() / "kafka-data",
+        description="Data dir (logs, pid file, config) of the local broker.",
+    )
+    kafka_port: int = Field(default=9092, ge=0, le=65535, description="Local broker port.")
+    replication_factor: int = Field(
+        default=1, ge=1, description="Replication factor of topics we create (3 in production)."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    def topic(self, name: str) -> str:
+        """The physical topic (or group) name for a logical registry name."""
+        return f"{self.topic_prefix}{name}"
+
+
+class IngressSettings(CommonSettings):
+    """Settings of `wecom-stream ingress`."""
+
+    http_host: str = "0.0.0.0"  # noqa: S104 - an ingress listens on all interfaces by design
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    tenants: SecretStr = Field(
+        default=SecretStr(""),
+        description="`acme=TOKEN1,beta=TOKEN2`. Empty: open dev mode (logged loudly).",
+    )
+    insight_key: SecretStr | None = Field(
+        default=None, description="Secret for Insight callbacks: `?key=` or path prefix."
+    )
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    spool_dir: Path = Field(default_factory=lambda: default_cache_dir() / "spool")
+    spool_max_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
+    produce_timeout_s: float = Field(
+        default=2.0, gt=0, lt=5, description="Produce deadline before a callback is spooled."
+    )
+
+    def tenant_tokens(self) -> dict[str, str]:
+        """Parse `tenants` into {tenant: token}."""
+        pairs: dict[str, str] = {}
+        for item in self.tenants.get_secret_value().split(","):
+            if not item.strip():
+                continue
+            name, sep, token = item.partition("=")
+            if not sep or not name.strip() or not token.strip():
+                raise ValueError(
+                    "WECOM_STREAM_TENANTS must be comma-separated tenant=token pairs, "
+                    "e.g. 'acme=TOKEN1,beta=TOKEN2'"
+                )
+            pairs[name.strip()] = token.strip()
+        return pairs
+
+
+class ProcessorSettings(CommonSettings):
+    """Settings of `wecom-stream process NAME`."""
+
+    processing_guarantee: ProcessingGuarantee = "exactly-once"
+    metrics_port: int = Field(
+        default=9100, ge=0, le=65535, description="Port of /healthz and /metrics (0 = any)."
+    )
+    max_batch_records: int = Field(default=2000, gt=0)
+    commit_interval_ms: int = Field(default=100, ge=0)

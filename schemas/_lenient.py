@@ -1,0 +1,81 @@
+"""Parsing helpers for the platforms' quirks: stray whitespace in keys, loose timestamps,
+numbers sent as strings. Private to `schemas`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["coerce_int", "parse_epoch", "strip_keys"]
+
+_MS_THRESHOLD = 100_000_000_000  # 1e11: in seconds that is year 5138; in ms, 1973.
+_US_THRESHOLD = 100_000_000_000_000  # 1e14: microseconds from here on.
+
+
+def strip_keys(value: Any) -> Any:
+    """Recursively strip whitespace around dict keys (the doc's `"roomWecomChatId\\t"`).
+
+    On a collision the key that needed no stripping wins.
+    """
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            clean = key.strip() if isinstance(key, str) else key
+            if clean in out and clean != key:
+                continue
+            out[clean] = strip_keys(item)
+        return out
+    if isinstance(value, list):
+        return [strip_keys(item) for item in value]
+    return value
+
+
+def parse_epoch(value: Any) -> datetime | None:
+    """An epoch timestamp in s, ms or µs, as number or numeric string, or an ISO 8601 string.
+
+    Returns UTC, or None for anything unusable (absent, empty, `"string"`, out of range);
+    callers fall back to the receive time.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    number: float | None = None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                return None
+            return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if number is None or number != number or number <= 0:  # NaN or not positive
+        return None
+    if number >= _US_THRESHOLD:
+        number /= 1_000_000
+    elif number >= _MS_THRESHOLD:
+        number /= 1000
+    try:
+        return datetime.fromtimestamp(number, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def coerce_int(value: Any) -> int | None:
+    """An int from an int, an integral float or a numeric string; None otherwise."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,65 @@
+"""Tolerant model of the 句子 Insight thumbs-up / thumbs-down feedback callback.
+
+The body has no timestamp (event time is our receive time); `feedback`, `messageId`,
+`receiverId`, `contactId`, `roomId` may be absent; unknown statuses are kept as sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from schemas._base import Inbound, Lenient
+from schemas._lenient import strip_keys
+
+__all__ = [
+    "FEEDBACK_STATUSES",
+    "FeedbackStatus",
+    "InsightFeedback",
+    "OutputAction",
+    "TriggerEvent",
+]
+
+FeedbackStatus = Literal["none", "thumb-up", "thumb-down"]
+FEEDBACK_STATUSES: tuple[FeedbackStatus, ...] = ("none", "thumb-up", "thumb-down")
+
+
+class TriggerEvent(Inbound):
+    trigger_type: Lenient[str] = None
+    session_id: Lenient[str] = None
+    receive_text_message: Lenient[dict[str, Any]] = None
+    history: Lenient[list[Any]] = None
+
+
+class OutputAction(Inbound):
+    type: Lenient[str] = None
+    status: Lenient[str] = None
+    payload: Any = None
+    node_id: Lenient[str] = None
+
+
+class InsightFeedback(Inbound):
+    """`POST /v1/bot-message/feedback`."""
+
+    bot_id: str
+    session_id: Lenient[str] = None
+    exec_id: str
+    trigger_event: Lenient[TriggerEvent] = None
+    output_actions: Lenient[list[OutputAction]] = Field(default_factory=list)
+    feedback_status: str
+    feedback: Lenient[str] = None
+    message_id: Lenient[str] = None
+    receiver_id: Lenient[str] = None
+    contact_id: Lenient[str] = None
+    room_id: Lenient[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strip(cls, body: Any) -> Any:
+        return strip_keys(body)
+
+    @property
+    def reply_key(self) -> str:
+        """The bot reply a vote is about: `messageId` when present, else `execId`."""
+        return self.message_id or self.exec_id

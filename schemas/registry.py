@@ -1,0 +1,123 @@
+"""The topic registry: every topic wecom-stream writes, with its key, value model and config.
+
+One source of truth for names, partitions and cleanup policies: `wecom-stream topics create`,
+the ingress, the processors and the README's topic table all read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "DAY_MS",
+    "DEFAULT_PARTITIONS",
+    "REGISTRY",
+    "TopicSpec",
+    "by_name",
+    "dlq_topic",
+]
+
+DAY_MS = 24 * 60 * 60 * 1000
+DEFAULT_PARTITIONS = 6
+"""Partitions per topic: the upper bound of replicas per processor consumer group.
+
+Input topics read together by one processor are co-partitioned (same count, same key), which
+the engine checks at start-up, so six everywhere.
+"""
+
+CleanupPolicy = Literal["delete", "compact"]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic: logical name (without the deployment's prefix) and how it is built."""
+
+    name: str
+    writer: str
+    key: str
+    value: str
+    cleanup_policy: CleanupPolicy = "delete"
+    retention_ms: int | None = None
+    partitions: int = DEFAULT_PARTITIONS
+    max_message_bytes: int | None = None
+    compression_type: str | None = None
+
+    @property
+    def ce_type(self) -> str:
+        """The CloudEvents `type` of records on this topic."""
+        return f"wecomstream.{self.name}"
+
+    def configs(self) -> dict[str, str]:
+        """Topic-level broker configs for creation."""
+        configs: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
+        if self.retention_ms is not None:
+            configs["retention.ms"] = str(self.retention_ms)
+        if self.max_message_bytes is not None:
+            configs["max.message.bytes"] = str(self.max_message_bytes)
+        if self.compression_type is not None:
+            configs["compression.type"] = self.compression_type
+        return configs
+
+
+RAW_YUJU_MESSAGE = "raw.yuju.message.v1"
+RAW_YUJU_ROOM_JOIN = "raw.yuju.room-join.v1"
+RAW_YUJU_ROOM_LEAVE = "raw.yuju.room-leave.v1"
+RAW_YUJU_ROOM_TOPIC = "raw.yuju.room-topic.v1"
+RAW_INSIGHT_FEEDBACK = "raw.insight.feedback.v1"
+RAW_UNROUTED = "raw.unrouted.v1"
+CHAT_MESSAGE = "chat.message.v1"
+ROOM_MEMBERSHIP = "room.membership.v1"
+ROOM_MEMBER_CHANGE = "room.member-change.v1"
+FEEDBACK_EVENT = "feedback.event.v1"
+FEEDBACK_STATS = "feedback.stats.v1"
+
+PROCESSOR_NAMES = ("normalizer", "membership", "feedback")
+
+
+def dlq_topic(processor: str) -> str:
+    """The dead-letter topic of a processor."""
+    return f"dlq.{processor}.v1"
+
+
+REGISTRY: tuple[TopicSpec, ...] = (
+    TopicSpec(RAW_YUJU_MESSAGE, "ingress", "chatId", "callback JSON", retention_ms=7 * DAY_MS),
+    TopicSpec(RAW_YUJU_ROOM_JOIN, "ingress", "imRoomId", "callback JSON", retention_ms=7 * DAY_MS),
+    TopicSpec(RAW_YUJU_ROOM_LEAVE, "ingress", "imRoomId", "callback JSON", retention_ms=7 * DAY_MS),
+    TopicSpec(RAW_YUJU_ROOM_TOPIC, "ingress", "imRoomId", "callback JSON", retention_ms=7 * DAY_MS),
+    TopicSpec(RAW_INSIGHT_FEEDBACK, "ingress", "botId", "callback JSON", retention_ms=7 * DAY_MS),
+    TopicSpec(
+        RAW_UNROUTED,
+        "ingress",
+        "none",
+        "authenticated JSON of unknown shape",
+        retention_ms=30 * DAY_MS,
+    ),
+    TopicSpec(CHAT_MESSAGE, "normalizer", "conversation id", "ChatMessage"),
+    TopicSpec(
+        ROOM_MEMBERSHIP,
+        "membership",
+        "room id",
+        "RoomMembership (full snapshot)",
+        cleanup_policy="compact",
+    ),
+    TopicSpec(ROOM_MEMBER_CHANGE, "membership", "room id", "MemberChange"),
+    TopicSpec(FEEDBACK_EVENT, "feedback", "bot id", "FeedbackEvent (with previous status)"),
+    TopicSpec(
+        FEEDBACK_STATS, "feedback", "bot id + window", "FeedbackStats", cleanup_policy="compact"
+    ),
+    *(
+        TopicSpec(dlq_topic(name), name, "input key", "input value + error headers")
+        for name in PROCESSOR_NAMES
+    ),
+)
+
+_BY_NAME = {spec.name: spec for spec in REGISTRY}
+
+
+def by_name(name: str) -> TopicSpec:
+    """The registry entry for a logical topic name; KeyError names the known topics."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown topic {name!r}; known: {', '.join(sorted(_BY_NAME))}") from None

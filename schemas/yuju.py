@@ -1,0 +1,171 @@
+"""Tolerant models of the 语聚AI / juzibot callbacks: chat message, room join / leave / topic.
+
+Quirks handled (PLATFORM.md): the `data` wrapper or the flat enterprise v2 body
+(`messageType, imContactId, imRoomId, imBotId, botUserId, orgId`), whitespace in keys,
+timestamps as string or number in s or ms, `leftMember` / `leftMembers`, absent optional
+fields, unknown fields kept (`model_extra`). The `token` is parsed as a secret and never
+serialized.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    model_validator,
+)
+
+from schemas._base import Inbound, Lenient
+from schemas._lenient import coerce_int, parse_epoch, strip_keys
+
+__all__ = [
+    "BotInfo",
+    "RoomEvent",
+    "RoomEventKind",
+    "RoomJoin",
+    "RoomLeave",
+    "RoomMember",
+    "RoomTopic",
+    "YujuMessage",
+    "classify_room",
+    "unwrap_message",
+]
+
+EpochTime = Annotated[datetime | None, BeforeValidator(parse_epoch)]
+LooseInt = Annotated[int | None, BeforeValidator(coerce_int)]
+Token = Annotated[SecretStr | None, Field(default=None, exclude=True, repr=False)]
+
+
+def unwrap_message(body: Any) -> Any:
+    """The message fields of a callback body: the `data` object when wrapped, keys stripped."""
+    body = strip_keys(body)
+    if isinstance(body, dict) and isinstance(body.get("data"), dict):
+        inner: dict[str, Any] = body["data"]
+        return inner
+    return body
+
+
+class YujuMessage(Inbound):
+    """A chat-message callback (`/notice`), group-level (`data` wrapper) or enterprise v2."""
+
+    message_id: str
+    chat_id: str | None = None
+    avatar: Lenient[str] = None
+    room_topic: Lenient[str] = None
+    room_id: Lenient[str] = Field(default=None, validation_alias=AliasChoices("roomId", "imRoomId"))
+    contact_name: Lenient[str] = None
+    contact_id: Lenient[str] = Field(
+        default=None, validation_alias=AliasChoices("contactId", "imContactId")
+    )
+    payload: Any = None
+    type: LooseInt = Field(default=None, validation_alias=AliasChoices("type", "messageType"))
+    timestamp: EpochTime = None
+    token: Token
+    bot_id: Lenient[str] = Field(default=None, validation_alias=AliasChoices("botId", "imBotId"))
+    contact_type: LooseInt = None
+    coworker: Lenient[bool] = None
+    bot_wxid: Lenient[str] = None
+    bot_weixin: Lenient[str] = Field(
+        default=None, validation_alias=AliasChoices("botWeixin", "botUserId")
+    )
+    source: LooseInt = None
+    send_by: Lenient[str] = None
+    is_self: Lenient[bool] = None
+    mention_self: Lenient[bool] = None
+    external_user_id: Lenient[str] = None
+    room_wecom_chat_id: Lenient[str] = None
+    org_id: Lenient[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap(cls, body: Any) -> Any:
+        return unwrap_message(body)
+
+    @property
+    def conversation_id(self) -> str:
+        """`chatId` (one bot × one customer); without it, bot and room-or-contact."""
+        if self.chat_id:
+            return self.chat_id
+        return f"{self.bot_id or ''}:{self.room_id or self.contact_id or ''}"
+
+
+class BotInfo(Inbound):
+    im_bot_id: Lenient[str] = None
+    wecom_user_id: Lenient[str] = None
+    nick_name: Lenient[str] = None
+
+
+class RoomMember(Inbound):
+    """A member in a room event's member list."""
+
+    im_contact_id: str = Field(validation_alias=AliasChoices("imContactId", "contactId", "wxid"))
+    nick_name: Lenient[str] = Field(default=None, validation_alias=AliasChoices("nickName", "name"))
+    avatar_url: Lenient[str] = Field(
+        default=None, validation_alias=AliasChoices("avatarUrl", "avatar")
+    )
+    room_alias: Lenient[str] = None
+    is_friend: Lenient[bool] = None
+    contact_type: LooseInt = None
+    coworker: Lenient[bool] = None
+    is_self: Lenient[bool] = None
+
+
+class RoomEvent(Inbound):
+    """Fields shared by the room join, leave and topic callbacks."""
+
+    chat_id: Lenient[str] = None
+    token: Token
+    bot_info: Lenient[BotInfo] = None
+    im_room_id: str = Field(validation_alias=AliasChoices("imRoomId", "roomId"))
+    topic: Lenient[str] = None
+    avatar_url: Lenient[str] = None
+    owner_im_contact_id: Lenient[str] = None
+    group_id: Lenient[str] = None
+    timestamp: EpochTime = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strip(cls, body: Any) -> Any:
+        return strip_keys(body)
+
+
+class RoomJoin(RoomEvent):
+    """Members joined a room. The list's name is a guess: `joinMember(s)` or `members`."""
+
+    members: list[RoomMember] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("joinMember", "joinMembers", "members"),
+    )
+
+
+class RoomLeave(RoomEvent):
+    """Members left (or were removed from) a room: `leftMember` (语聚) or `leftMembers`."""
+
+    members: list[RoomMember] = Field(
+        default_factory=list, validation_alias=AliasChoices("leftMember", "leftMembers")
+    )
+
+
+class RoomTopic(RoomEvent):
+    """A room was renamed: the leave body without a member list."""
+
+
+RoomEventKind = Literal["join", "leave", "topic"]
+
+_LEAVE_KEYS = ("leftMember", "leftMembers")
+_JOIN_KEYS = ("joinMember", "joinMembers", "members")
+
+
+def classify_room(body: Any) -> RoomEventKind:
+    """Tell join / leave / topic apart by content, whatever path the callback came to."""
+    keys = set(strip_keys(body)) if isinstance(body, dict) else set()
+    if keys.intersection(_LEAVE_KEYS):
+        return "leave"
+    if keys.intersection(_JOIN_KEYS):
+        return "join"
+    return "topic"
