@@ -43,6 +43,14 @@ test: lint kafka-jars ## lint, type-check, then the whole test suite against a r
 test-unit: $(STAMP) ## unit tests only (no broker)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+.PHONY: bench-ingress
+bench-ingress: kafka-jars ## ingress throughput/latency vs a bare aiohttp handler (bench/results/ingress.json)
+	$(BIN)/python bench/ingress.py
+
+.PHONY: bench-processor
+bench-processor: kafka-jars ## normalizer throughput vs a bare aiokafka loop (bench/results/processor.json)
+	$(BIN)/python bench/processor.py
+
 .PHONY: format
 format: $(STAMP) ## apply ruff's formatter and autofixes
 	$(BIN)/ruff format .

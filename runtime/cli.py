@@ -16,8 +16,8 @@ from runtime.errors import WecomStreamError
 from runtime.kafka import ensure_topics, wait_for_broker
 from runtime.local_kafka import LocalKafka
 from runtime.logs import configure_logging
-from runtime.settings import CommonSettings
-from schemas.registry import REGISTRY
+from runtime.settings import CommonSettings, IngressSettings, ProcessorSettings
+from schemas.registry import PROCESSOR_NAMES, REGISTRY
 
 __all__ = ["build_parser", "main", "resolve_bootstrap"]
 
@@ -94,6 +94,22 @@ def _cmd_run(args: argparse.Namespace, settings: CommonSettings) -> int:
     return 0
 
 
+def _cmd_ingress(args: argparse.Namespace, settings: CommonSettings) -> int:
+    from ingress.server import serve  # lazily: only this subcommand needs the web app
+
+    overrides = {k: v for k, v in {"http_host": args.host, "http_port": args.port}.items() if v}
+    ingress_settings = IngressSettings(**overrides)
+    serve(ingress_settings, workers=args.workers)
+    return 0
+
+
+def _cmd_process(args: argparse.Namespace, settings: CommonSettings) -> int:
+    from processors.runner import run_processor  # lazily: only this subcommand needs it
+
+    run_processor(args.name, ProcessorSettings(), instances=args.instances)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wecom-stream",
@@ -102,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("run", help="the main job: Kafka (local if unset), topics, ingress, processors")
+
+    ingress = sub.add_parser("ingress", help="the HTTP ingress")
+    ingress.add_argument("--host", default=None, help="default WECOM_STREAM_HTTP_HOST")
+    ingress.add_argument("--port", type=int, default=None, help="default WECOM_STREAM_HTTP_PORT")
+    ingress.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+
+    process = sub.add_parser("process", help="run one processor")
+    process.add_argument("name", choices=PROCESSOR_NAMES)
+    process.add_argument(
+        "--instances", type=int, default=1, help="consumer-group members in this process tree"
+    )
 
     topics = sub.add_parser("topics", help="manage the registry's topics")
     topics.add_argument("action", choices=["create"])
@@ -115,7 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"run": _cmd_run, "topics": _cmd_topics, "kafka": _cmd_kafka}
+_COMMANDS = {
+    "run": _cmd_run,
+    "ingress": _cmd_ingress,
+    "process": _cmd_process,
+    "topics": _cmd_topics,
+    "kafka": _cmd_kafka,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
