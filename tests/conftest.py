@@ -133,3 +133,16 @@ async def consumer_factory(
     yield create
     for cons in started:
         await cons.stop()
+
+
+@pytest.fixture
+def cli_processes(kafka_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
+    """Start `wecom-stream` subprocesses bound to this test's broker and prefix; all killed
+    at the end. `cli_processes.start("process", "normalizer")` returns a `CliProcess`."""
+    from tests.support.processes import CliProcesses
+
+    procs = CliProcesses(kafka_env, tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.close()

@@ -109,3 +109,5 @@ class Processor:
     outputs: tuple[str, ...]
     handle: Handler
     stores: tuple[StoreSpec, ...] = ()
+    compression_type: str | None = None
+    """Producer compression for this processor's outputs (e.g. `gzip`); None: uncompressed."""

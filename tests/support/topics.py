@@ -1,0 +1,83 @@
+"""Read a whole topic back (read_committed) in tests: by expected count or until it is quiet."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from runtime.kafka import consumer_config
+from schemas.cloudevents import header_map
+
+
+@dataclass(frozen=True)
+class Consumed:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+    timestamp_ms: int
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    expect: int | None = None,
+    quiet_s: float = 2.0,
+    timeout_s: float = 60.0,
+) -> list[Consumed]:
+    """Every committed record of `topic` from the beginning, in partition-then-offset order.
+
+    Stops when `expect` records were read (fails if more arrive within `quiet_s`), or, without
+    `expect`, when no record arrived for `quiet_s` after the topic's end offsets were reached.
+    """
+    consumer = AIOKafkaConsumer(**consumer_config(bootstrap, None))
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        deadline = time.monotonic() + timeout_s
+        while not partitions:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topic {topic} does not exist")
+            await consumer._client.force_metadata_update()  # no public API for this
+            partitions = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[Consumed] = []
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            out.extend(
+                Consumed(
+                    tp.topic,
+                    tp.partition,
+                    r.offset,
+                    r.key,
+                    r.value,
+                    header_map(r.headers),
+                    r.timestamp,
+                )
+                for tp, records in batch.items()
+                for r in records
+            )
+            if batch:
+                last_new = time.monotonic()
+            if expect is not None and len(out) >= expect:
+                if time.monotonic() - last_new >= quiet_s or len(out) > expect:
+                    break
+                continue
+            if expect is None and time.monotonic() - last_new >= quiet_s:
+                break
+        else:
+            raise AssertionError(
+                f"read {len(out)} records from {topic} within {timeout_s:.0f}s, expected {expect}"
+            )
+        out.sort(key=lambda c: (c.partition, c.offset))
+        return out
+    finally:
+        await consumer.stop()
