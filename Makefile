@@ -51,6 +51,10 @@ bench-ingress: kafka-jars ## ingress throughput/latency vs a bare aiohttp handle
 bench-processor: kafka-jars ## normalizer throughput vs a bare aiokafka loop (bench/results/processor.json)
 	$(BIN)/python bench/processor.py
 
+.PHONY: schemas
+schemas: $(STAMP) ## regenerate schemas/json/ (JSON Schemas + AsyncAPI) from the models
+	$(BIN)/python -m schemas.export
+
 .PHONY: format
 format: $(STAMP) ## apply ruff's formatter and autofixes
 	$(BIN)/ruff format .
