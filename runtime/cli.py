@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,8 @@ from runtime.kafka import ensure_topics, wait_for_broker
 from runtime.local_kafka import LocalKafka
 from runtime.logs import configure_logging
 from runtime.settings import CommonSettings, IngressSettings, ProcessorSettings
+from runtime.supervisor import child_commands, supervise
+from runtime.tail import tail
 from schemas.registry import PROCESSOR_NAMES, REGISTRY
 
 __all__ = ["build_parser", "main", "resolve_bootstrap"]
@@ -64,7 +67,7 @@ def _cmd_kafka(args: argparse.Namespace, settings: CommonSettings) -> int:
 
 def _create_topics(settings: CommonSettings, bootstrap: str) -> list[str]:
     async def create() -> list[str]:
-        await wait_for_broker(bootstrap, timeout_s=30)
+        await wait_for_broker(bootstrap, timeout_s=settings.kafka_connect_timeout_s)
         return await ensure_topics(
             bootstrap, REGISTRY, settings.topic_prefix, settings.replication_factor
         )
@@ -89,9 +92,28 @@ def _cmd_run(args: argparse.Namespace, settings: CommonSettings) -> int:
     created = _create_topics(settings, bootstrap)
     print(
         f"Kafka listening at {bootstrap}; {len(created)} topics created, "
-        f"{len(REGISTRY)} in the registry"
+        f"{len(REGISTRY)} in the registry",
+        flush=True,
     )
-    return 0
+    if args.kafka_only:
+        return 0
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    ingress = IngressSettings()
+    print(
+        f"ingress on http://{ingress.http_host}:{ingress.http_port}; processors: "
+        f"{', '.join(PROCESSOR_NAMES)} (Ctrl-C stops them; Kafka keeps running)",
+        flush=True,
+    )
+    return supervise(child_commands(PROCESSOR_NAMES, env, ProcessorSettings().metrics_port))
+
+
+def _cmd_tail(args: argparse.Namespace, settings: CommonSettings) -> int:
+    bootstrap = resolve_bootstrap(settings)
+    topic = settings.topic(args.topic)
+    code: int = asyncio.run(
+        tail(bootstrap, topic, from_end=args.from_end, limit=args.max, idle_s=args.idle)
+    )
+    return code
 
 
 def _cmd_ingress(args: argparse.Namespace, settings: CommonSettings) -> int:
@@ -117,7 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("run", help="the main job: Kafka (local if unset), topics, ingress, processors")
+    run = sub.add_parser(
+        "run", help="the main job: Kafka (local if unset), topics, ingress, processors"
+    )
+    run.add_argument(
+        "--kafka-only", action="store_true", help="stop after Kafka and the topics are ready"
+    )
+
+    tail_cmd = sub.add_parser("tail", help="print a topic's records as JSON lines")
+    tail_cmd.add_argument("topic", help="logical topic name, e.g. chat.message.v1")
+    tail_cmd.add_argument("--from-end", action="store_true", help="only new records")
+    tail_cmd.add_argument("--max", type=int, default=None, help="stop after N records")
+    tail_cmd.add_argument(
+        "--idle", type=float, default=None, help="stop after S seconds without a record"
+    )
 
     ingress = sub.add_parser("ingress", help="the HTTP ingress")
     ingress.add_argument("--host", default=None, help="default WECOM_STREAM_HTTP_HOST")
@@ -148,6 +183,7 @@ _COMMANDS = {
     "process": _cmd_process,
     "topics": _cmd_topics,
     "kafka": _cmd_kafka,
+    "tail": _cmd_tail,
 }
 
 

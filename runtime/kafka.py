@@ -95,6 +95,27 @@ async def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
     )
 
 
+async def _wait_for_leaders(
+    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0
+) -> None:
+    """Wait until every partition of `names` has a leader, so a first produce does not retry."""
+    deadline = time.monotonic() + timeout_s
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        for topic in await admin.describe_topics(sorted(pending)):
+            partitions = topic.get("partitions") or []
+            if (
+                topic.get("error_code") == 0
+                and partitions
+                and all(p.get("leader", -1) >= 0 for p in partitions)
+            ):
+                pending.discard(topic["topic"])
+        if pending:
+            await asyncio.sleep(0.05)
+    if pending:
+        raise KafkaUnavailableError(f"topics without a leader after {timeout_s:.0f}s: {pending}")
+
+
 async def ensure_topics(
     bootstrap: str,
     specs: Iterable[TopicSpec],
@@ -125,6 +146,7 @@ async def ensure_topics(
                 created.append(name)
             elif code != TopicAlreadyExistsError.errno:
                 raise KafkaUnavailableError(f"could not create topic {name}: error code {code}")
+        await _wait_for_leaders(admin, [t.name for t in wanted])
         return created
     finally:
         await admin.close()

@@ -60,6 +60,9 @@ class CommonSettings(BaseSettings):
         description="Data dir (logs, pid file, config) of the local broker.",
     )
     kafka_port: int = Field(default=9092, ge=0, le=65535, description="Local broker port.")
+    kafka_connect_timeout_s: float = Field(
+        default=30.0, gt=0, description="How long a command waits for Kafka to answer."
+    )
     replication_factor: int = Field(
         default=1, ge=1, description="Replication factor of topics we create (3 in production)."
     )

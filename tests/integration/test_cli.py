@@ -1,0 +1,106 @@
+"""`wecom-stream topics create`, `tail` and error reporting against the real broker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from runtime.kafka import admin_client
+from runtime.local_kafka import free_port
+from schemas.cloudevents import event_headers
+from schemas.registry import REGISTRY
+from tests.support.processes import CLI
+
+pytestmark = pytest.mark.kafka
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+async def test_topics_create_is_idempotent_and_applies_the_registry(
+    kafka_bootstrap: str, topic_prefix: str, kafka_env: dict[str, str]
+) -> None:
+    first = cli("topics", "create", env=kafka_env)
+    assert first.returncode == 0, first.stderr
+    assert f"{len(REGISTRY)} topics created, 0 already existed" in first.stdout
+    second = cli("topics", "create", env=kafka_env)
+    assert second.returncode == 0, second.stderr
+    assert f"0 topics created, {len(REGISTRY)} already existed" in second.stdout
+
+    admin = admin_client(kafka_bootstrap)
+    await admin.start()
+    try:
+        names = [topic_prefix + spec.name for spec in REGISTRY]
+        described = await admin.describe_topics(names)
+        partitions = {t["topic"]: len(t["partitions"]) for t in described}
+        assert partitions == {topic_prefix + s.name: s.partitions for s in REGISTRY}
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        )
+        configs = {
+            resource[3]: {entry[0]: entry[1] for entry in resource[4]}
+            for response in responses
+            for resource in response.resources
+        }
+    finally:
+        await admin.close()
+    for spec in REGISTRY:
+        actual = configs[topic_prefix + spec.name]
+        for key, value in spec.configs().items():
+            assert actual[key] == value, (spec.name, key)
+
+
+async def test_tail_prints_committed_records_as_json_lines(
+    kafka_bootstrap: str, topic_prefix: str, kafka_env: dict[str, str], registry_topics: list[str]
+) -> None:
+    from datetime import UTC, datetime
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        headers = event_headers(
+            ce_id="id-1", source="test", ce_type="t", time=datetime.now(UTC), tenant="acme"
+        )
+        await producer.send_and_wait(
+            topic_prefix + "chat.message.v1", b'{"a": 1}', key=b"k1", headers=headers
+        )
+        await producer.send_and_wait(topic_prefix + "chat.message.v1", b"not json", key=b"k1")
+    finally:
+        await producer.stop()
+    out = cli("tail", "chat.message.v1", "--max", "2", env=kafka_env)
+    assert out.returncode == 0, out.stderr
+    lines = [orjson.loads(line) for line in out.stdout.splitlines()]
+    assert [line["value"] for line in lines] == [{"a": 1}, "not json"]
+    assert lines[0]["key"] == "k1"
+    assert lines[0]["headers"]["ce_id"] == "id-1"
+    assert lines[0]["headers"]["tenant"] == "acme"
+
+
+def test_unreachable_kafka_is_a_one_line_error() -> None:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "WECOM_STREAM_KAFKA_CONNECT_TIMEOUT_S": "1",
+    }
+    out = cli("topics", "create", env=env)
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1, out.stderr
+    assert "no Kafka broker answered" in out.stderr
+    assert "wecom-stream kafka start" in out.stderr
+
+
+def test_cli_is_installed_as_console_script() -> None:
+    script = os.path.join(os.path.dirname(sys.executable), "wecom-stream")
+    out = subprocess.run([script, "--help"], capture_output=True, text=True, check=False)
+    assert out.returncode == 0
+    for command in ("run", "ingress", "process", "topics", "kafka", "tail"):
+        assert command in out.stdout
