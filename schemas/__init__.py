@@ -5,12 +5,15 @@ we publish. Plus the topic registry and the CloudEvents header helpers.
 """
 
 from schemas.cloudevents import event_headers, header_map, stable_id
+from schemas.feedback import FeedbackEvent, FeedbackStats, stats_key
 from schemas.insight import InsightFeedback
 from schemas.registry import REGISTRY, TopicSpec, by_name, dlq_topic
 from schemas.yuju import RoomJoin, RoomLeave, RoomMember, RoomTopic, YujuMessage, classify_room
 
 __all__ = [
     "REGISTRY",
+    "FeedbackEvent",
+    "FeedbackStats",
     "InsightFeedback",
     "RoomJoin",
     "RoomLeave",
@@ -24,4 +27,5 @@ __all__ = [
     "event_headers",
     "header_map",
     "stable_id",
+    "stats_key",
 ]

@@ -21,6 +21,8 @@ JSON_DIR = Path(__file__).parent / "json"
 
 OUTBOUND_MODELS: dict[str, str] = {
     # topic -> "module:Class" of its value model (each processor issue adds its own)
+    "feedback.event.v1": "schemas.feedback:FeedbackEvent",
+    "feedback.stats.v1": "schemas.feedback:FeedbackStats",
 }
 
 

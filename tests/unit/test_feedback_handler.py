@@ -1,0 +1,187 @@
+"""The feedback handler through the engine contract, with an in-memory fake of the stores:
+outputs, headers, store writes, and randomized streams checked against the test oracle."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import REGISTRY
+
+from processors.engine.api import InputRecord, JsonValue, OutputRecord, Store
+from processors.feedback import PROCESSOR, FeedbackRejected, handle
+from schemas.cloudevents import format_time, header_map
+from schemas.feedback import FeedbackEvent, FeedbackStats
+from schemas.registry import FEEDBACK_EVENT, FEEDBACK_STATS, RAW_INSIGHT_FEEDBACK
+from tests.support.feedback import Body, generate, oracle
+
+T0 = int(datetime(2026, 11, 22, 9, 59, 0, tzinfo=UTC).timestamp() * 1000)
+
+
+class FakeStore(Store):
+    def __init__(self) -> None:
+        self.data: dict[str, JsonValue] = {}
+
+    def get(self, key: str, default: JsonValue = None) -> JsonValue:
+        # A JSON round trip, like a store restored from its changelog.
+        return orjson.loads(orjson.dumps(self.data[key])) if key in self.data else default
+
+    def set(self, key: str, value: JsonValue) -> None:
+        self.data[key] = orjson.loads(orjson.dumps(value))
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+    def items(self) -> Iterator[tuple[str, JsonValue]]:
+        return iter(list(self.data.items()))
+
+
+class FakeContext:
+    def __init__(self) -> None:
+        self.stores: dict[str, FakeStore] = defaultdict(FakeStore)
+
+    def store(self, name: str) -> Store:
+        assert name in {s.name for s in PROCESSOR.stores}, f"undeclared store {name}"
+        return self.stores[name]
+
+
+def record(body: Body | bytes, offset: int, at_ms: int, **headers: str) -> InputRecord:
+    value = body if isinstance(body, bytes) else orjson.dumps(body)
+    ce_time = format_time(datetime.fromtimestamp(at_ms / 1000, tz=UTC))
+    return InputRecord(
+        topic=RAW_INSIGHT_FEEDBACK,
+        partition=0,
+        offset=offset,
+        key=b"k",
+        value=value,
+        headers={"ce_time": ce_time, "ce_id": f"id{offset}", **headers},
+        timestamp_ms=at_ms,
+    )
+
+
+def run(ctx: FakeContext, bodies: list[tuple[Body, int]]) -> list[OutputRecord]:
+    out: list[OutputRecord] = []
+    for offset, (body, at) in enumerate(bodies):
+        out.extend(handle(record(body, offset, at), ctx))
+    return out
+
+
+def callbacks(outcome: str) -> float:
+    value = REGISTRY.get_sample_value("wecom_stream_feedback_callbacks_total", {"outcome": outcome})
+    return value or 0.0
+
+
+def body(status: str, exec_id: str = "e1", **extra: Any) -> Body:
+    return {"botId": "b1", "execId": exec_id, "feedbackStatus": status, **extra}
+
+
+def test_outputs_topics_keys_values_and_headers() -> None:
+    ctx = FakeContext()
+    actions = [{"type": "send-text-message", "payload": {"text": "hi"}, "nodeId": "n1"}]
+    rec = record(body("thumb-up", outputActions=actions), 7, T0, tenant="acme")
+    out = list(handle(rec, ctx))
+    assert [o.topic for o in out] == [FEEDBACK_EVENT] + [FEEDBACK_STATS] * 6
+    assert out[0].key == "b1"
+    assert isinstance(out[0].value, FeedbackEvent)
+    assert out[0].value.node_ids == ["n1"]
+    stats = [o.value for o in out[1:]]
+    assert all(isinstance(s, FeedbackStats) for s in stats)
+    assert [o.key for o in out[1:]] == [s.key for s in stats if isinstance(s, FeedbackStats)]
+    headers = [header_map(o.headers) for o in out]
+    assert {h["tenant"] for h in headers} == {"acme"}
+    assert headers[0]["ce_type"] == "wecomstream.feedback.event.v1"
+    assert headers[1]["ce_type"] == "wecomstream.feedback.stats.v1"
+    assert headers[0]["ce_time"] == rec.headers["ce_time"]
+    assert len({h["ce_id"] for h in headers}) == len(headers)
+    # Re-processing the same input position (after a crash) gives the same ids.
+    again = list(handle(rec, FakeContext()))
+    assert [header_map(o.headers)["ce_id"] for o in again] == [h["ce_id"] for h in headers]
+
+
+def test_a_change_of_mind_publishes_the_new_counts_of_each_changed_row() -> None:
+    ctx = FakeContext()
+    out = run(ctx, [(body("thumb-up"), T0), (body("thumb-down"), T0 + 7_200_000)])
+    latest = {o.key: o.value for o in out if o.topic == FEEDBACK_STATS}
+    assert set(latest) == {"b1|hour|2026-11-22T09:00:00Z", "b1|day|2026-11-22T00:00:00Z", "b1|all|"}
+    for stats in latest.values():
+        assert isinstance(stats, FeedbackStats)
+        assert (stats.thumbs_up, stats.thumbs_down, stats.satisfaction) == (0, 1, 0.0)
+
+
+def test_duplicates_unrated_and_unknown_statuses_emit_nothing_and_are_counted() -> None:
+    ctx = FakeContext()
+    before = {o: callbacks(o) for o in ("duplicate", "unrated", "unknown_status")}
+    out = run(
+        ctx,
+        [
+            (body("none"), T0),
+            (body("thumb-up"), T0),
+            (body("thumb-up"), T0),
+            (body("maybe"), T0),
+        ],
+    )
+    assert len([o for o in out if o.topic == FEEDBACK_EVENT]) == 1
+    after = {o: callbacks(o) for o in before}
+    assert {o: after[o] - before[o] for o in before} == {
+        "duplicate": 1,
+        "unrated": 1,
+        "unknown_status": 1,
+    }
+
+
+def test_unknown_status_log_carries_no_message_text(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "my private question"
+    extra = {"triggerEvent": {"receiveTextMessage": {"text": secret}}, "feedback": secret}
+    with caplog.at_level("WARNING"):
+        assert list(handle(record(body("meh", **extra), 0, T0), FakeContext())) == []
+    assert secret not in caplog.text
+
+
+def test_rejected_record_raises_for_the_dlq_and_writes_nothing() -> None:
+    ctx = FakeContext()
+    with pytest.raises(FeedbackRejected):
+        list(handle(record(b"{not json", 0, T0), ctx))
+    assert all(not s.data for s in ctx.stores.values())
+
+
+def test_state_stores_hold_replies_and_rows() -> None:
+    ctx = FakeContext()
+    run(ctx, [(body("thumb-down", feedback="bad"), T0), (body("thumb-up", "e2"), T0)])
+    assert set(ctx.stores["replies"].data) == {"b1|e1", "b1|e2"}
+    assert ctx.stores["totals"].data == {"b1|all|": [1, 1, 0, 1]}
+    assert set(ctx.stores["windows"].data) == {
+        "b1|hour|2026-11-22T09:00:00Z",
+        "b1|day|2026-11-22T00:00:00Z",
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_randomized_stream_matches_the_oracle(seed: int) -> None:
+    bodies = generate(seed, bots=3, replies=60, callbacks=600)
+    # Receive times spread over ~3 days, so ratings and changes cross hour and day windows.
+    timed = [(b, T0 + i * 431_000) for i, b in enumerate(bodies)]
+    ctx = FakeContext()
+    out = run(ctx, timed)
+    expected = oracle(timed)
+
+    latest: dict[str, tuple[int, int, int, int]] = {}
+    for o in out:
+        if o.topic == FEEDBACK_STATS:
+            s = o.value
+            assert isinstance(s, FeedbackStats)
+            assert o.key == s.key
+            latest[s.key] = (s.thumbs_up, s.thumbs_down, s.neutral, s.comments)
+    assert latest == expected.stats
+    assert any("|hour|" in k for k in latest)
+
+    seen: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
+    for o in out:
+        if o.topic == FEEDBACK_EVENT:
+            e = o.value
+            assert isinstance(e, FeedbackEvent)
+            seen.setdefault((e.bot_id, e.exec_id), []).append((e.status, e.previous_status))
+    assert seen == expected.transitions
