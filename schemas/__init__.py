@@ -8,6 +8,7 @@ from schemas.cloudevents import event_headers, header_map, stable_id
 from schemas.feedback import FeedbackEvent, FeedbackStats, stats_key
 from schemas.insight import InsightFeedback
 from schemas.registry import REGISTRY, TopicSpec, by_name, dlq_topic
+from schemas.room import MemberChange, MemberState, RoomMembership
 from schemas.yuju import RoomJoin, RoomLeave, RoomMember, RoomTopic, YujuMessage, classify_room
 
 __all__ = [
@@ -15,9 +16,12 @@ __all__ = [
     "FeedbackEvent",
     "FeedbackStats",
     "InsightFeedback",
+    "MemberChange",
+    "MemberState",
     "RoomJoin",
     "RoomLeave",
     "RoomMember",
+    "RoomMembership",
     "RoomTopic",
     "TopicSpec",
     "YujuMessage",

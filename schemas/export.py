@@ -23,6 +23,8 @@ OUTBOUND_MODELS: dict[str, str] = {
     # topic -> "module:Class" of its value model (each processor issue adds its own)
     "feedback.event.v1": "schemas.feedback:FeedbackEvent",
     "feedback.stats.v1": "schemas.feedback:FeedbackStats",
+    "room.membership.v1": "schemas.room:RoomMembership",
+    "room.member-change.v1": "schemas.room:MemberChange",
 }
 
 

@@ -1,0 +1,285 @@
+"""The membership processor's pure core: room and member records as stored, one parsed room
+event, and the last-writer-wins transition (state, event) -> (new state, changes). No I/O;
+`processors.membership` adapts it to the engine. Private to `processors`.
+
+Store layout (store `rooms`, JSON values, never mutated in place):
+- `room_key(room)` -> `RoomRecord`: room attributes with the event that set each, the sorted
+  ids of the current members, departed members' leave times, the known bot ids, and
+  `updated` (the greatest event time among the events deciding the room's state).
+- `member_key(room, contact)` -> `MemberRecord`: the winning event (time, kind, id) of one
+  member, with the member's output attributes while present.
+An event rewrites the room record and only the member records it touches, so a batch of
+events on a 2,000-member room costs one room record (ids only) plus the members it changed
+in the changelog, not the whole room.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, NotRequired, TypedDict
+
+import orjson
+
+from schemas.cloudevents import format_time
+from schemas.room import MemberChangeKind
+
+__all__ = [
+    "ROOM_FIELDS",
+    "EventKind",
+    "MemberInfo",
+    "MemberLookup",
+    "MemberRecord",
+    "RoomEventIn",
+    "RoomRecord",
+    "Transition",
+    "apply_event",
+    "bot_in_room",
+    "format_ms",
+    "member_key",
+    "room_key",
+    "snapshot_document",
+]
+
+EventKind = Literal["join", "leave", "topic"]
+ROOM_FIELDS = ("tenant", "topic", "owner_id", "avatar_url")
+"""Room attributes, each last-writer-wins on its own (an event without a value keeps it)."""
+
+_RANK = {"join": 0, "leave": 1, "topic": 0}
+"""Tie-break on equal event times: a leave beats a join (then the larger event id wins)."""
+
+
+class MemberOut(TypedDict):
+    """A present member as `schemas.room.MemberState` serializes it (same keys, same order)."""
+
+    contact_id: str
+    nickname: str | None
+    room_alias: str | None
+    avatar_url: str | None
+    contact_type: int | None
+    is_friend: bool | None
+    is_coworker: bool | None
+    is_bot: bool
+    joined_at: str
+
+
+class MemberRecord(TypedDict):
+    """The winning event of one member: `p` present, `t` event ms, `r` rank, `e` event id."""
+
+    p: bool
+    t: int
+    r: int
+    e: str
+    o: NotRequired[MemberOut]
+
+
+class RoomRecord(TypedDict):
+    attrs: dict[str, list[Any]]
+    """field -> [value, event ms, event id] of the latest event that carried a value."""
+    present: list[str]
+    departed: dict[str, int]
+    bots: list[str]
+    updated: int
+
+
+MemberLookup = Callable[[str], MemberRecord | None]
+"""contact id -> the member's stored record in this room, or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """One entry of an event's member list, already in output terms."""
+
+    contact_id: str
+    nickname: str | None = None
+    room_alias: str | None = None
+    avatar_url: str | None = None
+    contact_type: int | None = None
+    is_friend: bool | None = None
+    is_coworker: bool | None = None
+    is_bot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEventIn:
+    """One join, leave or topic callback, parsed: the unit the transition consumes."""
+
+    kind: EventKind
+    room_id: str
+    event_ms: int
+    event_id: str
+    attrs: dict[str, str | None] = field(default_factory=dict)
+    members: tuple[MemberInfo, ...] = ()
+
+
+@dataclass(slots=True)
+class Transition:
+    """What one event did: the new room record, member records to write (None = delete),
+    the membership changes in order as (contact, change, member count after), whether the
+    snapshot changed, and how many member entries were dropped as too late."""
+
+    room: RoomRecord
+    member_writes: dict[str, MemberRecord | None]
+    changes: list[tuple[str, MemberChangeKind, int]]
+    snapshot_changed: bool
+    dropped: int = 0
+
+    @property
+    def stale(self) -> bool:
+        """Nothing won: a duplicate or an event older than what the state holds."""
+        return not self.member_writes and not self.snapshot_changed
+
+
+def room_key(room_id: str) -> str:
+    return orjson.dumps(["room", room_id]).decode()
+
+
+def member_key(room_id: str, contact_id: str) -> str:
+    return orjson.dumps(["member", room_id, contact_id]).decode()
+
+
+def format_ms(ms: int) -> str:
+    return format_time(datetime.fromtimestamp(ms / 1000, tz=UTC))
+
+
+def bot_in_room(room: RoomRecord) -> bool:
+    """False when every member known as the hosted bot has left; true otherwise (also when
+    no event ever named the bot: it reports the room's events, so it is in it)."""
+    if not room["bots"]:
+        return True
+    present = room["present"]
+    for bot in room["bots"]:
+        at = bisect.bisect_left(present, bot)
+        if at < len(present) and present[at] == bot:
+            return True
+    return False
+
+
+def _member_out(info: MemberInfo, event_ms: int) -> MemberOut:
+    return {
+        "contact_id": info.contact_id,
+        "nickname": info.nickname,
+        "room_alias": info.room_alias,
+        "avatar_url": info.avatar_url,
+        "contact_type": info.contact_type,
+        "is_friend": info.is_friend,
+        "is_coworker": info.is_coworker,
+        "is_bot": info.is_bot,
+        "joined_at": format_ms(event_ms),
+    }
+
+
+def _empty_room() -> RoomRecord:
+    return {"attrs": {}, "present": [], "departed": {}, "bots": [], "updated": 0}
+
+
+def apply_event(
+    room: RoomRecord | None,
+    lookup: MemberLookup,
+    event: RoomEventIn,
+    retention_ms: int,
+) -> Transition:
+    """Apply one event last-writer-wins per member and per room attribute.
+
+    A member's state is decided by its greatest event in the order (event time, leave over
+    join, event id): a duplicate or an older event changes nothing, whatever the arrival
+    order. A leave is kept as a tombstone until the room's `updated` time has moved
+    `retention_ms` past it; an event older than that horizon about a member we hold no
+    record of is dropped (it cannot be told apart from one whose leave was forgotten).
+    """
+    created = room is None
+    old: RoomRecord = _empty_room() if room is None else room
+    new: RoomRecord = {
+        "attrs": dict(old["attrs"]),
+        "present": list(old["present"]),
+        "departed": dict(old["departed"]),
+        "bots": list(old["bots"]),
+        "updated": old["updated"],
+    }
+    t, eid = event.event_ms, event.event_id
+    visible = created
+    won = False
+
+    for name, value in event.attrs.items():
+        if value is None:
+            continue
+        current = new["attrs"].get(name)
+        if current is None or (t, eid) > (current[1], current[2]):
+            visible = visible or current is None or current[0] != value
+            new["attrs"][name] = [value, t, eid]
+            won = True
+
+    writes: dict[str, MemberRecord | None] = {}
+    changes: list[tuple[str, MemberChangeKind, int]] = []
+    dropped = 0
+    horizon = old["updated"] - retention_ms
+    rank = _RANK[event.kind]
+    present = new["present"]
+    for info in event.members if event.kind != "topic" else ():
+        cid = info.contact_id
+        if info.is_bot and cid not in new["bots"]:
+            bisect.insort(new["bots"], cid)
+        record = writes[cid] if cid in writes else lookup(cid)
+        if record is None:
+            if not created and t < horizon:
+                dropped += 1
+                continue
+        elif (t, rank, eid) <= (record["t"], record["r"], record["e"]):
+            continue
+        won = True
+        was_present = record is not None and record["p"]
+        at = bisect.bisect_left(present, cid)
+        if event.kind == "join":
+            out = _member_out(info, t)
+            writes[cid] = {"p": True, "t": t, "r": rank, "e": eid, "o": out}
+            new["departed"].pop(cid, None)
+            if not was_present:
+                present.insert(at, cid)
+                changes.append((cid, "joined", len(present)))
+            elif record is not None and record.get("o") != out:
+                visible = True
+        else:
+            writes[cid] = {"p": False, "t": t, "r": rank, "e": eid}
+            new["departed"][cid] = t
+            if was_present:
+                del present[at]
+                changes.append((cid, "left", len(present)))
+
+    if won and t > new["updated"]:
+        new["updated"] = t
+        visible = True
+    cutoff = new["updated"] - retention_ms
+    for cid, left_ms in list(new["departed"].items()):
+        if left_ms < cutoff:
+            del new["departed"][cid]
+            writes[cid] = None
+    visible = visible or bool(changes) or bot_in_room(new) != bot_in_room(old)
+    return Transition(new, writes, changes, visible, dropped)
+
+
+def _attr(room: RoomRecord, name: str) -> Any:
+    current = room["attrs"].get(name)
+    return None if current is None else current[0]
+
+
+def snapshot_document(room_id: str, room: RoomRecord, lookup: MemberLookup) -> dict[str, Any]:
+    """The `RoomMembership` of a room as a JSON-able dict (keys in the model's order)."""
+    members: list[MemberOut] = []
+    for cid in room["present"]:
+        record = lookup(cid)
+        if record is None or "o" not in record:
+            raise LookupError(f"member record of a present member is missing in room {room_id}")
+        members.append(record["o"])
+    return {
+        "room_id": room_id,
+        "tenant": _attr(room, "tenant"),
+        "topic": _attr(room, "topic"),
+        "owner_id": _attr(room, "owner_id"),
+        "avatar_url": _attr(room, "avatar_url"),
+        "members": members,
+        "member_count": len(members),
+        "bot_in_room": bot_in_room(room),
+        "updated_at": format_ms(room["updated"]),
+    }

@@ -1,0 +1,309 @@
+"""The membership processor: the exact current members of every room, under duplicates and
+disorder. Reads the room join / leave / topic raw topics (keyed by `imRoomId`, so a room's
+state lives in one partition); writes a `MemberChange` per real join or leave and a full
+`RoomMembership` snapshot (compacted topic, keyed by room id) per change of the room.
+
+Semantics (also in the README, "membership"):
+- Event time: the callback's `timestamp` (s or ms); absent, unusable or more than
+  `MAX_FUTURE_SKEW_MS` after the receive time, the receive time (`ce_time` header, else the
+  record timestamp).
+- Last-writer-wins per member, ordered by (event time, leave over join, `ce_id`): equal
+  times are settled deterministically, a leave winning a tie. A duplicate (same `ce_id`) or
+  an older event changes nothing and emits nothing; a late join never resurrects a member
+  who left later, nor a late leave remove one who rejoined later.
+- Room topic, owner, avatar and tenant are last-writer-wins each on its own, by (event time,
+  `ce_id`); an event without a value keeps the current one.
+- Departed members are remembered (tombstone with its time) for `departed_retention_ms` of
+  the room's event time; an event older than that horizon about a member without any
+  record is dropped and counted (`outcome="too_late"`).
+- The snapshot is a pure function of the events accepted so far; it is emitted whenever that
+  value changes (members, their attributes, room attributes, `bot_in_room`, `updated_at`),
+  so the latest snapshot per room is the same whatever order the events came in.
+- A record that is not JSON or has no room id raises `MembershipRejected` (to the DLQ).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from prometheus_client import Counter
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from processors._membership_state import (
+    EventKind,
+    MemberInfo,
+    MemberRecord,
+    RoomEventIn,
+    RoomRecord,
+    Transition,
+    apply_event,
+    member_key,
+    room_key,
+    snapshot_document,
+)
+from processors.engine.api import (
+    Context,
+    Handler,
+    InputRecord,
+    OutputRecord,
+    Processor,
+    StoreSpec,
+)
+from runtime.errors import ConfigError, WecomStreamError
+from schemas.cloudevents import event_headers, parse_time, stable_id
+from schemas.registry import (
+    DAY_MS,
+    RAW_YUJU_ROOM_JOIN,
+    RAW_YUJU_ROOM_LEAVE,
+    RAW_YUJU_ROOM_TOPIC,
+    ROOM_MEMBER_CHANGE,
+    ROOM_MEMBERSHIP,
+    by_name,
+)
+from schemas.room import MemberChange
+from schemas.yuju import RoomEvent, RoomJoin, RoomLeave, RoomTopic
+
+__all__ = [
+    "EVENTS",
+    "MAX_FUTURE_SKEW_MS",
+    "PROCESSOR",
+    "STORE",
+    "MembershipRejected",
+    "MembershipSettings",
+    "build_processor",
+    "event_time_ms",
+    "handle_event",
+    "make_handler",
+    "parse_event",
+]
+
+STORE = "rooms"
+SOURCE = "wecom-stream/membership"
+MAX_FUTURE_SKEW_MS = 60 * 60 * 1000
+"""A callback `timestamp` later than receive time plus this is a wrong clock: not used."""
+
+_MODELS: dict[str, tuple[EventKind, type[RoomEvent]]] = {
+    RAW_YUJU_ROOM_JOIN: ("join", RoomJoin),
+    RAW_YUJU_ROOM_LEAVE: ("leave", RoomLeave),
+    RAW_YUJU_ROOM_TOPIC: ("topic", RoomTopic),
+}
+
+EVENTS = Counter(
+    "wecom_stream_membership_events_total",
+    "Room events processed, by kind and outcome (changed, unchanged, stale, too_late).",
+    ["kind", "outcome"],
+)
+
+
+class MembershipSettings(BaseSettings):
+    """Settings of the membership processor (env `WECOM_STREAM_MEMBERSHIP_*`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WECOM_STREAM_MEMBERSHIP_", frozen=True, extra="ignore"
+    )
+
+    departed_retention_ms: int = Field(
+        default=7 * DAY_MS,
+        gt=0,
+        description="How long (room event time) a departed member is remembered to resolve "
+        "late events. Default 7 days, the raw topics' retention.",
+    )
+
+
+class MembershipRejected(WecomStreamError, ValueError):
+    """A room-event record that cannot be processed (not JSON, or no room id).
+
+    Operator action: none needed for the stream (the record is on `dlq.membership.v1` with
+    this message); if many arrive, compare what the platform sends with PLATFORM.md.
+    """
+
+
+def event_time_ms(callback: datetime | None, headers: Mapping[str, str], timestamp_ms: int) -> int:
+    """The callback's own time when usable, else the receive time (`ce_time`, then record)."""
+    received = timestamp_ms
+    ce_time = headers.get("ce_time")
+    if ce_time:
+        with contextlib.suppress(ValueError):
+            received = int(parse_time(ce_time).timestamp() * 1000)
+    if callback is None:
+        return received
+    own = int(callback.timestamp() * 1000)
+    return received if own > received + MAX_FUTURE_SKEW_MS else own
+
+
+def _text(value: str | None) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
+_LIST_KEYS = frozenset(("joinMember", "joinMembers", "members", "leftMember", "leftMembers"))
+
+
+def _validate(model: type[RoomEvent], body: Any) -> RoomEvent:
+    """Validate; member entries without a usable contact id are left out (nothing can be
+    done with them) rather than failing the whole event."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        bad: dict[str, set[int]] = {}
+        for error in exc.errors():
+            loc = error["loc"]
+            if len(loc) < 2 or loc[0] not in _LIST_KEYS or not isinstance(loc[1], int):
+                raise
+            bad.setdefault(str(loc[0]), set()).add(loc[1])
+        cleaned = dict(body)
+        for key, indexes in bad.items():
+            cleaned[key] = [m for i, m in enumerate(body[key]) if i not in indexes]
+        return model.model_validate(cleaned)
+
+
+def parse_event(
+    topic: str, value: bytes | None, headers: Mapping[str, str], timestamp_ms: int
+) -> RoomEventIn:
+    """A raw room-event record as a `RoomEventIn`; `MembershipRejected` when it is not one."""
+    kind, model = _MODELS[topic]
+    try:
+        body: Any = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        raise MembershipRejected("room event record value is not JSON") from None
+    try:
+        event = _validate(model, body)
+    except ValidationError as exc:
+        fields = sorted({".".join(map(str, e["loc"])) or "body" for e in exc.errors()})
+        raise MembershipRejected(f"room event body unusable, check fields: {fields}") from None
+    room_id = event.im_room_id.strip()
+    if not room_id:
+        raise MembershipRejected("room event has an empty imRoomId")
+    bot_id = _text(event.bot_info.im_bot_id) if event.bot_info else None
+    members = tuple(
+        MemberInfo(
+            contact_id=m.im_contact_id.strip(),
+            nickname=m.nick_name,
+            room_alias=m.room_alias,
+            avatar_url=m.avatar_url,
+            contact_type=m.contact_type,
+            is_friend=m.is_friend,
+            is_coworker=m.coworker,
+            is_bot=m.is_self is True or (bot_id is not None and m.im_contact_id.strip() == bot_id),
+        )
+        for m in getattr(event, "members", ())
+        if m.im_contact_id.strip()
+    )
+    return RoomEventIn(
+        kind=kind,
+        room_id=room_id,
+        event_ms=event_time_ms(event.timestamp, headers, timestamp_ms),
+        event_id=headers.get("ce_id") or stable_id(body if isinstance(body, dict) else {}),
+        attrs={
+            "tenant": headers.get("tenant") or None,
+            "topic": event.topic,
+            "owner_id": _text(event.owner_im_contact_id),
+            "avatar_url": event.avatar_url,
+        },
+        members=members,
+    )
+
+
+def _headers(
+    record: InputRecord, topic: str, part: str, ms: int, tenant: str | None
+) -> list[tuple[str, bytes]]:
+    # Derived from the input position: a record re-processed after a crash gets the same id.
+    ce_id = stable_id({"in": f"{record.topic}/{record.partition}/{record.offset}", "out": part})
+    return event_headers(
+        ce_id=ce_id,
+        source=SOURCE,
+        ce_type=by_name(topic).ce_type,
+        time=datetime.fromtimestamp(ms / 1000, tz=UTC),
+        tenant=tenant,
+    )
+
+
+def handle_event(
+    record: InputRecord, ctx: Context, retention_ms: int
+) -> tuple[Transition, list[OutputRecord]]:
+    """Engine adapter: load the room, apply the event, write what changed, build outputs."""
+    event = parse_event(record.topic, record.value, record.headers, record.timestamp_ms)
+    store = ctx.store(STORE)
+    room_id = event.room_id
+
+    def lookup(contact_id: str) -> MemberRecord | None:
+        found: MemberRecord | None = store.get(member_key(room_id, contact_id))
+        return found
+
+    room: RoomRecord | None = store.get(room_key(room_id))
+    step = apply_event(room, lookup, event, retention_ms)
+    if step.stale:
+        return step, []
+    for contact_id, member in step.member_writes.items():
+        if member is None:
+            store.delete(member_key(room_id, contact_id))
+        else:
+            store.set(member_key(room_id, contact_id), member)
+    store.set(room_key(room_id), step.room)
+    tenant = step.room["attrs"].get("tenant", [None])[0]
+    out = [
+        OutputRecord(
+            ROOM_MEMBER_CHANGE,
+            room_id,
+            MemberChange(
+                room_id=room_id,
+                contact_id=contact_id,
+                change=change,
+                event_time=datetime.fromtimestamp(event.event_ms / 1000, tz=UTC),
+                member_count=count,
+            ),
+            _headers(record, ROOM_MEMBER_CHANGE, f"{change}/{contact_id}", event.event_ms, tenant),
+        )
+        for contact_id, change, count in step.changes
+    ]
+    if step.snapshot_changed:
+        document = snapshot_document(room_id, step.room, lookup)
+        out.append(
+            OutputRecord(
+                ROOM_MEMBERSHIP,
+                room_id,
+                orjson.dumps(document),
+                _headers(record, ROOM_MEMBERSHIP, "snapshot", step.room["updated"], tenant),
+            )
+        )
+    return step, out
+
+
+def make_handler(retention_ms: int) -> Handler:
+    """The engine handler, with the departed-member retention bound."""
+
+    def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
+        kind = _MODELS[record.topic][0] if record.topic in _MODELS else "unknown"
+        step, out = handle_event(record, ctx, retention_ms)
+        if step.dropped:
+            EVENTS.labels(kind, "too_late").inc(step.dropped)
+        outcome = "stale" if step.stale else ("changed" if out else "unchanged")
+        EVENTS.labels(kind, outcome).inc()
+        return out
+
+    return handle
+
+
+def build_processor(settings: MembershipSettings | None = None) -> Processor:
+    """The processor declaration; settings from the environment unless given."""
+    try:
+        settings = settings or MembershipSettings()
+    except ValidationError as exc:
+        raise ConfigError(
+            f"WECOM_STREAM_MEMBERSHIP_DEPARTED_RETENTION_MS is invalid ({exc.errors()[0]['msg']})"
+        ) from None
+    return Processor(
+        name="membership",
+        inputs=(RAW_YUJU_ROOM_JOIN, RAW_YUJU_ROOM_LEAVE, RAW_YUJU_ROOM_TOPIC),
+        outputs=(ROOM_MEMBER_CHANGE, ROOM_MEMBERSHIP),
+        handle=make_handler(settings.departed_retention_ms),
+        stores=(StoreSpec(STORE),),
+        compression_type=by_name(ROOM_MEMBERSHIP).compression_type,
+    )
+
+
+PROCESSOR = build_processor()
