@@ -1,10 +1,122 @@
-"""Placeholder until the engine issue lands: `wecom-stream process NAME` entry point."""
+"""`wecom-stream process NAME [--instances N]`: find the processor declaration by name and
+run it on the engine, as one process or as N supervised child processes (group members).
+
+Convention: `processors/<name>.py` exposes `PROCESSOR: Processor`, or
+`configure(settings) -> Processor` when the declaration depends on settings.
+"""
 
 from __future__ import annotations
 
-from runtime.errors import WecomStreamError
+import asyncio
+import importlib
+import multiprocessing
+import signal
+import time
+from multiprocessing.process import BaseProcess
+
+from processors.engine import Processor, run_engine
+from runtime.errors import ConfigError
+from runtime.logs import configure_logging, get_logger
 from runtime.settings import ProcessorSettings
+
+__all__ = ["load_processor", "run_processor"]
+
+_log = get_logger(__name__)
+_CHILD_STOP_TIMEOUT_S = 60.0
+
+
+def load_processor(name: str, settings: ProcessorSettings) -> Processor:
+    """The declaration of processor `name` from `processors/<name>.py`."""
+    try:
+        module = importlib.import_module(f"processors.{name}")
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"no processor module processors/{name}.py ({exc})") from None
+    configure = getattr(module, "configure", None)
+    declared = configure(settings) if callable(configure) else getattr(module, "PROCESSOR", None)
+    if not isinstance(declared, Processor):
+        raise ConfigError(
+            f"processors/{name}.py must expose PROCESSOR: Processor (or configure(settings))"
+        )
+    if declared.name != name:
+        raise ConfigError(f"processors/{name}.py declares a processor named {declared.name!r}")
+    return declared
+
+
+def _bootstrap(settings: ProcessorSettings) -> str:
+    from runtime.cli import resolve_bootstrap  # lazily: the CLI module imports this one lazily
+
+    return resolve_bootstrap(settings)
+
+
+async def _serve(
+    processor: Processor, settings: ProcessorSettings, bootstrap: str, instance: int, port: int
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_engine(processor, settings, bootstrap, stop, instance=instance, metrics_port=port)
+
+
+def _instance_port(settings: ProcessorSettings, instance: int) -> int:
+    return 0 if settings.metrics_port == 0 else settings.metrics_port + instance
+
+
+def _child(name: str, settings: ProcessorSettings, bootstrap: str, instance: int) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+    processor = load_processor(name, settings)
+    asyncio.run(
+        _serve(processor, settings, bootstrap, instance, _instance_port(settings, instance))
+    )
 
 
 def run_processor(name: str, settings: ProcessorSettings, instances: int = 1) -> None:
-    raise WecomStreamError(f"processor {name} is not built yet")
+    """Run processor `name` until SIGTERM/SIGINT; `instances` group members."""
+    if instances < 1:
+        raise ConfigError("--instances must be at least 1")
+    processor = load_processor(name, settings)
+    bootstrap = _bootstrap(settings)
+    if instances == 1:
+        asyncio.run(_serve(processor, settings, bootstrap, 0, _instance_port(settings, 0)))
+        return
+    _supervise(name, settings, bootstrap, instances)
+
+
+def _supervise(name: str, settings: ProcessorSettings, bootstrap: str, instances: int) -> None:
+    """Start N members as child processes, restart any that dies, forward SIGTERM."""
+    ctx = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start(i: int) -> BaseProcess:
+        proc = ctx.Process(
+            target=_child, args=(name, settings, bootstrap, i), name=f"{name}-{i}", daemon=False
+        )
+        proc.start()
+        return proc
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    children = {i: start(i) for i in range(instances)}
+    _log.info("members started", processor=name, instances=instances)
+    try:
+        while not stopping:
+            for i, proc in list(children.items()):
+                if not proc.is_alive() and not stopping:
+                    _log.error("member exited; restarting it", instance=i, code=proc.exitcode)
+                    children[i] = start(i)
+            time.sleep(0.2)
+    finally:
+        for proc in children.values():
+            if proc.is_alive() and proc.pid is not None:
+                proc.terminate()  # SIGTERM: finish the batch, commit, leave the group
+        deadline = time.monotonic() + _CHILD_STOP_TIMEOUT_S
+        for proc in children.values():
+            proc.join(max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -115,9 +115,28 @@ class IngressSettings(CommonSettings):
 class ProcessorSettings(CommonSettings):
     """Settings of `wecom-stream process NAME`."""
 
-    processing_guarantee: ProcessingGuarantee = "exactly-once"
-    metrics_port: int = Field(
-        default=9100, ge=0, le=65535, description="Port of /healthz and /metrics (0 = any)."
+    processing_guarantee: ProcessingGuarantee = Field(
+        default="exactly-once",
+        description="`exactly-once` (transactions) or `at-least-once` (comparison mode).",
     )
-    max_batch_records: int = Field(default=2000, gt=0)
-    commit_interval_ms: int = Field(default=100, ge=0)
+    metrics_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - scraped by Prometheus from outside the pod
+        description="Interface of /healthz and /metrics.",
+    )
+    metrics_port: int = Field(
+        default=9100,
+        ge=0,
+        le=65535,
+        description="Port of /healthz and /metrics (0 = any free port); instance i of "
+        "`--instances N` uses port + i.",
+    )
+    max_batch_records: int = Field(default=2000, gt=0, description="`getmany` batch limit.")
+    commit_interval_ms: int = Field(
+        default=100, ge=0, description="Commit (transaction) at most this often per member."
+    )
+    normalizer_dedup_retention_ms: int = Field(
+        default=24 * 60 * 60 * 1000,
+        gt=0,
+        description="How long (stream time) the normalizer remembers a messageId to drop "
+        "platform retries.",
+    )

@@ -1,1 +1,108 @@
-"""The consume-transform-produce engine shared by every processor."""
+"""The consume-transform-produce engine shared by every processor, in the spirit of Kafka
+Streams' original exactly-once design.
+
+Declaring a processor
+    Each processor module `processors/<name>.py` exposes `PROCESSOR: Processor` (see
+    `processors.engine.api`): input topics, output topics, state stores and a handler from
+    (record, stores) to output records. A module whose declaration depends on settings may
+    also expose `configure(settings: ProcessorSettings) -> Processor`, which
+    `processors.runner` prefers. `wecom-stream process NAME` finds the module by NAME.
+
+Groups, tasks, topics
+    Consumer group `<prefix>wecom-stream.<name>`. A *task* is one input partition number,
+    shared by the processor's co-partitioned inputs (checked at start-up: same partition
+    count, else the process refuses to start); the range assignor keeps partition p of every
+    input on the same member. Changelog topics `<prefix>wecom-stream.<name>-<store>-changelog`
+    (compacted, one partition per task) and the DLQ `dlq.<name>.v1` are created at start-up.
+
+Exactly-once (default) and why it is built this way
+    aiokafka 0.14 speaks TxnOffsetCommit v0 only: it cannot send the consumer's group
+    metadata (generation, member id) with the offsets, so the group coordinator cannot refuse
+    a commit from a zombie that lost its partitions in a rebalance (KIP-447's fencing, used by
+    Kafka Streams' `exactly_once_v2`, is out of reach). We therefore use the design Kafka
+    Streams used before KIP-447 (`exactly_once`, "EOS alpha"): one transactional producer per
+    task with `transactional.id = <group>-<partition>`. Whoever takes over a task first calls
+    InitProducerId with that id, which bumps the epoch: the previous owner's producer is
+    fenced (its next send, offset commit or EndTxn fails with ProducerFenced) and its open
+    transaction is aborted or completed before the new owner continues. Only then does the
+    new owner fetch the committed offsets and restore the stores (so it sees exactly the
+    state that matches them). A zombie can thus still commit *before* the new owner starts
+    its producer, but then its outputs, changelog writes and offsets are committed together
+    and the new owner reads all of them: never a half.
+
+    Each commit (every `commit_interval_ms`, and on revocation and shutdown) does, per task:
+    expire old store entries, send the changelog writes (latest value per dirty key), await
+    every send of the transaction, then one `send_offsets_to_transaction`, then
+    `commit_transaction`, then begin the next transaction. aiokafka issue 1098 (open) reports
+    a KeyError in the sender's TxnOffsetCommit response handling (the pending offsets dict
+    is shared between the request handler and the transaction manager, which deletes entries
+    as they are acknowledged) on a producer that commits offsets one by one in quick
+    succession; issue 1004 reports sender failures when produce requests race with the
+    offset commit of the same transaction. The design avoids both patterns: one producer per
+    task, one transaction at a time, exactly one `send_offsets_to_transaction` per
+    transaction, issued only after every produce request of that transaction was
+    acknowledged, and never cancelled (transactional calls are awaited under a deadline;
+    aiokafka shields them). Different tasks' producers
+    commit concurrently; they share nothing.
+
+    Any failure of a commit or of a rebalance callback is handled crash-only: the member is
+    closed without committing (open transactions aborted best-effort, else by the next
+    InitProducerId or the 60 s transaction timeout) and a fresh member joins, restores and
+    resumes from the committed offsets. Readers of our outputs use `read_committed`.
+
+At-least-once (comparison mode, `WECOM_STREAM_PROCESSING_GUARANTEE=at-least-once`)
+    One idempotent producer per member; per commit: outputs acknowledged, then changelog
+    writes sent and acknowledged, then the input offsets committed by the consumer (a
+    generation-checked OffsetCommit). A crash replays records since the last commit: outputs
+    may be duplicated, never lost (the changelog is written after the outputs, so a store
+    never remembers a record whose output was lost).
+
+State stores
+    In memory, per task, scoped to the partition; writes of a record whose handler raised
+    are undone. Restored on assignment by reading the changelog partition from the beginning
+    to its last stable offset (`read_committed`) before the task processes anything; dropped
+    on revocation (aiokafka rebalances eagerly, so every rebalance restores: cheap for our
+    bounded stores; a disk-backed store with a checkpoint can implement `Store` later).
+    `StoreSpec.retention_ms`: entries not written for that long in stream time (the largest
+    record timestamp seen by the task) are deleted, with tombstones in the changelog.
+
+Poison records
+    A record whose handler raises (bad JSON, failed validation, a bug) goes to
+    `dlq.<name>.v1` with its key, value and headers unchanged plus `dlq_error_type`,
+    `dlq_error` (never input content), `dlq_processor`, `dlq_source_topic`,
+    `dlq_source_partition`, `dlq_source_offset`, `dlq_time_ms`; in the same transaction as
+    everything else, and the partition keeps moving.
+
+Operations
+    SIGTERM/SIGINT: finish the batch, commit, leave the group. `/healthz` and `/metrics` on
+    `WECOM_STREAM_METRICS_PORT` (0: any free port, logged as `metrics_port`). JSON logs.
+    `--instances N` runs N group members as N child processes (real parallelism on
+    multi-core machines; a child that dies is restarted by the parent).
+"""
+
+from processors.engine._engine import run_engine
+from processors.engine._setup import EngineError, Names
+from processors.engine.api import (
+    Context,
+    Handler,
+    InputRecord,
+    JsonValue,
+    OutputRecord,
+    Processor,
+    Store,
+    StoreSpec,
+)
+
+__all__ = [
+    "Context",
+    "EngineError",
+    "Handler",
+    "InputRecord",
+    "JsonValue",
+    "Names",
+    "OutputRecord",
+    "Processor",
+    "Store",
+    "StoreSpec",
+    "run_engine",
+]

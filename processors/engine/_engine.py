@@ -1,0 +1,91 @@
+"""One processor process: topics prepared, the metrics server up, and a group member run
+until stopped; a member that fails is closed without committing and replaced by a fresh one
+(crash-only recovery: the new member restores state and resumes from committed offsets).
+Private to the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from processors.engine._member import Member
+from processors.engine._metrics import EngineMetrics, Health, MetricsServer
+from processors.engine._setup import prepare_topics
+from processors.engine.api import Processor
+from runtime.kafka import wait_for_broker
+from runtime.logs import get_logger
+from runtime.settings import ProcessorSettings
+
+__all__ = ["run_engine"]
+
+_log = get_logger(__name__)
+_RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+async def run_engine(
+    processor: Processor,
+    settings: ProcessorSettings,
+    bootstrap: str,
+    stop: asyncio.Event,
+    *,
+    instance: int = 0,
+    metrics_port: int | None = None,
+) -> None:
+    """Run one group member of `processor` until `stop` is set (then commit and leave)."""
+    metrics = EngineMetrics(processor.name)
+    health = Health(processor.name, instance)
+    server = MetricsServer(
+        metrics,
+        health,
+        settings.metrics_host,
+        settings.metrics_port if metrics_port is None else metrics_port,
+    )
+    port = await server.start()
+    _log.info(
+        "processor starting",
+        processor=processor.name,
+        instance=instance,
+        metrics_port=port,
+        guarantee=settings.processing_guarantee,
+    )
+    try:
+        await wait_for_broker(bootstrap, timeout_s=60)
+        names, partitions = await prepare_topics(processor, settings, bootstrap)
+        _log.info(
+            "topics ready",
+            processor=processor.name,
+            group=names.group,
+            inputs=list(processor.inputs),
+            partitions=partitions,
+        )
+        failures = 0
+        while not stop.is_set():
+            member = Member(processor, settings, bootstrap, names, metrics, health)
+            clean = False
+            started = time.monotonic()
+            try:
+                await member.run(stop)
+                clean = True
+            except Exception as exc:  # noqa: BLE001 - crash-only: replace the member
+                health.error = f"{type(exc).__name__}: {exc}"[:300]
+                metrics.member_restarts.labels(processor.name).inc()
+                _log.error(
+                    "group member failed; restarting it",
+                    processor=processor.name,
+                    error_type=type(exc).__name__,
+                    error=str(exc)[:300],
+                )
+            finally:
+                await member.close(clean=clean)
+            if clean:
+                break
+            failures = 0 if time.monotonic() - started > 60 else failures + 1
+            backoff = _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
+            health.state = "starting"
+    finally:
+        health.state = "stopped"
+        await server.stop()
+        _log.info("processor stopped", processor=processor.name, instance=instance)

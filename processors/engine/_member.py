@@ -1,0 +1,287 @@
+"""One consumer-group member of a processor: the poll-process-commit loop, the rebalance
+listener (restore on assignment, commit and drop on revocation) and the commit policy.
+Private to the engine; `processors.engine` explains the guarantees."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from processors.engine._metrics import EngineMetrics, Health
+from processors.engine._restore import restore_stores
+from processors.engine._setup import Names
+from processors.engine._stores import MemoryStore
+from processors.engine._task import Task
+from processors.engine.api import Processor
+from runtime.kafka import consumer_config, producer_config
+from runtime.logs import get_logger
+from runtime.settings import ProcessorSettings
+
+__all__ = ["Member", "MemberFailedError"]
+
+_log = get_logger(__name__)
+_POLL_MS = 200
+TRANSACTION_TIMEOUT_MS = 60_000
+
+
+class MemberFailedError(RuntimeError):
+    """The member cannot continue (a rebalance callback or a commit failed); the engine
+    closes it without committing and starts a fresh member, which restores its state."""
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, member: Member) -> None:
+        self.member = member
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.member.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.member.on_assigned(set(assigned))
+
+
+class Member:
+    """A consumer in the processor's group and the tasks of the partitions it owns."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        settings: ProcessorSettings,
+        bootstrap: str,
+        names: Names,
+        metrics: EngineMetrics,
+        health: Health,
+    ) -> None:
+        self.processor = processor
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.names = names
+        self.metrics = metrics
+        self.health = health
+        self.exactly_once = settings.processing_guarantee == "exactly-once"
+        self.inputs = [names.topic(t) for t in processor.inputs]
+        self.tasks: dict[int, Task] = {}
+        self._owned: set[TopicPartition] = set()
+        self._lock = asyncio.Lock()
+        self._failure: BaseException | None = None
+        self._shared_producer: AIOKafkaProducer | None = None
+        self._last_commit = time.monotonic()
+        self.consumer = AIOKafkaConsumer(
+            **consumer_config(
+                bootstrap,
+                names.group,
+                partition_assignment_strategy=(RangePartitionAssignor,),
+                max_poll_interval_ms=300_000,
+                fetch_max_bytes=32 * 1024 * 1024,
+                client_id=f"{names.group}-{health.instance}",
+            )
+        )
+
+    # ---------------------------------------------------------------- producers
+    def _producer(self, **extra: Any) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            **producer_config(
+                self.bootstrap,
+                compression_type=self.processor.compression_type,
+                linger_ms=5,
+                **extra,
+            )
+        )
+
+    async def _new_task(self, partition: int) -> Task:
+        if self.exactly_once:
+            producer = self._producer(
+                transactional_id=self.names.transactional_id(partition),
+                transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            )
+            # start() sends InitProducerId: bumps the epoch of this task's transactional id,
+            # fencing a previous owner and completing or aborting its open transaction.
+            await producer.start()
+        else:
+            assert self._shared_producer is not None
+            producer = self._shared_producer
+        task = Task(
+            partition,
+            self.processor,
+            self.names,
+            producer,
+            self.metrics,
+            transactional=self.exactly_once,
+        )
+        try:
+            await task.begin()
+        except BaseException:
+            await task.close()
+            raise
+        return task
+
+    # ---------------------------------------------------------------- rebalance
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        try:
+            async with self._lock:
+                await self._assign(assigned)
+        except Exception as exc:  # noqa: BLE001 - aiokafka would swallow it; fail the member
+            _log.exception("assignment failed", processor=self.processor.name)
+            self._failure = exc
+
+    async def _assign(self, assigned: set[TopicPartition]) -> None:
+        self.metrics.rebalances.labels(self.processor.name).inc()
+        self._owned = set(assigned)
+        partitions = {tp.partition for tp in assigned}
+        new = sorted(partitions - self.tasks.keys())
+        started = time.monotonic()
+        self.health.state = "restoring"
+        created = await asyncio.gather(*(self._new_task(p) for p in new), return_exceptions=True)
+        failures = [c for c in created if isinstance(c, BaseException)]
+        for task in created:
+            if isinstance(task, Task):
+                self.tasks[task.partition] = task
+        if failures:
+            raise failures[0]
+        stores: dict[TopicPartition, MemoryStore] = {
+            TopicPartition(self.names.changelog(name), p): store
+            for p in new
+            for name, store in self.tasks[p].stores.items()
+        }
+        restored = await restore_stores(self.bootstrap, stores)
+        # Positions: fetched now, after the producers fenced any previous owner, so they
+        # match the restored state (aiokafka's own fetch may have raced with that).
+        for tp in sorted(assigned):
+            if tp.partition in new:
+                committed = await self.consumer.committed(tp)
+                if committed is None:
+                    await self.consumer.seek_to_beginning(tp)
+                else:
+                    self.consumer.seek(tp, committed)
+        elapsed = time.monotonic() - started
+        if new:
+            self.metrics.restore_seconds.labels(self.processor.name).observe(elapsed)
+            self.metrics.restored_records.labels(self.processor.name).inc(restored)
+        self.metrics.tasks.labels(self.processor.name).set(len(self.tasks))
+        self.health.tasks = sorted(self.tasks)
+        self.health.state = "running"
+        _log.info(
+            "partitions assigned",
+            processor=self.processor.name,
+            tasks=sorted(self.tasks),
+            new=new,
+            restored_records=restored,
+            restore_s=round(elapsed, 3),
+        )
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        try:
+            async with self._lock:
+                await self._revoke(revoked)
+        except Exception as exc:  # noqa: BLE001 - aiokafka would swallow it; fail the member
+            _log.exception("revocation failed", processor=self.processor.name)
+            self._failure = exc
+
+    async def _revoke(self, revoked: set[TopicPartition]) -> None:
+        gone = {tp.partition for tp in revoked}
+        try:
+            if self._failure is None:
+                await self._commit(force=True)
+        finally:
+            for p in sorted(gone):
+                task = self.tasks.pop(p, None)
+                if task is not None:
+                    await task.close()
+            self._owned -= revoked
+            self.metrics.tasks.labels(self.processor.name).set(len(self.tasks))
+            self.health.tasks = sorted(self.tasks)
+        _log.info("partitions revoked", processor=self.processor.name, dropped=sorted(gone))
+
+    # ---------------------------------------------------------------- commit
+    async def _commit(self, *, force: bool = False) -> None:
+        interval = self.settings.commit_interval_ms / 1000
+        if not force and time.monotonic() - self._last_commit < interval:
+            return
+        dirty = [t for t in self.tasks.values() if t.dirty]
+        self._last_commit = time.monotonic()
+        if not dirty:
+            return
+        started = time.monotonic()
+        name = self.processor.name
+        try:
+            if self.exactly_once:
+                await asyncio.gather(*(t.commit_transaction(self.names.group) for t in dirty))
+                await asyncio.gather(*(t.begin() for t in dirty))
+            else:
+                await asyncio.gather(*(t.flush_at_least_once() for t in dirty))
+                offsets = {tp: off for t in dirty for tp, off in t.offsets.items()}
+                await self.consumer.commit(offsets)
+                for t in dirty:
+                    t.committed()
+        except Exception as exc:
+            self.metrics.commits.labels(name, "failed").inc()
+            raise MemberFailedError(f"commit failed: {exc!r}") from exc
+        self.metrics.commits.labels(name, "ok").inc()
+        self.metrics.commit_seconds.labels(name).observe(time.monotonic() - started)
+        self._update_lag(dirty)
+
+    def _update_lag(self, tasks: list[Task]) -> None:
+        name = self.processor.name
+        for task in tasks:
+            for tp, committed in task.offsets.items():
+                end = self.consumer.last_stable_offset(tp) or self.consumer.highwater(tp)
+                if end is not None:
+                    self.metrics.lag.labels(name, self.names.logical(tp.topic), tp.partition).set(
+                        max(0, end - committed)
+                    )
+            for store, size in task.store_sizes().items():
+                self.metrics.store_entries.labels(name, store).set(size)
+
+    # ---------------------------------------------------------------- loop
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll, process and commit until `stop` is set; then commit and leave the group."""
+        if not self.exactly_once:
+            self._shared_producer = self._producer()
+            await self._shared_producer.start()
+        await self.consumer.start()
+        self.consumer.subscribe(self.inputs, listener=_Listener(self))
+        max_records = self.settings.max_batch_records
+        while not stop.is_set():
+            batch = await self.consumer.getmany(timeout_ms=_POLL_MS, max_records=max_records)
+            self.health.last_poll = time.monotonic()
+            if self._failure is not None:
+                raise MemberFailedError(f"rebalance failed: {self._failure!r}")
+            fetched = time.monotonic()
+            async with self._lock:
+                for tp, records in batch.items():
+                    task = self.tasks.get(tp.partition)
+                    if task is None or tp not in self._owned or not records:
+                        continue  # revoked between the fetch and now
+                    await task.process(tp, records)
+                await self._commit()
+            if batch:
+                self.metrics.batch_seconds.labels(self.processor.name).observe(
+                    time.monotonic() - fetched
+                )
+        async with self._lock:
+            await self._commit(force=True)
+        self.health.state = "stopping"
+
+    async def close(self, *, clean: bool) -> None:
+        """Leave the group. `clean`: the last commit succeeded (tasks hold nothing to keep);
+        otherwise the tasks are dropped without committing."""
+        async with self._lock:
+            for task in list(self.tasks.values()):
+                await task.close()
+            self.tasks.clear()
+            self._owned.clear()
+        try:
+            # unsubscribe first so stop() does not call the listener with closed tasks
+            self.consumer.unsubscribe()
+        except Exception as exc:  # noqa: BLE001 - best effort: stop() leaves the group anyway
+            _log.info("unsubscribe failed", error=repr(exc))
+        await self.consumer.stop()
+        if self._shared_producer is not None:
+            await self._shared_producer.stop()
+        self.metrics.tasks.labels(self.processor.name).set(0)
+        self.health.tasks = []
+        _log.info("member closed", processor=self.processor.name, clean=clean)

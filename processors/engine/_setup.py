@@ -1,0 +1,126 @@
+"""Names (group, changelog topics, transactional ids) and start-up checks: the processor's
+topics exist (created from the registry if not), its inputs are co-partitioned and its
+changelogs have one partition per input partition. Private to the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from processors.engine.api import Processor
+from runtime.errors import ConfigError
+from runtime.kafka import admin_client, ensure_topics
+from runtime.settings import ProcessorSettings
+from schemas.registry import TopicSpec, by_name, dlq_topic
+
+__all__ = ["EngineError", "Names", "prepare_topics"]
+
+
+class EngineError(ConfigError):
+    """The processor cannot start with the topics it finds.
+
+    Operator action: the message names the topic and what is wrong with it (usually a
+    partition count); fix the topic or recreate it, then restart the processor.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Physical names of everything a processor uses under a deployment's prefix."""
+
+    processor: str
+    prefix: str
+
+    @property
+    def group(self) -> str:
+        return f"{self.prefix}wecom-stream.{self.processor}"
+
+    def topic(self, logical: str) -> str:
+        return f"{self.prefix}{logical}"
+
+    def logical(self, physical: str) -> str:
+        return physical[len(self.prefix) :] if physical.startswith(self.prefix) else physical
+
+    def changelog_logical(self, store: str) -> str:
+        return f"wecom-stream.{self.processor}-{store}-changelog"
+
+    def changelog(self, store: str) -> str:
+        return self.topic(self.changelog_logical(store))
+
+    @property
+    def dlq(self) -> str:
+        return self.topic(dlq_topic(self.processor))
+
+    def transactional_id(self, partition: int) -> str:
+        """One per task: a new owner of the task fences the previous one (module docstring)."""
+        return f"{self.group}-{partition}"
+
+
+def _spec(name: str) -> TopicSpec:
+    try:
+        return by_name(name)
+    except KeyError as exc:
+        raise EngineError(f"topic {name!r} is not in schemas/registry.py: {exc}") from None
+
+
+async def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    admin = admin_client(bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return {t["topic"]: len(t["partitions"]) for t in described if t["partitions"]}
+
+
+async def prepare_topics(
+    processor: Processor, settings: ProcessorSettings, bootstrap: str
+) -> tuple[Names, int]:
+    """Create missing topics, check co-partitioning; returns names and the task count."""
+    names = Names(processor.name, settings.topic_prefix)
+    if not processor.inputs:
+        raise EngineError(f"processor {processor.name} declares no input topics")
+    registry_specs = [_spec(t) for t in (*processor.inputs, *processor.outputs)]
+    registry_specs.append(_spec(dlq_topic(processor.name)))
+    await ensure_topics(
+        bootstrap, registry_specs, settings.topic_prefix, settings.replication_factor
+    )
+    inputs = [names.topic(t) for t in processor.inputs]
+    counts = await _partition_counts(bootstrap, inputs)
+    missing = [t for t in inputs if t not in counts]
+    if missing:
+        raise EngineError(f"input topics {missing} have no partitions after creation")
+    distinct = set(counts.values())
+    if len(distinct) != 1:
+        raise EngineError(
+            f"inputs of {processor.name} are not co-partitioned: {counts}; give them the "
+            "same partition count (and the same key) so a task sees all records of a key"
+        )
+    (partitions,) = distinct
+    changelogs = [
+        TopicSpec(
+            name=names.changelog_logical(store.name),
+            writer=processor.name,
+            key="state key",
+            value="[write_time_ms, state value]",
+            cleanup_policy="compact",
+            partitions=partitions,
+        )
+        for store in processor.stores
+    ]
+    if changelogs:
+        await ensure_topics(
+            bootstrap, changelogs, settings.topic_prefix, settings.replication_factor
+        )
+        physical = [names.changelog(s.name) for s in processor.stores]
+        wrong = {
+            t: n
+            for t, n in (await _partition_counts(bootstrap, physical)).items()
+            if n != partitions
+        }
+        if wrong:
+            raise EngineError(
+                f"changelog topics {wrong} must have {partitions} partitions like the "
+                f"inputs of {processor.name}; delete and let the processor recreate them "
+                "(the state is rebuilt only from a changelog of the right shape)"
+            )
+    return names, partitions

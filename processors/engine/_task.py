@@ -1,0 +1,247 @@
+"""A task: one input partition number (shared by the co-partitioned inputs) with its stores,
+its producer in exactly-once mode, the offsets it has consumed and the sends not yet
+committed. Runs the handler over records and commits. Private to the engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+from pydantic import BaseModel
+
+from processors.engine._dlq import describe_error, dlq_headers
+from processors.engine._metrics import EngineMetrics
+from processors.engine._setup import Names
+from processors.engine._stores import MemoryStore
+from processors.engine.api import InputRecord, OutputRecord, Processor, Store
+from runtime.logs import get_logger
+from schemas.cloudevents import header_map
+
+__all__ = ["Task", "UndeclaredOutputError"]
+
+_COMMIT_TIMEOUT_S = 60.0
+_CLOSE_TIMEOUT_S = 10.0
+_log = get_logger(__name__)
+
+
+class UndeclaredOutputError(ValueError):
+    """A handler returned a record for a topic its processor does not declare (a bug)."""
+
+
+class _Context:
+    __slots__ = ("_stores",)
+
+    def __init__(self, stores: dict[str, MemoryStore]) -> None:
+        self._stores = stores
+
+    def store(self, name: str) -> Store:
+        try:
+            return self._stores[name]
+        except KeyError:
+            raise KeyError(f"no store {name!r}; declared: {sorted(self._stores)}") from None
+
+
+def _key_bytes(key: bytes | str | None) -> bytes | None:
+    return key.encode() if isinstance(key, str) else key
+
+
+def _value_bytes(value: bytes | BaseModel | None) -> bytes | None:
+    if isinstance(value, BaseModel):
+        return value.__pydantic_serializer__.to_json(value)
+    return value
+
+
+class Task:
+    """One task. `producer` is the task's own transactional producer (exactly-once) or the
+    member's shared idempotent producer (at-least-once)."""
+
+    def __init__(
+        self,
+        partition: int,
+        processor: Processor,
+        names: Names,
+        producer: AIOKafkaProducer,
+        metrics: EngineMetrics,
+        *,
+        transactional: bool,
+    ) -> None:
+        self.partition = partition
+        self.processor = processor
+        self.names = names
+        self.producer = producer
+        self.metrics = metrics
+        self.transactional = transactional
+        self.stores = {spec.name: MemoryStore(spec) for spec in processor.stores}
+        self._context = _Context(self.stores)
+        self._outputs = {t: names.topic(t) for t in processor.outputs}
+        self.stream_time = 0
+        self.offsets: dict[TopicPartition, int] = {}
+        """Next offset to consume per input partition, to be committed."""
+        self._futures: list[asyncio.Future[Any]] = []
+        self._out_counts: dict[str, int] = {}
+        self._in_counts: dict[str, int] = {}
+        self.dirty = False
+        """Records consumed since the last commit."""
+        self.in_transaction = False
+
+    # ---------------------------------------------------------------- processing
+    async def begin(self) -> None:
+        """Open the next transaction (exactly-once); a local state change in aiokafka."""
+        if self.transactional and not self.in_transaction:
+            await self.producer.begin_transaction()
+            self.in_transaction = True
+
+    async def process(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+        """Run the handler over consecutive records of one input partition."""
+        await self.begin()
+        logical = self.names.logical(tp.topic)
+        handle = self.processor.handle
+        stores = list(self.stores.values())
+        send = self.producer.send
+        for rec in records:
+            ts = rec.timestamp
+            if ts > self.stream_time:
+                self.stream_time = ts
+            for store in stores:
+                store.now_ms = self.stream_time
+            try:
+                inp = InputRecord(
+                    logical,
+                    tp.partition,
+                    rec.offset,
+                    rec.key,
+                    rec.value,
+                    header_map(rec.headers),
+                    ts,
+                )
+                outputs = [self._serialize(out) for out in handle(inp, self._context)]
+            except Exception as exc:  # noqa: BLE001 - any handler failure is a poison record
+                for store in stores:
+                    store.end_record(ok=False)
+                await self._dead_letter(tp, rec, exc)
+            else:
+                for store in stores:
+                    store.end_record(ok=True)
+                for topic, key, value, headers in outputs:
+                    self._futures.append(await send(topic, value=value, key=key, headers=headers))
+                    self._out_counts[topic] = self._out_counts.get(topic, 0) + 1
+        self.offsets[tp] = records[-1].offset + 1
+        self._in_counts[tp.topic] = self._in_counts.get(tp.topic, 0) + len(records)
+        self.dirty = True
+
+    def _serialize(self, out: OutputRecord) -> tuple[str, bytes | None, bytes | None, list[Any]]:
+        topic = self._outputs.get(out.topic)
+        if topic is None:
+            raise UndeclaredOutputError(
+                f"handler of {self.processor.name} returned a record for {out.topic!r}, "
+                f"which is not among its declared outputs {list(self._outputs)}"
+            )
+        return topic, _key_bytes(out.key), _value_bytes(out.value), list(out.headers)
+
+    async def _dead_letter(self, tp: TopicPartition, rec: Any, exc: BaseException) -> None:
+        headers = dlq_headers(
+            list(rec.headers or ()),
+            exc,
+            processor=self.processor.name,
+            topic=self.names.logical(tp.topic),
+            partition=tp.partition,
+            offset=rec.offset,
+        )
+        self._futures.append(
+            await self.producer.send(self.names.dlq, value=rec.value, key=rec.key, headers=headers)
+        )
+        self.metrics.dlq.labels(self.processor.name).inc()
+        _log.warning(
+            "record sent to the DLQ",
+            processor=self.processor.name,
+            topic=self.names.logical(tp.topic),
+            partition=tp.partition,
+            offset=rec.offset,
+            error_type=type(exc).__name__,
+            error=describe_error(exc),
+        )
+
+    # ---------------------------------------------------------------- commit
+    def expire(self) -> None:
+        for store in self.stores.values():
+            store.expire(self.stream_time)
+
+    async def _send_changelog(self) -> None:
+        for name, store in self.stores.items():
+            if not store.has_dirty:
+                continue
+            topic = self.names.changelog(name)
+            for key, value in store.changelog_batch():
+                self._futures.append(
+                    await self.producer.send(topic, value=value, key=key, partition=self.partition)
+                )
+
+    async def _await_sends(self) -> None:
+        futures, self._futures = self._futures, []
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def commit_transaction(self, group: str) -> None:
+        """Exactly-once: outputs, changelog and offsets in one transaction, then open the
+        next. Order: every send acknowledged, then one `send_offsets_to_transaction`, then
+        `commit_transaction` (never two transactional calls in flight on this producer)."""
+        if not self.dirty:
+            return
+        async with asyncio.timeout(_COMMIT_TIMEOUT_S):
+            self.expire()
+            await self._send_changelog()
+            await self._await_sends()
+            offsets = {tp: OffsetAndMetadata(off, "") for tp, off in self.offsets.items()}
+            await self.producer.send_offsets_to_transaction(offsets, group)
+            await self.producer.commit_transaction()
+        self.in_transaction = False
+        self._committed()
+
+    async def flush_at_least_once(self) -> None:
+        """At-least-once, before the member commits offsets: outputs acknowledged first, then
+        the changelog (so a store never remembers a record whose output was lost)."""
+        if not self.dirty:
+            return
+        await self._await_sends()
+        self.expire()
+        await self._send_changelog()
+        await self._await_sends()
+
+    def committed(self) -> None:
+        """At-least-once: the member committed this task's offsets."""
+        self._committed()
+
+    def _committed(self) -> None:
+        name = self.processor.name
+        for topic, n in self._out_counts.items():
+            self.metrics.records_out.labels(name, self.names.logical(topic)).inc(n)
+        for topic, n in self._in_counts.items():
+            self.metrics.records_in.labels(name, self.names.logical(topic)).inc(n)
+        self._out_counts.clear()
+        self._in_counts.clear()
+        self.dirty = False
+
+    async def close(self) -> None:
+        """Drop the task without committing: an open transaction is aborted (best effort;
+        else the next owner's InitProducerId, or the transaction timeout, aborts it)."""
+        self._futures.clear()
+        if not self.transactional:
+            return
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                if self.in_transaction:
+                    self.in_transaction = False
+                    await self.producer.abort_transaction()
+        except Exception as exc:  # noqa: BLE001 - closing anyway; the broker aborts it later
+            _log.info("abort on close failed", partition=self.partition, error=repr(exc))
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                await self.producer.stop()
+        except Exception as exc:  # noqa: BLE001 - a broken producer: nothing left to save
+            _log.info("producer stop failed", partition=self.partition, error=repr(exc))
+
+    def store_sizes(self) -> dict[str, int]:
+        return {name: len(store) for name, store in self.stores.items()}
