@@ -1,10 +1,151 @@
-"""Placeholder until the ingress issue lands: `wecom-stream ingress` entry point."""
+"""`wecom-stream ingress`: run the ingress as one process or as N worker processes.
+
+With `--workers N > 1` the parent starts N processes (spawned, so each has a fresh event loop)
+that each bind the port with `SO_REUSEPORT` (the kernel spreads connections), each with its
+own spool `spool_dir/worker-<i>` (one writer per spool) and drainer. Worker `i` also adopts
+the spools `worker-<j>` of a previous run with more workers (`j >= N`, `j % N == i`) and
+drains them before its own. The parent restarts a worker that dies and forwards SIGTERM /
+SIGINT for a graceful stop (in-flight requests finish, the producer flushes, the spool stays).
+"""
 
 from __future__ import annotations
 
-from runtime.errors import WecomStreamError
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import shutil
+import signal
+import time
+from multiprocessing.connection import wait as wait_sentinels
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from aiohttp import web
+
+from ingress.app import create_app
+from runtime.errors import ConfigError
+from runtime.logs import configure_logging, get_logger
 from runtime.settings import IngressSettings
+
+__all__ = ["run_worker", "serve"]
+
+log = get_logger(__name__)
+_SHUTDOWN_TIMEOUT_S = 10.0
+
+
+def _bootstrap(settings: IngressSettings) -> str:
+    from runtime.cli import resolve_bootstrap  # the CLI module owns this rule
+
+    return resolve_bootstrap(settings)
+
+
+def _warn_if_open(settings: IngressSettings) -> None:
+    if not settings.tenant_tokens():
+        log.warning(
+            "ingress_open_mode",
+            detail="WECOM_STREAM_TENANTS is empty: yuju callbacks are accepted WITHOUT a token "
+            "check. Set tenant=token pairs before exposing this ingress.",
+        )
+    if settings.insight_key is None:
+        log.warning(
+            "ingress_insight_open",
+            detail="WECOM_STREAM_INSIGHT_KEY is unset: Insight callbacks are accepted without "
+            "a key. Set it and configure the callback URL with ?key= or /<key>/ prefix.",
+        )
+
+
+async def run_worker(
+    settings: IngressSettings, bootstrap: str, *, worker_index: int = 0, workers: int = 1
+) -> None:
+    """Serve until cancelled (for embedding, e.g. by `wecom-stream run`), then stop cleanly."""
+    runner = web.AppRunner(
+        create_app(settings, bootstrap=bootstrap, worker_index=worker_index, workers=workers),
+        access_log=None,
+        shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
+    )
+    await runner.setup()
+    site = web.TCPSite(
+        runner, settings.http_host, settings.http_port, reuse_port=workers > 1 or None
+    )
+    await site.start()
+    log.info("ingress_listening", host=settings.http_host, port=settings.http_port)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def _worker_main(settings: IngressSettings, bootstrap: str, index: int, workers: int) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+    web.run_app(
+        create_app(settings, bootstrap=bootstrap, worker_index=index, workers=workers),
+        host=settings.http_host,
+        port=settings.http_port,
+        reuse_port=workers > 1 or None,
+        access_log=None,
+        print=None,
+        shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
+    )
 
 
 def serve(settings: IngressSettings, workers: int = 1) -> None:
-    raise WecomStreamError("the ingress is not built yet")
+    """Run the ingress in the foreground until SIGTERM / SIGINT."""
+    if workers < 1:
+        raise ConfigError("--workers must be 1 or more")
+    try:
+        settings.tenant_tokens()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    bootstrap = _bootstrap(settings)
+    _warn_if_open(settings)
+    if workers == 1:
+        _worker_main(settings, bootstrap, 0, 1)
+        return
+    _supervise(settings, bootstrap, workers)
+
+
+def _supervise(settings: IngressSettings, bootstrap: str, workers: int) -> None:
+    metrics_dir = settings.spool_dir / ".metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    from prometheus_client import multiprocess
+
+    ctx = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start(index: int) -> BaseProcess:
+        proc = ctx.Process(
+            target=_worker_main,
+            args=(settings, bootstrap, index, workers),
+            name=f"ingress-worker-{index}",
+        )
+        proc.start()
+        return proc
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in procs.values():
+            if proc.pid is not None and proc.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+
+    procs = {i: start(i) for i in range(workers)}
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while procs:
+        ready = wait_sentinels([p.sentinel for p in procs.values()], timeout=1.0)
+        for index, proc in list(procs.items()):
+            if proc.sentinel not in ready:
+                continue
+            proc.join()
+            if proc.pid is not None:
+                multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
+            if stopping:
+                del procs[index]
+                continue
+            log.error("ingress_worker_died", worker=index, exitcode=proc.exitcode)
+            time.sleep(0.5)  # do not spin if a worker cannot start
+            procs[index] = start(index)

@@ -95,6 +95,10 @@ class IngressSettings(CommonSettings):
     produce_timeout_s: float = Field(
         default=2.0, gt=0, lt=5, description="Produce deadline before a callback is spooled."
     )
+    insight_tenant: str | None = Field(
+        default=None,
+        description="`tenant` header stamped on Insight records (their body names no tenant).",
+    )
 
     def tenant_tokens(self) -> dict[str, str]:
         """Parse `tenants` into {tenant: token}."""

@@ -1,0 +1,248 @@
+"""The aiohttp application of one ingress worker: routes, auth, responses, logs and metrics.
+
+`create_app(...)` is the factory; the producer, the spools and the drainer are opened and
+closed in `cleanup_ctx`. Responses: `200 {}` once the record is acknowledged by Kafka or
+fsync'd to the spool; `400` not JSON; `401` bad credential (nothing stored); `404` unknown
+path; `405` a method other than GET/POST; `413` body over the limit; `503` only when Kafka is
+unreachable and the spool is full. Every error body is JSON `{"error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from ingress._metrics import IngressMetrics
+from ingress.publisher import Outcome, Publisher
+from ingress.routing import Auth, BodyError, build_record, match_path, parse_body, split_token
+from ingress.spool import Spool, SpoolLockedError, SpoolRecord
+from runtime.logs import get_logger
+from runtime.settings import IngressSettings
+
+__all__ = ["PUBLISHER", "create_app", "worker_spools"]
+
+log = get_logger("ingress.access")
+PUBLISHER = web.AppKey("publisher", Publisher)
+_METRICS = web.AppKey("metrics", IngressMetrics)
+_AUTH = web.AppKey("auth", Auth)
+_EMPTY = b"{}"
+_WORKER_DIR = re.compile(r"^worker-(\d+)$")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class _Trace:
+    """What the access log line says about one request (never the body or the query)."""
+
+    route: str = "unknown"
+    ce_id: str | None = None
+    topic: str | None = None
+    outcome: str | None = None
+
+
+_TRACE = web.RequestKey("trace", _Trace)
+
+
+def _json(status: int, body: dict[str, object] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=_EMPTY if body is None else orjson.dumps(body),
+        content_type="application/json",
+    )
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json(status, {"error": message})
+
+
+def worker_spools(root: Path, index: int, workers: int) -> tuple[Path, list[Path]]:
+    """This worker's spool dir and the dirs it adopts: those of a previous run's worker
+    `j >= workers` with `j % workers == index` (drained first, then removed)."""
+    adopted: list[tuple[int, Path]] = []
+    if root.is_dir():
+        for path in root.iterdir():
+            match = _WORKER_DIR.match(path.name)
+            if match and path.is_dir():
+                j = int(match.group(1))
+                if j >= workers and j % workers == index:
+                    adopted.append((j, path))
+    return root / f"worker-{index}", [p for _, p in sorted(adopted)]
+
+
+async def _callback(request: web.Request) -> web.StreamResponse:
+    matched = match_path(request.path)
+    if matched is None:
+        return _error(404, "unknown path; see the README for the callback paths")
+    trace = request[_TRACE]
+    trace.route = matched[1]
+    if request.method not in ("GET", "POST"):
+        return _error(405, "use POST (or GET with a JSON body)")
+    prefix, kind = matched
+    auth = request.app[_AUTH]
+    if prefix is not None:
+        if auth.insight_open:
+            return _error(404, "unknown path; see the README for the callback paths")
+        if not auth.key_ok(prefix):
+            return _error(401, "bad credential")
+    elif kind == "feedback" and not auth.key_ok(request.query.get("key")):
+        return _error(401, "bad credential: give the Insight key as ?key= or a path prefix")
+    if (request.content_length or 0) > request.app._client_max_size:
+        return _error(413, "request body too large")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, "request body too large")
+    try:
+        body = parse_body(raw)
+    except BodyError as exc:
+        return _error(400, str(exc))
+    token, clean = split_token(body)
+    if kind == "feedback":
+        tenant = auth.insight_tenant
+    else:
+        ok, tenant = auth.tenant_for(token)
+        if not ok:
+            return _error(401, "bad credential: unknown or missing token")
+    received = datetime.now(UTC)
+    routed = build_record(kind, clean, tenant=tenant, received=received)
+    publisher = request.app[PUBLISHER]
+    trace.ce_id = routed.ce_id
+    trace.topic = routed.topic
+    outcome = await publisher.publish(
+        SpoolRecord(
+            topic=publisher.prefix + routed.topic,
+            key=routed.key,
+            value=routed.value,
+            headers=routed.headers,
+            timestamp_ms=int(received.timestamp() * 1000),
+        )
+    )
+    trace.outcome = outcome.value
+    if outcome is Outcome.FULL:
+        response = _error(503, "Kafka is unreachable and the spool is full; retry later")
+        response.headers["Retry-After"] = "30"
+        return response
+    return _json(200)
+
+
+async def _healthz(request: web.Request) -> web.StreamResponse:
+    return _json(200, {"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.StreamResponse:
+    """200 while callbacks are accepted (`degraded` while spooling); 503 when they are not."""
+    publisher = request.app[PUBLISHER]
+    depth = publisher.backlog
+    full = publisher.spool_full() and not publisher.kafka_up
+    status = "unavailable" if full else ("ok" if publisher.kafka_up and depth == 0 else "degraded")
+    return _json(
+        503 if full else 200,
+        {
+            "status": status,
+            "kafka": "up" if publisher.kafka_up else "down",
+            "spool_depth": depth,
+            "spool_bytes": publisher.spool_bytes,
+        },
+    )
+
+
+async def _metrics(request: web.Request) -> web.StreamResponse:
+    return web.Response(
+        body=request.app[_METRICS].render(),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+    )
+
+
+@web.middleware
+async def _access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One JSON line and the metrics per request: route, status, latency, ce_id; never the
+    body, the token or the query string (it may hold the Insight key)."""
+    started = time.perf_counter()
+    status = 500
+    trace = request[_TRACE] = _Trace(route=_OPS_ROUTES.get(request.path, "unknown"))
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    else:
+        status = response.status
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        route = trace.route
+        metrics = request.app[_METRICS]
+        metrics.requests.labels(route, str(status)).inc()
+        metrics.latency.labels(route).observe(elapsed)
+        if route not in _OPS_ROUTES.values():
+            log.info(
+                "request",
+                route=route,
+                method=request.method,
+                status=status,
+                latency_ms=round(elapsed * 1000, 2),
+                ce_id=trace.ce_id,
+                topic=trace.topic,
+                outcome=trace.outcome,
+            )
+
+
+_OPS_ROUTES = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics"}
+
+
+def create_app(
+    settings: IngressSettings,
+    *,
+    bootstrap: str,
+    worker_index: int = 0,
+    workers: int = 1,
+) -> web.Application:
+    """The ingress app of worker `worker_index` of `workers` (spool `spool_dir/worker-<i>`)."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_access_log])
+    metrics = IngressMetrics()
+    app[_METRICS] = metrics
+    insight_key = settings.insight_key.get_secret_value() if settings.insight_key else None
+    app[_AUTH] = Auth(settings.tenant_tokens(), insight_key, settings.insight_tenant)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        own_dir, adopted_dirs = worker_spools(settings.spool_dir, worker_index, workers)
+        own = Spool(own_dir, settings.spool_max_bytes).open()
+        adopted: list[Spool] = []
+        for path in adopted_dirs:
+            try:
+                adopted.append(Spool(path, settings.spool_max_bytes).open())
+            except SpoolLockedError:
+                log.warning("spool_in_use_elsewhere", spool=str(path))
+        publisher = Publisher(
+            bootstrap=bootstrap,
+            spool=own,
+            adopted=adopted,
+            produce_timeout_s=settings.produce_timeout_s,
+            topic_prefix=settings.topic_prefix,
+            replication_factor=settings.replication_factor,
+            metrics=metrics,
+        )
+        app[PUBLISHER] = publisher
+        await publisher.start()
+        log.info(
+            "ingress_worker_started",
+            worker=worker_index,
+            spool=str(own_dir),
+            spool_depth=publisher.backlog,
+            adopted=[str(s.directory) for s in adopted],
+        )
+        yield
+        await publisher.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    for path, handler in (("/healthz", _healthz), ("/readyz", _readyz), ("/metrics", _metrics)):
+        app.router.add_get(path, handler, allow_head=False)
+    app.router.add_route("*", "/{tail:.*}", _callback)
+    return app

@@ -1,0 +1,334 @@
+"""Where an accepted callback goes: straight to Kafka, or to the disk spool, never lost.
+
+Rules (README "Ingress"):
+- Spool empty and Kafka up: produce (idempotent, `acks=all`) and wait at most
+  `produce_timeout_s`. Acknowledged → `KAFKA`. Failed or late → the record is appended to the
+  spool and fsync'd → `SPOOL`; Kafka is marked down.
+- Spool not empty, or Kafka down: append behind the backlog (per-key order holds) → `SPOOL`.
+- Spool full: one direct produce attempt; if that fails too → `FULL` (the caller answers 503).
+
+The drainer (one task per worker) publishes adopted spools first, then its own, in arrival
+order, and commits the spool position after Kafka acknowledged each batch. A late direct
+produce whose record was spooled is remembered: the drainer waits for its outcome and skips
+the spooled copy when it was delivered, so within one process lifetime nothing is published
+twice. After a crash, the batch in flight (and late produces) may be published again, with
+the same `ce_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+
+from ingress._metrics import IngressMetrics
+from ingress.spool import Position, Spool, SpoolFullError, SpoolRecord
+from runtime.kafka import ensure_topics, producer_config
+from runtime.logs import get_logger
+from schemas.registry import REGISTRY
+
+__all__ = ["Outcome", "Publisher"]
+
+log = get_logger(__name__)
+
+_INGRESS_TOPICS = [spec for spec in REGISTRY if spec.writer == "ingress"]
+_DRAIN_BATCH = 500
+_STOP_TIMEOUT_S = 5.0
+_REJECTED = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidTimestampError,
+)
+"""Errors about one record that no retry fixes: the drainer quarantines it and moves on."""
+
+
+class Outcome(enum.Enum):
+    KAFKA = "kafka"
+    SPOOL = "spool"
+    FULL = "full"
+
+
+class Publisher:
+    """The producer, this worker's spool (plus adopted ones) and the drainer."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        spool: Spool,
+        adopted: list[Spool],
+        produce_timeout_s: float,
+        topic_prefix: str,
+        replication_factor: int,
+        metrics: IngressMetrics,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.spool = spool
+        self.adopted = adopted
+        self.timeout = produce_timeout_s
+        self.prefix = topic_prefix
+        self.replication_factor = replication_factor
+        self.metrics = metrics
+        self.kafka_up = False
+        self._producer: Any = None
+        self._ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._late: dict[tuple[int, Position], asyncio.Task[None]] = {}
+        self._delivered: set[tuple[int, Position]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._update_gauges()
+        self._tasks = [
+            asyncio.create_task(self._connect(), name="ingress-connect"),
+            asyncio.create_task(self._drain_loop(), name="ingress-drain"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._producer is not None:
+            try:
+                await asyncio.wait_for(self._producer.stop(), _STOP_TIMEOUT_S)
+            except (TimeoutError, KafkaError):
+                log.warning("producer_stop_incomplete", note="unacknowledged records are spooled")
+        for late in self._late.values():
+            late.cancel()
+        for spool in (self.spool, *self.adopted):
+            spool.close()
+
+    async def _connect(self) -> None:
+        """Start the producer, retrying while Kafka is unreachable (the spool takes over)."""
+        backoff = 0.5
+        while True:
+            producer = AIOKafkaProducer(**producer_config(self.bootstrap))
+            try:
+                await producer.start()
+                with contextlib.suppress(KafkaError, OSError):
+                    await ensure_topics(
+                        self.bootstrap, _INGRESS_TOPICS, self.prefix, self.replication_factor
+                    )
+                for spec in _INGRESS_TOPICS:
+                    await producer.partitions_for(self.prefix + spec.name)
+            except (KafkaError, OSError) as exc:
+                with contextlib.suppress(KafkaError, OSError):
+                    await producer.stop()
+                log.warning("kafka_unreachable", error=type(exc).__name__, retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            self._producer = producer
+            self._set_up(True)
+            self._ready.set()
+            self._wake.set()
+            log.info("kafka_connected", bootstrap=self.bootstrap)
+            return
+
+    # ------------------------------------------------------------------ state
+    @property
+    def backlog(self) -> int:
+        return self.spool.backlog + sum(s.pending for s in self.adopted)
+
+    @property
+    def spool_bytes(self) -> int:
+        return self.spool.bytes + sum(s.bytes for s in self.adopted)
+
+    def spool_full(self) -> bool:
+        return self.spool.full
+
+    def _set_up(self, up: bool) -> None:
+        self.kafka_up = up
+        self.metrics.kafka_up.set(1 if up else 0)
+
+    def _update_gauges(self) -> None:
+        self.metrics.spool_depth.set(self.backlog)
+        self.metrics.spool_bytes.set(self.spool_bytes)
+
+    # ------------------------------------------------------------------ the request path
+    async def _deliver(self, record: SpoolRecord) -> None:
+        started = time.perf_counter()
+        future = await self._producer.send(
+            record.topic,
+            record.value,
+            key=record.key,
+            headers=record.headers,
+            timestamp_ms=record.timestamp_ms,
+        )
+        await future
+        self.metrics.produce_latency.observe(time.perf_counter() - started)
+
+    async def _try_direct(self, record: SpoolRecord) -> asyncio.Task[None] | None:
+        """Produce within the deadline. None when acknowledged; else the still-running task
+        (or a failed one)."""
+        task = asyncio.create_task(self._deliver(record))
+        done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        if task in done and task.exception() is None:
+            return None
+        if task in done:
+            self.metrics.kafka_errors.labels(type(task.exception()).__name__).inc()
+        else:
+            self.metrics.kafka_errors.labels("deadline").inc()
+            task.add_done_callback(_consume_exception)
+        if self.kafka_up:
+            log.warning("kafka_degraded", reason="produce failed or missed the deadline")
+        self._set_up(False)
+        return task
+
+    async def publish(self, record: SpoolRecord) -> Outcome:
+        """Store one record durably; see the module docstring for the rules."""
+        late: asyncio.Task[None] | None = None
+        if self.backlog == 0 and self.kafka_up and self._producer is not None:
+            late = await self._try_direct(record)
+            if late is None:
+                self.metrics.outcomes.labels("kafka").inc()
+                return Outcome.KAFKA
+            if late.done():
+                late = None  # failed for sure: the spooled copy is the only one
+        try:
+            position = await self.spool.append(record)
+        except SpoolFullError:
+            if (
+                late is None
+                and self._producer is not None
+                and (await self._try_direct(record)) is None
+            ):
+                self.metrics.outcomes.labels("kafka").inc()
+                return Outcome.KAFKA
+            self.metrics.outcomes.labels("full").inc()
+            return Outcome.FULL
+        if late is not None:
+            self._late[(id(self.spool), position)] = late
+        self.metrics.outcomes.labels("spool").inc()
+        self._update_gauges()
+        self._wake.set()
+        return Outcome.SPOOL
+
+    # ------------------------------------------------------------------ the drainer
+    def _next_spool(self) -> Spool | None:
+        for spool in (*self.adopted, self.spool):
+            if spool.pending:
+                return spool
+        return None
+
+    async def _drain_loop(self) -> None:
+        backoff = 0.2
+        while True:
+            spool = self._next_spool()
+            if spool is None:
+                self._wake.clear()
+                self._update_gauges()
+                if self.spool.backlog == 0:
+                    self._retire_adopted()
+                await self._wake.wait()
+                continue
+            await self._ready.wait()
+            try:
+                await self._drain_batch(spool)
+            except KafkaError as exc:
+                self.metrics.kafka_errors.labels(type(exc).__name__).inc()
+                log.warning("spool_drain_retry", error=type(exc).__name__, retry_in_s=backoff)
+                spool.rewind()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.2
+            self._update_gauges()
+            if self.backlog == 0:
+                self._set_up(True)
+                log.info("spool_drained")
+
+    async def _drain_batch(self, spool: Spool) -> None:
+        batch = spool.read_batch(_DRAIN_BATCH)
+        if not batch:
+            spool.rewind()
+            await asyncio.sleep(0.01)
+            return
+        sid = id(spool)
+        sends: list[tuple[SpoolRecord, Position, asyncio.Future[Any] | BaseException | None]] = []
+        for record, position in batch:
+            if (sid, position) in self._delivered:
+                sends.append((record, position, None))
+                continue
+            late = self._late.pop((sid, position), None)
+            if late is not None:
+                await asyncio.wait({late})
+                if late.exception() is None:
+                    sends.append((record, position, None))  # the late produce made it
+                    continue
+            try:
+                future = await self._producer.send(
+                    record.topic,
+                    record.value,
+                    key=record.key,
+                    headers=record.headers,
+                    timestamp_ms=record.timestamp_ms,
+                )
+            except _REJECTED as exc:
+                sends.append((record, position, exc))
+                continue
+            sends.append((record, position, future))
+        futures = [f for *_, f in sends if isinstance(f, asyncio.Future)]
+        if futures:
+            await asyncio.wait(futures)
+        committed = 0
+        first_error: BaseException | None = None
+        for index, (record, position, outcome) in enumerate(sends):
+            error = outcome.exception() if isinstance(outcome, asyncio.Future) else outcome
+            if isinstance(error, _REJECTED):
+                self._reject(spool, record, error)
+                error = None
+            if error is None and first_error is None:
+                committed = index + 1
+            elif error is None:
+                self._delivered.add((sid, position))
+            elif first_error is None:
+                first_error = error
+        if committed:
+            last = sends[committed - 1][1]
+            spool.commit(last, committed)
+            self._delivered = {d for d in self._delivered if d[0] != sid or d[1] > last}
+            self.metrics.drained.inc(committed)
+        if first_error is not None:
+            raise first_error
+        self._set_up(True)
+
+    def _reject(self, spool: Spool, record: SpoolRecord, error: BaseException) -> None:
+        """Kafka refuses this record for good (too large, say): keep it aside, move on."""
+        spool.quarantine(record)
+        self.metrics.kafka_errors.labels("rejected").inc()
+        log.error(
+            "record_rejected_by_kafka",
+            error=type(error).__name__,
+            ce_id=record.header("ce_id"),
+            topic=record.topic,
+            kept_in=str(spool.directory / "rejected.log"),
+        )
+
+    def _retire_adopted(self) -> None:
+        for spool in list(self.adopted):
+            if spool.pending == 0 and spool.remove_if_empty():
+                self.adopted.remove(spool)
+                log.info("adopted_spool_drained", spool=str(spool.directory))
+
+
+def _consume_exception(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log "exception never retrieved"

@@ -1,0 +1,257 @@
+"""Pure request logic of the ingress: the route table, body parsing, token removal, auth and
+the Kafka record (topic, key, value, CloudEvents headers) of one callback.
+
+No I/O here, so every rule is unit-tested without a server or a broker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.cloudevents import event_headers, stable_id
+from schemas.insight import InsightFeedback
+from schemas.registry import (
+    RAW_INSIGHT_FEEDBACK,
+    RAW_UNROUTED,
+    RAW_YUJU_MESSAGE,
+    RAW_YUJU_ROOM_JOIN,
+    RAW_YUJU_ROOM_LEAVE,
+    RAW_YUJU_ROOM_TOPIC,
+    by_name,
+)
+from schemas.yuju import (
+    RoomEvent,
+    RoomJoin,
+    RoomLeave,
+    RoomTopic,
+    YujuMessage,
+    classify_room,
+)
+
+__all__ = [
+    "ROUTES",
+    "Auth",
+    "BodyError",
+    "RouteKind",
+    "Routed",
+    "build_record",
+    "match_path",
+    "parse_body",
+    "split_token",
+]
+
+RouteKind = Literal["message", "room", "feedback"]
+
+ROUTES: dict[str, RouteKind] = {
+    "/notice": "message",
+    "/callbacks/yuju/message": "message",
+    "/room/joined": "room",
+    "/room/left": "room",
+    "/room/topic": "room",
+    "/callbacks/yuju/room": "room",
+    "/v1/bot-message/feedback": "feedback",
+    "/callbacks/insight/feedback": "feedback",
+}
+"""Every callback path (DESIGN.md); each is also accepted under `/<secret prefix>/`."""
+
+SOURCE_YUJU = "wecom-stream/ingress/yuju"
+SOURCE_INSIGHT = "wecom-stream/ingress/insight"
+_BOM = b"\xef\xbb\xbf"
+_MAX_ID_CHARS = 256
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
+
+class BodyError(ValueError):
+    """The body is not JSON; the message says why without quoting the body."""
+
+
+def match_path(path: str) -> tuple[str | None, RouteKind] | None:
+    """(secret prefix or None, route kind) of a request path; None when it is no callback."""
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/")
+    kind = ROUTES.get(path)
+    if kind is not None:
+        return None, kind
+    prefix, sep, rest = path[1:].partition("/")
+    kind = ROUTES.get("/" + rest) if sep and prefix else None
+    return (prefix, kind) if kind is not None else None
+
+
+def parse_body(raw: bytes) -> Any:
+    """The JSON value of a body (UTF-8, an optional BOM); `BodyError` when it is not JSON."""
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM) :]
+    if not raw.strip():
+        raise BodyError("the request body is empty; a callback body is a JSON object")
+    if _LONG_NUMBER.search(raw) is None:  # orjson reads integers over 64 bits as floats
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    try:  # exact big integers; lone surrogates, which orjson rejects
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BodyError("the request body is not UTF-8 encoded JSON") from None
+    except json.JSONDecodeError as exc:
+        raise BodyError(
+            f"the request body is not valid JSON (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except (ValueError, RecursionError):
+        raise BodyError("the request body is not valid JSON") from None
+
+
+def _is_token_key(key: object) -> bool:
+    return isinstance(key, str) and key.strip() == "token"
+
+
+def split_token(body: Any) -> tuple[object, Any]:
+    """(the credential, the body without it): `token` removed at the top level and inside the
+    `data` wrapper, keys compared after stripping whitespace. The first token found wins."""
+    if not isinstance(body, dict):
+        return None, body
+    token: object = None
+    clean: dict[str, Any] = {}
+    for key, value in body.items():
+        if _is_token_key(key):
+            token = value if token is None else token
+            continue
+        if isinstance(value, dict) and isinstance(key, str) and key.strip() == "data":
+            inner = {k: v for k, v in value.items() if not _is_token_key(k)}
+            if len(inner) != len(value):
+                if token is None:
+                    token = next(v for k, v in value.items() if _is_token_key(k))
+                value = inner
+        clean[key] = value
+    return token, clean
+
+
+class Auth:
+    """Constant-time credential checks: yuju `token` → tenant; Insight `?key=` / path prefix."""
+
+    def __init__(
+        self,
+        tenants: dict[str, str],
+        insight_key: str | None,
+        insight_tenant: str | None = None,
+    ) -> None:
+        self._tokens = [(name, token.encode()) for name, token in tenants.items()]
+        self._key = insight_key.encode() if insight_key else None
+        self.insight_tenant = insight_tenant
+        self.yuju_open = not self._tokens
+        self.insight_open = self._key is None
+
+    def tenant_for(self, token: object) -> tuple[bool, str | None]:
+        """(authenticated, tenant). Compares against every tenant without an early exit."""
+        if self.yuju_open:
+            return True, None
+        if isinstance(token, bool) or not isinstance(token, str | int):
+            return False, None
+        given = str(token).encode("utf-8", "surrogatepass")
+        found: str | None = None
+        for name, expected in self._tokens:
+            if hmac.compare_digest(given, expected) and found is None:
+                found = name
+        return found is not None, found
+
+    def key_ok(self, given: str | None) -> bool:
+        """True when `given` is the Insight key (or no key is configured)."""
+        if self._key is None:
+            return True
+        if given is None:
+            return False
+        return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), self._key)
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """The Kafka record of one accepted callback (logical topic, before the prefix)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    ce_id: str
+    headers: list[tuple[str, bytes]]
+
+
+def _dumps(body: Any) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # orjson.JSONEncodeError: huge ints, lone surrogates
+        return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def _stable(body: Any) -> str:
+    if isinstance(body, dict):
+        try:
+            return stable_id(body)
+        except TypeError:
+            pass
+    canonical = json.dumps(body, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _usable_id(value: str) -> bool:
+    if not value or len(value) > _MAX_ID_CHARS:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _classify(kind: RouteKind, body: Any) -> tuple[str, str | None, str | None]:
+    """(logical topic, key, messageId-or-None); unrouted when the shape is unknown."""
+    if not isinstance(body, dict):
+        return RAW_UNROUTED, None, None
+    try:
+        if kind == "message":
+            message = YujuMessage.model_validate(body)
+            return RAW_YUJU_MESSAGE, message.conversation_id, message.message_id
+        if kind == "room":
+            room_kind = classify_room(body)
+            room: RoomEvent
+            if room_kind == "join":
+                room, topic = RoomJoin.model_validate(body), RAW_YUJU_ROOM_JOIN
+            elif room_kind == "leave":
+                room, topic = RoomLeave.model_validate(body), RAW_YUJU_ROOM_LEAVE
+            else:
+                room, topic = RoomTopic.model_validate(body), RAW_YUJU_ROOM_TOPIC
+            return topic, room.im_room_id, None
+        feedback = InsightFeedback.model_validate(body)
+    except ValidationError:
+        return RAW_UNROUTED, None, None
+    return RAW_INSIGHT_FEEDBACK, feedback.bot_id, None
+
+
+def build_record(
+    kind: RouteKind, clean_body: Any, *, tenant: str | None, received: datetime
+) -> Routed:
+    """Topic, key, value (the body without its token), `ce_id` and headers of one callback."""
+    topic, key, message_id = _classify(kind, clean_body)
+    ce_id = message_id if message_id is not None and _usable_id(message_id) else None
+    if ce_id is None:
+        ce_id = _stable(clean_body)
+    headers = event_headers(
+        ce_id=ce_id,
+        source=SOURCE_INSIGHT if kind == "feedback" else SOURCE_YUJU,
+        ce_type=by_name(topic).ce_type,
+        time=received,
+        tenant=tenant,
+    )
+    return Routed(
+        topic=topic,
+        key=None if key is None else key.encode("utf-8", "surrogatepass"),
+        value=_dumps(clean_body),
+        ce_id=ce_id,
+        headers=headers,
+    )

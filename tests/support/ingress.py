@@ -1,0 +1,105 @@
+"""Helpers for ingress tests: start the ingress (in-process or as `wecom-stream ingress`),
+post raw bodies, read its readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp.test_utils import TestClient, TestServer
+
+from ingress.app import PUBLISHER, create_app
+from runtime.local_kafka import free_port
+from runtime.settings import IngressSettings
+from tests.support.processes import CliProcess, CliProcesses, wait_for
+
+SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
+
+
+def sample(name: str, **changes: Any) -> dict[str, Any]:
+    """A sample body from ../shared/samples with top-level fields replaced."""
+    body: dict[str, Any] = orjson.loads((SAMPLES / name).read_bytes())
+    body.update(changes)
+    return body
+
+
+def message(n: int, chat: str, token: str, text: str = "hello") -> dict[str, Any]:
+    """A realistic group-level message callback (token inside the `data` wrapper)."""
+    data = sample("yuju-message.json")["data"]
+    data.update(
+        messageId=f"msg-{chat}-{n}",
+        chatId=chat,
+        token=token,
+        type=7,
+        payload={"text": f"{text} {n}", "seq": n},
+        timestamp=1_763_800_000_000 + n,
+    )
+    return {"data": data}
+
+
+@asynccontextmanager
+async def in_process_ingress(
+    settings: IngressSettings, bootstrap: str
+) -> AsyncIterator[TestClient[Any, Any]]:
+    """The ingress app on a loopback port in this event loop; yields once Kafka is up."""
+    app = create_app(settings, bootstrap=bootstrap)
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        await wait_for(lambda: app[PUBLISHER].kafka_up, timeout_s=30, what="ingress producer")
+        yield client
+    finally:
+        await client.close()
+
+
+async def ready(base_url: str) -> dict[str, Any] | None:
+    """The /readyz document, or None while the ingress does not answer."""
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{base_url}/readyz", timeout=aiohttp.ClientTimeout(total=2)) as resp,
+        ):
+            doc: dict[str, Any] = await resp.json()
+            return doc
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+
+
+def start_cli_ingress(
+    procs: CliProcesses, spool_dir: Path, env: Mapping[str, str], *args: str, port: int = 0
+) -> tuple[CliProcess, str]:
+    """`wecom-stream ingress` on a free (or given) port with its spool in `spool_dir`."""
+    port = port or free_port()
+    proc = procs.start(
+        "ingress",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *args,
+        env={"WECOM_STREAM_SPOOL_DIR": str(spool_dir), **env},
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+async def wait_listening(base_url: str, proc: CliProcess, timeout_s: float = 30) -> None:
+    async def answered() -> bool:
+        assert proc.alive(), proc.log_text()[-3000:]
+        return await ready(base_url) is not None
+
+    await wait_for(answered, timeout_s=timeout_s, interval_s=0.1, what="the ingress to listen")
+
+
+async def post(
+    session: aiohttp.ClientSession, url: str, body: Any, method: str = "POST"
+) -> tuple[int, bytes, float]:
+    """(status, body, seconds) of one request with a JSON body."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with session.request(method, url, data=orjson.dumps(body)) as resp:
+        return resp.status, await resp.read(), loop.time() - started
