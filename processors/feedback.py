@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -83,6 +83,8 @@ RETENTION_MS = 30 * DAY_MS
 """How long a reply (and an hour/day row) is kept after its last change, in stream time."""
 
 SOURCE = "wecom-stream/feedback"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 Outcome = Literal["changed", "duplicate", "unrated", "unknown_status"]
 CALLBACKS = Counter(
@@ -321,7 +323,7 @@ def _event_ms(headers: Mapping[str, str], timestamp_ms: int) -> int:
     ce_time = headers.get("ce_time")
     if ce_time:
         try:
-            return int(parse_time(ce_time).timestamp() * 1000)
+            return (parse_time(ce_time) - _EPOCH) // _MS  # exact; float seconds can round down
         except ValueError:
             pass
     return timestamp_ms

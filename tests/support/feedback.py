@@ -10,11 +10,21 @@ the processor: the rules it encodes are the ones the README states.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import aiohttp
+import orjson
+
+from runtime.local_kafka import free_port
+from schemas.registry import FEEDBACK_EVENT, FEEDBACK_STATS, dlq_topic
+from tests.support.processes import CliProcess, wait_for
+from tests.support.topics import read_topic
 
 Body = dict[str, Any]
 Counts4 = tuple[int, int, int, int]  # thumbs_up, thumbs_down, neutral, comments
@@ -163,3 +173,150 @@ def _body(rng: random.Random, spec: dict[str, Any]) -> Body:
     else:
         body["contactId"] = f"contact-{spec['exec']}"
     return body
+
+
+# ---------------------------------------------------------------- end-to-end helpers
+
+
+async def post_all(url: str, bodies: list[Body], *, concurrency_by: str = "botId") -> None:
+    """POST every body to the ingress: one bot's callbacks one after another (so their order
+    on the raw topic is the list's order), different bots concurrently. Each must get 200."""
+    lanes: dict[str, list[Body]] = {}
+    for body in bodies:
+        lanes.setdefault(str(body[concurrency_by]), []).append(body)
+
+    async def lane(session: aiohttp.ClientSession, items: list[Body]) -> None:
+        for body in items:
+            async with session.post(url, json=body) as resp:
+                text = await resp.text()
+                assert resp.status == 200, f"ingress answered {resp.status}: {text[:200]}"
+
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await asyncio.gather(*(lane(session, items) for items in lanes.values()))
+
+
+def receive_ms(ce_time: str) -> int:
+    """Epoch ms of a `ce_time` header, computed exactly (no float seconds)."""
+    moment = datetime.fromisoformat(ce_time.replace("Z", "+00:00"))
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+
+def timed_from_raw(bodies: list[Body], raw: list[Any]) -> list[tuple[Body, int]]:
+    """Pair the posted bodies with the receive time the ingress stamped on each.
+
+    `raw`: the raw topic read back (`tests.support.topics.Consumed`, partition-then-offset
+    order). Checks on the way that the raw topic holds exactly the posted bodies, in posting
+    order per bot (nothing lost, duplicated or reordered by the ingress)."""
+    per_bot: dict[str, list[tuple[Body, int]]] = {}
+    for rec in raw:
+        value = orjson.loads(rec.value)
+        assert rec.key == str(value["botId"]).encode(), "raw record not keyed by botId"
+        per_bot.setdefault(str(value["botId"]), []).append(
+            (value, receive_ms(rec.headers["ce_time"]))
+        )
+    posted: dict[str, list[Body]] = {}
+    for body in bodies:
+        posted.setdefault(str(body["botId"]), []).append(body)
+    assert {b: [v for v, _ in items] for b, items in per_bot.items()} == posted
+    return [pair for items in per_bot.values() for pair in items]
+
+
+def latest_stats(records: list[Any]) -> dict[str, Counts4]:
+    """The last value per key of `feedback.stats.v1` (what compaction keeps), as counts;
+    checks that each record's key matches its value."""
+    latest: dict[str, Counts4] = {}
+    for rec in records:  # partition-then-offset order: per key, the last one wins
+        value = orjson.loads(rec.value)
+        start = value["window_start"]
+        key = f"{value['bot_id']}|{value['window']}|{start[:19] + 'Z' if start else ''}"
+        if value["node_id"] is not None:
+            key += f"|{value['node_id']}"
+        assert rec.key.decode() == key, f"key {rec.key!r} does not match its value {value}"
+        latest[key] = (
+            value["thumbs_up"],
+            value["thumbs_down"],
+            value["neutral"],
+            value["comments"],
+        )
+    return latest
+
+
+def transitions(records: list[Any]) -> dict[tuple[str, str], list[tuple[str, str | None]]]:
+    """(bot, exec) -> [(status, previous_status), ...] from `feedback.event.v1` records."""
+    out: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
+    for rec in records:
+        value = orjson.loads(rec.value)
+        out.setdefault((value["bot_id"], value["exec_id"]), []).append(
+            (value["status"], value["previous_status"])
+        )
+    return out
+
+
+INSIGHT_KEY = "feedback-test-key"
+
+
+async def start_ingress(cli_processes: Any, tmp_path: Path) -> tuple[CliProcess, str]:
+    """A real ingress on a free port with an Insight key; (process, callback URL)."""
+    port = free_port()
+    proc = cli_processes.start(
+        "ingress",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env={
+            "WECOM_STREAM_INSIGHT_KEY": INSIGHT_KEY,
+            "WECOM_STREAM_SPOOL_DIR": str(tmp_path / "spool"),
+        },
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    async def ready() -> bool:
+        assert proc.alive(), f"ingress exited:\n{proc.log_text()[-3000:]}"
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{base}/readyz") as resp,
+            ):
+                return resp.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await wait_for(ready, timeout_s=60, interval_s=0.2, what="ingress /readyz")
+    return proc, f"{base}/v1/bot-message/feedback?key={INSIGHT_KEY}"
+
+
+def start_feedback_processor(cli_processes: Any) -> CliProcess:
+    proc: CliProcess = cli_processes.start(
+        "process", "feedback", env={"WECOM_STREAM_METRICS_PORT": "0"}
+    )
+    return proc
+
+
+def _mismatch(what: str, got: dict[Any, Any], want: dict[Any, Any]) -> str:
+    """A readable summary of two dicts that differ (support modules get no assert rewrite)."""
+    differing = sorted((k for k in got.keys() & want.keys() if got[k] != want[k]), key=str)
+    lines = [
+        f"{what}: {len(differing)} differ, {len(got.keys() - want.keys())} unexpected, "
+        f"{len(want.keys() - got.keys())} missing (of {len(want)} expected)"
+    ]
+    lines += [f"  {k}: got {got[k]} want {want[k]}" for k in differing[:5]]
+    lines += [f"  unexpected {k}: {got[k]}" for k in sorted(got.keys() - want.keys(), key=str)[:3]]
+    lines += [f"  missing {k}: {want[k]}" for k in sorted(want.keys() - got.keys(), key=str)[:3]]
+    return "\n".join(lines)
+
+
+async def check_outputs(bootstrap: str, prefix: str, expected: Expected) -> None:
+    """Events (every transition exactly once, in order) and the latest stats equal the
+    oracle; nothing went to the DLQ."""
+    events = await read_topic(
+        bootstrap, prefix + FEEDBACK_EVENT, expect=expected.events, quiet_s=1.0, timeout_s=120
+    )
+    got = transitions(events)
+    assert got == expected.transitions, _mismatch("transitions", got, expected.transitions)
+    stats = await read_topic(bootstrap, prefix + FEEDBACK_STATS, quiet_s=1.0)
+    latest = latest_stats(stats)
+    assert latest == expected.stats, _mismatch("stats", latest, expected.stats)
+    dlq = await read_topic(bootstrap, prefix + dlq_topic("feedback"), quiet_s=0.5)
+    assert dlq == [], f"{len(dlq)} records on the DLQ: {[r.headers for r in dlq[:3]]}"
