@@ -51,6 +51,10 @@ bench-ingress: kafka-jars ## ingress throughput/latency vs a bare aiohttp handle
 bench-processor: kafka-jars ## normalizer throughput vs a bare aiokafka loop (bench/results/processor.json)
 	$(BIN)/python bench/processor.py
 
+.PHONY: bench-membership
+bench-membership: kafka-jars ## membership: 2,000-member room, 1,000 joins/leaves; time/event, snapshot bytes (bench/results/membership.json)
+	$(BIN)/python bench/membership.py
+
 .PHONY: schemas
 schemas: $(STAMP) ## regenerate schemas/json/ (JSON Schemas + AsyncAPI) from the models
 	$(BIN)/python -m schemas.export

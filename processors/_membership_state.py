@@ -39,8 +39,9 @@ __all__ = [
     "bot_in_room",
     "format_ms",
     "member_key",
+    "member_prefix",
     "room_key",
-    "snapshot_document",
+    "snapshot_bytes",
 ]
 
 EventKind = Literal["join", "leave", "topic"]
@@ -73,6 +74,7 @@ class MemberRecord(TypedDict):
     r: int
     e: str
     o: NotRequired[MemberOut]
+    """The member's snapshot entry, while present."""
 
 
 class RoomRecord(TypedDict):
@@ -133,11 +135,16 @@ class Transition:
 
 
 def room_key(room_id: str) -> str:
-    return orjson.dumps(["room", room_id]).decode()
+    return f"room:{room_id}"
+
+
+def member_prefix(room_id: str) -> str:
+    """The common start of a room's member keys; the length makes keys unambiguous."""
+    return f"member:{len(room_id)}:{room_id}:"
 
 
 def member_key(room_id: str, contact_id: str) -> str:
-    return orjson.dumps(["member", room_id, contact_id]).decode()
+    return member_prefix(room_id) + contact_id
 
 
 def format_ms(ms: int) -> str:
@@ -264,22 +271,25 @@ def _attr(room: RoomRecord, name: str) -> Any:
     return None if current is None else current[0]
 
 
-def snapshot_document(room_id: str, room: RoomRecord, lookup: MemberLookup) -> dict[str, Any]:
-    """The `RoomMembership` of a room as a JSON-able dict (keys in the model's order)."""
+def snapshot_bytes(room_id: str, room: RoomRecord, lookup: MemberLookup) -> bytes:
+    """The room's `RoomMembership` JSON, byte for byte what the model serializes (fields in
+    its order), from the stored member entries in one `orjson.dumps`."""
     members: list[MemberOut] = []
     for cid in room["present"]:
         record = lookup(cid)
         if record is None or "o" not in record:
             raise LookupError(f"member record of a present member is missing in room {room_id}")
         members.append(record["o"])
-    return {
-        "room_id": room_id,
-        "tenant": _attr(room, "tenant"),
-        "topic": _attr(room, "topic"),
-        "owner_id": _attr(room, "owner_id"),
-        "avatar_url": _attr(room, "avatar_url"),
-        "members": members,
-        "member_count": len(members),
-        "bot_in_room": bot_in_room(room),
-        "updated_at": format_ms(room["updated"]),
-    }
+    return orjson.dumps(
+        {
+            "room_id": room_id,
+            "tenant": _attr(room, "tenant"),
+            "topic": _attr(room, "topic"),
+            "owner_id": _attr(room, "owner_id"),
+            "avatar_url": _attr(room, "avatar_url"),
+            "members": members,
+            "member_count": len(members),
+            "bot_in_room": bot_in_room(room),
+            "updated_at": format_ms(room["updated"]),
+        }
+    )

@@ -19,7 +19,9 @@ Semantics (also in the README, "membership"):
 - The snapshot is a pure function of the events accepted so far; it is emitted whenever that
   value changes (members, their attributes, room attributes, `bot_in_room`, `updated_at`),
   so the latest snapshot per room is the same whatever order the events came in.
-- A record that is not JSON or has no room id raises `MembershipRejected` (to the DLQ).
+- A record that is not JSON or has no room id raises `MembershipRejected` (to the DLQ), as
+  does an event that would make a snapshot larger than `MAX_SNAPSHOT_BYTES` (a room of some
+  10,000 members; WeCom's limit is 2,000): its writes are discarded, the partition moves on.
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ from processors._membership_state import (
     RoomRecord,
     Transition,
     apply_event,
-    member_key,
+    member_prefix,
     room_key,
-    snapshot_document,
+    snapshot_bytes,
 )
 from processors.engine.api import (
     Context,
@@ -71,6 +73,7 @@ from schemas.yuju import RoomEvent, RoomJoin, RoomLeave, RoomTopic
 __all__ = [
     "EVENTS",
     "MAX_FUTURE_SKEW_MS",
+    "MAX_SNAPSHOT_BYTES",
     "PROCESSOR",
     "STORE",
     "MembershipRejected",
@@ -86,6 +89,9 @@ STORE = "rooms"
 SOURCE = "wecom-stream/membership"
 MAX_FUTURE_SKEW_MS = 60 * 60 * 1000
 """A callback `timestamp` later than receive time plus this is a wrong clock: not used."""
+MAX_SNAPSHOT_BYTES = 3 * 1024 * 1024
+"""An event that would make a snapshot larger (5x a full 2,000-member room) goes to the DLQ
+instead of failing the transaction (max.request.size / max.message.bytes are 4 MiB)."""
 
 _MODELS: dict[str, tuple[EventKind, type[RoomEvent]]] = {
     RAW_YUJU_ROOM_JOIN: ("join", RoomJoin),
@@ -230,20 +236,21 @@ def handle_event(
     store = ctx.store(STORE)
     room_id = event.room_id
 
+    prefix = member_prefix(room_id)
+
     def lookup(contact_id: str) -> MemberRecord | None:
-        found: MemberRecord | None = store.get(member_key(room_id, contact_id))
+        found: MemberRecord | None = store.get(prefix + contact_id)
         return found
 
     room: RoomRecord | None = store.get(room_key(room_id))
     step = apply_event(room, lookup, event, retention_ms)
     if step.stale:
         return step, []
-    for contact_id, member in step.member_writes.items():
-        if member is None:
-            store.delete(member_key(room_id, contact_id))
-        else:
-            store.set(member_key(room_id, contact_id), member)
-    store.set(room_key(room_id), step.room)
+    writes = step.member_writes
+
+    def after(contact_id: str) -> MemberRecord | None:
+        return writes[contact_id] if contact_id in writes else lookup(contact_id)
+
     tenant = step.room["attrs"].get("tenant", [None])[0]
     out = [
         OutputRecord(
@@ -261,15 +268,27 @@ def handle_event(
         for contact_id, change, count in step.changes
     ]
     if step.snapshot_changed:
-        document = snapshot_document(room_id, step.room, lookup)
+        snapshot = snapshot_bytes(room_id, step.room, after)
+        if len(snapshot) > MAX_SNAPSHOT_BYTES:
+            raise MembershipRejected(
+                f"room {room_id} would have a snapshot of {len(snapshot)} bytes (over "
+                f"{MAX_SNAPSHOT_BYTES}, {len(step.room['present'])} members): event not applied"
+            )
         out.append(
             OutputRecord(
                 ROOM_MEMBERSHIP,
                 room_id,
-                orjson.dumps(document),
+                snapshot,
                 _headers(record, ROOM_MEMBERSHIP, "snapshot", step.room["updated"], tenant),
             )
         )
+    # Written last: a rejected event leaves the store as it was, even without the engine's undo.
+    for contact_id, member in writes.items():
+        if member is None:
+            store.delete(prefix + contact_id)
+        else:
+            store.set(prefix + contact_id, member)
+    store.set(room_key(room_id), step.room)
     return step, out
 
 

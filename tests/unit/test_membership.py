@@ -319,7 +319,7 @@ def test_departed_members_are_forgotten_after_the_retention() -> None:
     h = Harness(retention_ms=DAY)
     h.send("join", body("join", "r1", T0, member("a"), member("b")))
     h.send("leave", body("leave", "r1", T0 + 10, member("a")))
-    key = json.dumps(["member", "r1", "a"], separators=(",", ":"))
+    key = "member:2:r1:a"
     assert key in h.store().data
     # Room time moves more than a day past the leave: the tombstone goes.
     h.send("join", body("join", "r1", T0 + 2 * DAY, member("c")))
@@ -487,3 +487,21 @@ def test_processor_declaration() -> None:
     assert set(proc.inputs) == {RAW_YUJU_ROOM_JOIN, RAW_YUJU_ROOM_LEAVE, RAW_YUJU_ROOM_TOPIC}
     assert set(proc.outputs) == {ROOM_MEMBERSHIP, ROOM_MEMBER_CHANGE}
     assert [s.name for s in proc.stores] == ["rooms"]
+
+
+def test_an_event_that_would_make_an_oversized_snapshot_is_rejected_unapplied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import processors.membership as module
+
+    h = Harness()
+    h.send("join", body("join", "r1", T0, *(member(f"m{i:03d}") for i in range(50))))
+    size = len(next(r.value for r in h.outputs if r.topic == ROOM_MEMBERSHIP))  # type: ignore[arg-type]
+    monkeypatch.setattr(module, "MAX_SNAPSHOT_BYTES", size + 10)
+    before = copy.deepcopy(h.store().data)
+    with pytest.raises(MembershipRejected, match="over"):
+        h.send("join", body("join", "r1", T0 + 1, member("m999")))
+    assert h.store().data == before  # nothing written
+    assert changes(h.send("leave", body("leave", "r1", T0 + 2, member("m000")))) == [
+        ("m000", "left", 49)
+    ]
