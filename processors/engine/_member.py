@@ -150,6 +150,8 @@ class Member:
         restored = await restore_stores(self.bootstrap, stores)
         # Positions: fetched now, after the producers fenced any previous owner, so they
         # match the restored state (aiokafka's own fetch may have raced with that).
+        # Records aiokafka fetched before these seeks may still be returned by getmany:
+        # `task.offsets` holds the expected position and the loop skips anything before it.
         for tp in sorted(assigned):
             if tp.partition in new:
                 committed = await self.consumer.committed(tp)
@@ -157,6 +159,7 @@ class Member:
                     await self.consumer.seek_to_beginning(tp)
                 else:
                     self.consumer.seek(tp, committed)
+                self.tasks[tp.partition].offsets[tp] = await self.consumer.position(tp)
         elapsed = time.monotonic() - started
         if new:
             self.metrics.restore_seconds.labels(self.processor.name).observe(elapsed)
@@ -256,6 +259,11 @@ class Member:
                     task = self.tasks.get(tp.partition)
                     if task is None or tp not in self._owned or not records:
                         continue  # revoked between the fetch and now
+                    expected = task.offsets.get(tp, 0)
+                    if records[0].offset < expected:  # fetched before a seek: seen already
+                        records = [r for r in records if r.offset >= expected]
+                        if not records:
+                            continue
                     await task.process(tp, records)
                 await self._commit()
             if batch:

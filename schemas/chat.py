@@ -1,0 +1,97 @@
+"""`ChatMessage`: the normalized chat message on `chat.message.v1` (strict, snake_case),
+written by the normalizer, one per distinct platform `messageId`.
+
+Field names are the contract in DESIGN.md ("Output field names"); the mapping from the
+platform's callback is documented in `processors.normalizer` and the README.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from schemas._base import Outbound
+
+__all__ = [
+    "Attachment",
+    "Channel",
+    "ChatMessage",
+    "Direction",
+    "MessageKind",
+    "SenderRole",
+]
+
+Direction = Literal["inbound", "outbound"]
+SenderRole = Literal["customer", "agent", "bot"]
+Channel = Literal["ai", "human"]
+MessageKind = Literal[
+    "unknown",
+    "file",
+    "voice",
+    "contact_card",
+    "chat_history",
+    "emoticon",
+    "image",
+    "text",
+    "location",
+    "mini_program",
+    "money",
+    "recalled",
+    "link",
+    "video",
+    "channels",
+    "call_record",
+    "group_solitaire",
+    "room_invitation",
+    "system",
+    "wecom_system",
+]
+
+
+class Attachment(Outbound):
+    """What a non-text message carries; which fields are set depends on `kind`."""
+
+    url: str | None = Field(default=None, description="file / voice / image / video / link URL")
+    name: str | None = Field(default=None, description="file, contact card or place name")
+    size: int | None = Field(default=None, description="bytes")
+    duration: float | None = Field(default=None, description="seconds (voice, video)")
+    width: int | None = None
+    height: int | None = None
+    thumbnail_url: str | None = None
+    title: str | None = Field(default=None, description="link / mini program title")
+    description: str | None = None
+    address: str | None = Field(default=None, description="location")
+    latitude: float | None = None
+    longitude: float | None = None
+    app_id: str | None = Field(default=None, description="mini program")
+    page_path: str | None = Field(default=None, description="mini program")
+    contact_id: str | None = Field(default=None, description="contact card: the card's wxid")
+
+
+class ChatMessage(Outbound):
+    """One chat message, normalized from a 语聚AI / juzibot message callback."""
+
+    message_id: str = Field(description="the platform's messageId (stable across retries)")
+    conversation_id: str = Field(description="chatId (one bot × one customer), else bot:room")
+    tenant: str | None = Field(description="tenant resolved by the ingress from the token")
+    platform: Literal["yuju"] = "yuju"
+    bot_id: str | None
+    contact_id: str | None
+    contact_name: str | None
+    room_id: str | None = Field(description="null in a private chat")
+    room_topic: str | None
+    direction: Direction = Field(description="outbound when sent by the hosted bot account")
+    sender_role: SenderRole
+    channel: Channel = Field(description="ai / human, as the chat-record API's AI对话 / 人工对话")
+    kind: MessageKind
+    type_code: int | None = Field(description="the platform's `type`, kept even when unknown")
+    text: str | None
+    mentions: list[str] = Field(default_factory=list, description="@-mentioned contact ids")
+    mentions_bot: bool = False
+    attachment: Attachment | None = None
+    source: int | None = Field(description="the platform's `source` enum (open), as sent")
+    sent_at: datetime = Field(description="UTC; the callback's timestamp, else received_at")
+    received_at: datetime = Field(description="UTC; when the ingress received the callback")
+    payload: Any = Field(description="the callback's raw `payload` object, unchanged")
