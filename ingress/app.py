@@ -9,6 +9,7 @@ unreachable and the spool is full. Every error body is JSON `{"error": "..."}`.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ingress._metrics import IngressMetrics
 from ingress.publisher import Outcome, Publisher
@@ -197,6 +199,19 @@ async def _access_log(request: web.Request, handler: Handler) -> web.StreamRespo
 _OPS_ROUTES = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics"}
 
 
+class _DropClientErrors(logging.Filter):
+    """aiohttp logs a malformed request (answered 400 by its parser) at ERROR with a traceback;
+    that is the client's fault, counted nowhere else, so it is dropped here. Anything else
+    (a bug of ours) still logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500)
+
+
+_CLIENT_ERRORS = _DropClientErrors()
+
+
 def create_app(
     settings: IngressSettings,
     *,
@@ -206,6 +221,7 @@ def create_app(
 ) -> web.Application:
     """The ingress app of worker `worker_index` of `workers` (spool `spool_dir/worker-<i>`)."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_access_log])
+    logging.getLogger("aiohttp.server").addFilter(_CLIENT_ERRORS)  # idempotent: same object
     metrics = IngressMetrics()
     app[_METRICS] = metrics
     insight_key = settings.insight_key.get_secret_value() if settings.insight_key else None
