@@ -287,9 +287,10 @@ async def start_ingress(cli_processes: Any, tmp_path: Path) -> tuple[CliProcess,
     return proc, f"{base}/v1/bot-message/feedback?key={INSIGHT_KEY}"
 
 
-def start_feedback_processor(cli_processes: Any) -> CliProcess:
+def start_feedback_processor(cli_processes: Any, env: dict[str, str] | None = None) -> CliProcess:
+    """`wecom-stream process feedback` with its metrics on a free port."""
     proc: CliProcess = cli_processes.start(
-        "process", "feedback", env={"WECOM_STREAM_METRICS_PORT": "0"}
+        "process", "feedback", env={"WECOM_STREAM_METRICS_PORT": "0", **(env or {})}
     )
     return proc
 
