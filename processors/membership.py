@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -135,11 +135,19 @@ def event_time_ms(callback: datetime | None, headers: Mapping[str, str], timesta
     ce_time = headers.get("ce_time")
     if ce_time:
         with contextlib.suppress(ValueError):
-            received = int(parse_time(ce_time).timestamp() * 1000)
+            received = _epoch_ms(parse_time(ce_time))
     if callback is None:
         return received
-    own = int(callback.timestamp() * 1000)
+    own = _epoch_ms(callback)
     return received if own > received + MAX_FUTURE_SKEW_MS else own
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _epoch_ms(moment: datetime) -> int:
+    """Exact epoch milliseconds (float seconds * 1000 can land 1 ms short)."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _text(value: str | None) -> str | None:

@@ -505,3 +505,12 @@ def test_an_event_that_would_make_an_oversized_snapshot_is_rejected_unapplied(
     assert changes(h.send("leave", body("leave", "r1", T0 + 2, member("m000")))) == [
         ("m000", "left", 49)
     ]
+
+
+@pytest.mark.parametrize("ms", [1_790_000_000_123, 1_763_806_512_001, 1_700_000_000_999])
+def test_event_times_are_exact_to_the_millisecond(ms: int) -> None:
+    value = orjson.dumps(body("join", "r", ms))
+    assert parse_event(RAW_YUJU_ROOM_JOIN, value, {}, ms + 1000).event_ms == ms
+    headers = {"ce_time": format_time_ms(ms)}
+    untimed = orjson.dumps(body("join", "r", None))
+    assert parse_event(RAW_YUJU_ROOM_JOIN, untimed, headers, 0).event_ms == ms

@@ -1,0 +1,326 @@
+"""Room-event test data and an oracle independent of `processors.membership`.
+
+`generate` builds a random stream of room join / leave / topic callbacks over many rooms:
+real joins and leaves of a simulated truth, leaves of members never seen, the hosted bot
+leaving and rejoining, attribute changes, equal event times, events without a usable
+`timestamp`; then delivers it shuffled within a bounded window, with exact duplicates
+(platform retries).
+
+`oracle` recomputes from the raw topics (body, `ce_id`, `ce_time`, `tenant` as the ingress
+published them) the final `RoomMembership` of every room, by a different route than the
+processor: it groups every event by member and by room attribute and takes the maximum by
+(event time, leave over join, `ce_id`) — the rules the README states — with no incremental
+state. `check_changes` checks `room.member-change.v1` against it.
+
+End-to-end helpers: a real ingress with a tenant token, the processor as a subprocess, a
+wait on the processor's committed input offsets, and the whole check against the oracle.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from processors.engine import Names
+from runtime.kafka import admin_client, consumer_config
+from schemas.registry import (
+    RAW_YUJU_ROOM_JOIN,
+    RAW_YUJU_ROOM_LEAVE,
+    RAW_YUJU_ROOM_TOPIC,
+    ROOM_MEMBER_CHANGE,
+    ROOM_MEMBERSHIP,
+    by_name,
+    dlq_topic,
+)
+from schemas.room import RoomMembership
+from tests.support.feedback import start_ingress
+from tests.support.processes import CliProcess, wait_for
+from tests.support.topics import read_topic
+
+Body = dict[str, Any]
+TOKEN = "room-test-token"
+TENANTS = f"acme={TOKEN}"
+BOT = "bot-self-1"
+RAW_TOPICS = (RAW_YUJU_ROOM_JOIN, RAW_YUJU_ROOM_LEAVE, RAW_YUJU_ROOM_TOPIC)
+
+
+@dataclass(frozen=True)
+class Stream:
+    bodies: list[Body]
+    """In delivery order (shuffled, with duplicates)."""
+    distinct: int
+
+
+def _member(rng: random.Random, cid: str) -> Body:
+    return {
+        "imContactId": cid,
+        "nickName": rng.choice(["小王", "Li Lei", "阿明", "Zhang"]) + str(rng.randrange(3)),
+        "avatarUrl": f"https://wework.qpic.cn/wwpic/{cid}/0",
+        "roomAlias": rng.choice(["", "组长", "alias"]),
+        "isFriend": rng.random() < 0.3,
+        "contactType": rng.choice([1, 3]),
+        "coworker": rng.random() < 0.2,
+        "isSelf": cid == BOT,
+    }
+
+
+def generate(seed: int, *, rooms: int, events: int, window: int = 40, dups: float = 0.1) -> Stream:
+    """`events` distinct callbacks over `rooms` rooms, then shuffled and duplicated."""
+    rng = random.Random(seed)
+    base = int(time.time() * 1000) - 2 * 3_600_000  # in the past: the timestamps are trusted
+    room_ids = [f"R:{seed}:{i:03d}" for i in range(rooms)]
+    pools = {r: [f"c{seed}-{i}-{j:02d}" for j in range(14)] + [BOT] for i, r in enumerate(room_ids)}
+    present: dict[str, set[str]] = {r: set() for r in room_ids}
+    clock = {r: base for r in room_ids}
+    true_order: list[Body] = []
+    for _ in range(events):
+        room = rng.choice(room_ids)
+        clock[room] += rng.choice([0, 0, 1, 7, 50, 300])  # equal times happen
+        body: Body = {
+            "chatId": f"chat-{room}",
+            "token": TOKEN,
+            "botInfo": {"imBotId": BOT, "wecomUserId": "wu", "nickName": "Bot"},
+            "imRoomId": room,
+            "topic": f"topic-{rng.randrange(4)}",
+            "avatarUrl": f"https://wework.qpic.cn/room/{rng.randrange(3)}/0",
+            "ownerImContactId": f"owner-{rng.randrange(2)}",
+            "groupId": "g",
+            "timestamp": clock[room],
+        }
+        if rng.random() < 0.02:
+            body["timestamp"] = "string"  # the doc's placeholder: receive time is used
+        roll = rng.random()
+        if roll < 0.08:
+            body.pop("avatarUrl")  # a rename: no member list (and no avatar: kept as it was)
+        else:
+            inside, outside = sorted(present[room]), sorted(set(pools[room]) - present[room])
+            leave = roll < 0.5 and (inside or rng.random() < 0.1)
+            if leave:
+                pick = inside if inside and rng.random() < 0.9 else pools[room]
+                chosen = rng.sample(pick, min(len(pick), rng.choice([1, 1, 1, 2])))
+                present[room] -= set(chosen)
+                body[rng.choice(["leftMember", "leftMembers"])] = [_member(rng, c) for c in chosen]
+            else:
+                pick = outside if outside and rng.random() < 0.9 else pools[room]
+                chosen = rng.sample(pick, min(len(pick), rng.choice([1, 1, 2, 3])))
+                present[room] |= set(chosen)
+                body[rng.choice(["joinMember", "joinMembers", "members"])] = [
+                    _member(rng, c) for c in chosen
+                ]
+        true_order.append(body)
+    # Bounded disorder: each event moves at most `window` places; retries come soon after.
+    keyed = [(i + rng.uniform(0, window), b) for i, b in enumerate(true_order)]
+    keyed += [
+        (i + rng.uniform(0, window), dict(b))
+        for i, b in enumerate(true_order)
+        if rng.random() < dups
+    ]
+    keyed.sort(key=lambda kb: kb[0])
+    return Stream([b for _, b in keyed], len(true_order))
+
+
+def _ms(ce_time: str) -> int:
+    moment = datetime.fromisoformat(ce_time.replace("Z", "+00:00"))
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+
+def _fmt(ms: int) -> str:
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_LISTS = {
+    RAW_YUJU_ROOM_JOIN: ("joinMember", "joinMembers", "members"),
+    RAW_YUJU_ROOM_LEAVE: ("leftMember", "leftMembers"),
+}
+
+
+def oracle(raw: list[Any], prefix: str) -> dict[str, Body]:
+    """room id -> the `RoomMembership` JSON the processor must end with, from the records of
+    the three raw room topics (`prefix`: the test's topic prefix)."""
+    member_events: dict[tuple[str, str], list[tuple[int, int, str, Body | None]]] = {}
+    attr_events: dict[tuple[str, str], list[tuple[int, str, Any]]] = {}
+    bots: dict[str, set[str]] = {}
+    for rec in raw:
+        body = orjson.loads(rec.value)
+        room = body["imRoomId"]
+        stamp = body.get("timestamp")
+        t = stamp if isinstance(stamp, int) else _ms(rec.headers["ce_time"])
+        ce_id = rec.headers["ce_id"]
+        bots.setdefault(room, set())
+        for name, value in (
+            ("tenant", rec.headers.get("tenant")),
+            ("topic", body.get("topic")),
+            ("owner_id", body.get("ownerImContactId")),
+            ("avatar_url", body.get("avatarUrl")),
+        ):
+            if value is not None:
+                attr_events.setdefault((room, name), []).append((t, ce_id, value))
+        topic = rec.topic.removeprefix(prefix)
+        for list_name in _LISTS.get(topic, ()):
+            for m in body.get(list_name, []):
+                if m["isSelf"] or m["imContactId"] == body["botInfo"]["imBotId"]:
+                    bots[room].add(m["imContactId"])
+                joined = topic == RAW_YUJU_ROOM_JOIN
+                entry = None
+                if joined:
+                    entry = {
+                        "contact_id": m["imContactId"],
+                        "nickname": m["nickName"],
+                        "room_alias": m["roomAlias"],
+                        "avatar_url": m["avatarUrl"],
+                        "contact_type": m["contactType"],
+                        "is_friend": m["isFriend"],
+                        "is_coworker": m["coworker"],
+                        "is_bot": m["isSelf"] or m["imContactId"] == body["botInfo"]["imBotId"],
+                        "joined_at": _fmt(t),
+                    }
+                rank = 0 if joined else 1
+                member_events.setdefault((room, m["imContactId"]), []).append(
+                    (t, rank, ce_id, entry)
+                )
+    rooms: dict[str, Body] = {}
+    for room in bots:
+        winners = {cid: max(ev) for (r, cid), ev in member_events.items() if r == room}
+        attrs = {name: max(ev) for (r, name), ev in attr_events.items() if r == room}
+        members = [winners[c][3] for c in sorted(winners) if winners[c][1] == 0]
+        here = {c for c, w in winners.items() if w[1] == 0}
+        times = [w[0] for w in winners.values()] + [a[0] for a in attrs.values()]
+        rooms[room] = {
+            "room_id": room,
+            "tenant": attrs["tenant"][2] if "tenant" in attrs else None,
+            "topic": attrs["topic"][2] if "topic" in attrs else None,
+            "owner_id": attrs["owner_id"][2] if "owner_id" in attrs else None,
+            "avatar_url": attrs["avatar_url"][2] if "avatar_url" in attrs else None,
+            "members": members,
+            "member_count": len(members),
+            "bot_in_room": not bots[room] or bool(bots[room] & here),
+            "updated_at": _fmt(max(times)),
+        }
+    return rooms
+
+
+def latest_snapshots(records: list[Any]) -> dict[str, Body]:
+    """The last `room.membership.v1` value per key (what compaction keeps)."""
+    latest: dict[str, Body] = {}
+    for rec in records:  # partition-then-offset order: per key, the last one wins
+        value = orjson.loads(rec.value)
+        assert rec.key == value["room_id"].encode(), (rec.key, value["room_id"])
+        assert value["member_count"] == len(value["members"])
+        latest[value["room_id"]] = value
+    return latest
+
+
+def check_changes(records: list[Any], expected: dict[str, Body]) -> int:
+    """`room.member-change.v1`: per member the changes alternate (no duplicate), their event
+    times never go back, each `member_count` is the running count of its room, and replaying
+    them gives exactly the oracle's members (no missing transition). Returns the count."""
+    state: dict[tuple[str, str], tuple[str, int]] = {}
+    counts: dict[str, int] = {}
+    for rec in records:
+        value = orjson.loads(rec.value)
+        room, cid, change = value["room_id"], value["contact_id"], value["change"]
+        assert rec.key == room.encode()
+        t = _ms(value["event_time"])
+        previous = state.get((room, cid))
+        if previous is None:
+            assert change == "joined", f"{room}/{cid}: first change is {change}"
+        else:
+            assert previous[0] != change, f"{room}/{cid}: {change} twice in a row"
+            assert t >= previous[1], f"{room}/{cid}: {change} at {t} after one at {previous[1]}"
+        state[(room, cid)] = (change, t)
+        counts[room] = counts.get(room, 0) + (1 if change == "joined" else -1)
+        assert value["member_count"] == counts[room], f"{room}: member_count {value}"
+    replayed = {
+        room: sorted(c for (r, c), (change, _) in state.items() if r == room and change == "joined")
+        for room in expected
+    }
+    want = {room: [m["contact_id"] for m in snap["members"]] for room, snap in expected.items()}
+    assert replayed == want, "replaying the change stream does not give the oracle's members"
+    return len(records)
+
+
+async def committed_inputs(bootstrap: str, prefix: str) -> tuple[int, int]:
+    """(input records the membership group has committed, records on its input topics)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    group = Names("membership", prefix).group
+    consumer = AIOKafkaConsumer(**consumer_config(bootstrap, None))
+    await consumer.start()
+    admin = admin_client(bootstrap)
+    await admin.start()
+    try:
+        tps = [
+            TopicPartition(prefix + topic, p)
+            for topic in RAW_TOPICS
+            for p in range(by_name(topic).partitions)
+        ]
+        ends = await consumer.end_offsets(tps)
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+        await consumer.stop()
+    done = sum(meta.offset for tp, meta in offsets.items() if tp in ends and meta.offset > 0)
+    return done, sum(ends.values())
+
+
+# ---------------------------------------------------------------- end-to-end helpers
+
+
+def start_membership(cli_processes: Any, env: dict[str, str] | None = None) -> CliProcess:
+    proc: CliProcess = cli_processes.start(
+        "process", "membership", env={"WECOM_STREAM_METRICS_PORT": "0", **(env or {})}
+    )
+    return proc
+
+
+async def ingress_url(cli_processes: Any, tmp_path: Path) -> str:
+    """A real ingress with a tenant token; the room callback URL."""
+    cli_processes.env["WECOM_STREAM_TENANTS"] = TENANTS
+    _, feedback_url = await start_ingress(cli_processes, tmp_path)
+    return feedback_url.split("/v1/", 1)[0] + "/callbacks/yuju/room"
+
+
+async def wait_caught_up(bootstrap: str, prefix: str, posted: int, proc: CliProcess) -> None:
+    async def caught_up() -> bool:
+        assert proc.alive(), proc.log_text()[-3000:]
+        done, total = await committed_inputs(bootstrap, prefix)
+        return total == posted and done == total
+
+    await wait_for(caught_up, timeout_s=120, interval_s=0.5, what="membership caught up")
+
+
+async def check_against_oracle(bootstrap: str, prefix: str, posted: int) -> dict[str, Any]:
+    raw = []
+    for topic in RAW_TOPICS:
+        raw += await read_topic(bootstrap, prefix + topic, quiet_s=0.3)
+    assert len(raw) == posted, f"{len(raw)} raw records for {posted} callbacks"
+    expected = oracle(raw, prefix)
+
+    snapshots = await read_topic(bootstrap, prefix + ROOM_MEMBERSHIP, quiet_s=0.5)
+    for rec in snapshots[:: max(1, len(snapshots) // 50)]:
+        RoomMembership.model_validate_json(
+            rec.value or b""
+        )  # every sampled record is a valid model
+    latest = latest_snapshots(snapshots)
+    assert latest.keys() == expected.keys()
+    differing = sorted(r for r in expected if latest[r] != expected[r])
+    assert not differing, (
+        f"{len(differing)} rooms differ, e.g. {differing[0]}:\n"
+        f"got  {latest[differing[0]]}\nwant {expected[differing[0]]}"
+    )
+    changes = await read_topic(bootstrap, prefix + ROOM_MEMBER_CHANGE, quiet_s=0.5)
+    stats = {
+        "rooms": len(expected),
+        "changes": check_changes(changes, expected),
+        "snapshots": len(snapshots),
+    }
+    dlq = await read_topic(bootstrap, prefix + dlq_topic("membership"), quiet_s=0.3)
+    assert dlq == [], f"{len(dlq)} records on the DLQ: {[r.headers for r in dlq[:3]]}"
+    return {"expected": expected, **stats}
