@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -92,7 +93,9 @@ class EngineMetrics:
         self.processor = processor
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        # Plus prometheus_client's default registry: processor modules register their own
+        # metrics there (e.g. wecom_stream_feedback_callbacks_total), and it adds process_*.
+        return generate_latest(self.registry) + generate_latest(REGISTRY)
 
 
 @dataclass

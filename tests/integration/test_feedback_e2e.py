@@ -13,6 +13,7 @@ import pytest
 
 from schemas.registry import RAW_INSIGHT_FEEDBACK
 from tests.support.feedback import (
+    callback_outcomes,
     check_outputs,
     generate,
     oracle,
@@ -50,4 +51,11 @@ async def test_randomized_feedback_through_the_ingress_matches_the_oracle(
 
     await check_outputs(kafka_bootstrap, topic_prefix, expected)
     assert processor.alive(), processor.log_text()[-3000:]
+    # Without a crash every callback was handled once; the metric says what each one did.
+    outcomes = await callback_outcomes(processor)
+    assert outcomes["changed"] == expected.events
+    assert outcomes["unknown_status"] == sum(
+        b["feedbackStatus"] == "thumbs-sideways" for b in bodies
+    )
+    assert sum(outcomes.values()) == len(bodies)
     assert processor.terminate() == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -321,3 +322,23 @@ async def check_outputs(bootstrap: str, prefix: str, expected: Expected) -> None
     assert latest == expected.stats, _mismatch("stats", latest, expected.stats)
     dlq = await read_topic(bootstrap, prefix + dlq_topic("feedback"), quiet_s=0.5)
     assert dlq == [], f"{len(dlq)} records on the DLQ: {[r.headers for r in dlq[:3]]}"
+
+
+async def callback_outcomes(processor: CliProcess) -> dict[str, float]:
+    """`wecom_stream_feedback_callbacks_total` by outcome, from the processor's `/metrics`
+    (its port, bound to 0, is read from the `processor starting` log line)."""
+    found: list[str] = []
+
+    def port() -> bool:
+        found[:] = re.findall(r'"metrics_port": ?(\d+)', processor.log_text())
+        return bool(found) and found[0] != "0"
+
+    await wait_for(port, timeout_s=30, what="the processor's metrics port in its log")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{found[0]}/metrics") as resp,
+    ):
+        assert resp.status == 200
+        text = await resp.text()
+    pattern = r'^wecom_stream_feedback_callbacks_total\{outcome="([a-z_]+)"\} (\S+)$'
+    return {m[1]: float(m[2]) for m in re.finditer(pattern, text, re.MULTILINE)}

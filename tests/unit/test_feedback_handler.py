@@ -1,10 +1,9 @@
-"""The feedback handler through the engine contract, with an in-memory fake of the stores:
-outputs, headers, store writes, and randomized streams checked against the test oracle."""
+"""The feedback handler as the engine runs it (`LocalRun`: the engine's in-memory stores,
+per-record rollback, retention), without Kafka: outputs, headers, store contents,
+retention, and randomized streams checked against the test oracle."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,8 +11,9 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from processors.engine.api import InputRecord, JsonValue, OutputRecord, Store
-from processors.feedback import PROCESSOR, FeedbackRejected, handle
+from processors.engine.api import InputRecord, OutputRecord
+from processors.engine.testing import LocalRun, input_record
+from processors.feedback import PROCESSOR, RETENTION_MS, FeedbackRejected
 from schemas.cloudevents import format_time, header_map
 from schemas.feedback import FeedbackEvent, FeedbackStats
 from schemas.registry import FEEDBACK_EVENT, FEEDBACK_STATS, RAW_INSIGHT_FEEDBACK
@@ -22,52 +22,28 @@ from tests.support.feedback import Body, generate, oracle
 T0 = int(datetime(2026, 11, 22, 9, 59, 0, tzinfo=UTC).timestamp() * 1000)
 
 
-class FakeStore(Store):
-    def __init__(self) -> None:
-        self.data: dict[str, JsonValue] = {}
-
-    def get(self, key: str, default: JsonValue = None) -> JsonValue:
-        # A JSON round trip, like a store restored from its changelog.
-        return orjson.loads(orjson.dumps(self.data[key])) if key in self.data else default
-
-    def set(self, key: str, value: JsonValue) -> None:
-        self.data[key] = orjson.loads(orjson.dumps(value))
-
-    def delete(self, key: str) -> None:
-        self.data.pop(key, None)
-
-    def items(self) -> Iterator[tuple[str, JsonValue]]:
-        return iter(list(self.data.items()))
-
-
-class FakeContext:
-    def __init__(self) -> None:
-        self.stores: dict[str, FakeStore] = defaultdict(FakeStore)
-
-    def store(self, name: str) -> Store:
-        assert name in {s.name for s in PROCESSOR.stores}, f"undeclared store {name}"
-        return self.stores[name]
-
-
 def record(body: Body | bytes, offset: int, at_ms: int, **headers: str) -> InputRecord:
     value = body if isinstance(body, bytes) else orjson.dumps(body)
     ce_time = format_time(datetime.fromtimestamp(at_ms / 1000, tz=UTC))
-    return InputRecord(
-        topic=RAW_INSIGHT_FEEDBACK,
-        partition=0,
+    return input_record(
+        RAW_INSIGHT_FEEDBACK,
+        value,
+        key=b"b1",
         offset=offset,
-        key=b"k",
-        value=value,
         headers={"ce_time": ce_time, "ce_id": f"id{offset}", **headers},
         timestamp_ms=at_ms,
     )
 
 
-def run(ctx: FakeContext, bodies: list[tuple[Body, int]]) -> list[OutputRecord]:
+def run(local: LocalRun, bodies: list[tuple[Body, int]], first: int = 0) -> list[OutputRecord]:
     out: list[OutputRecord] = []
-    for offset, (body, at) in enumerate(bodies):
-        out.extend(handle(record(body, offset, at), ctx))
+    for offset, (body, at) in enumerate(bodies, start=first):
+        out.extend(local.feed(record(body, offset, at)))
     return out
+
+
+def data(local: LocalRun, store: str) -> dict[str, Any]:
+    return dict(local.stores[store].items())
 
 
 def callbacks(outcome: str) -> float:
@@ -80,10 +56,10 @@ def body(status: str, exec_id: str = "e1", **extra: Any) -> Body:
 
 
 def test_outputs_topics_keys_values_and_headers() -> None:
-    ctx = FakeContext()
+    local = LocalRun(PROCESSOR)
     actions = [{"type": "send-text-message", "payload": {"text": "hi"}, "nodeId": "n1"}]
     rec = record(body("thumb-up", outputActions=actions), 7, T0, tenant="acme")
-    out = list(handle(rec, ctx))
+    out = local.feed(rec)
     assert [o.topic for o in out] == [FEEDBACK_EVENT] + [FEEDBACK_STATS] * 6
     assert out[0].key == "b1"
     assert isinstance(out[0].value, FeedbackEvent)
@@ -98,13 +74,13 @@ def test_outputs_topics_keys_values_and_headers() -> None:
     assert headers[0]["ce_time"] == rec.headers["ce_time"]
     assert len({h["ce_id"] for h in headers}) == len(headers)
     # Re-processing the same input position (after a crash) gives the same ids.
-    again = list(handle(rec, FakeContext()))
+    again = LocalRun(PROCESSOR).feed(rec)
     assert [header_map(o.headers)["ce_id"] for o in again] == [h["ce_id"] for h in headers]
 
 
 def test_a_change_of_mind_publishes_the_new_counts_of_each_changed_row() -> None:
-    ctx = FakeContext()
-    out = run(ctx, [(body("thumb-up"), T0), (body("thumb-down"), T0 + 7_200_000)])
+    local = LocalRun(PROCESSOR)
+    out = run(local, [(body("thumb-up"), T0), (body("thumb-down"), T0 + 7_200_000)])
     latest = {o.key: o.value for o in out if o.topic == FEEDBACK_STATS}
     assert set(latest) == {"b1|hour|2026-11-22T09:00:00Z", "b1|day|2026-11-22T00:00:00Z", "b1|all|"}
     for stats in latest.values():
@@ -113,10 +89,10 @@ def test_a_change_of_mind_publishes_the_new_counts_of_each_changed_row() -> None
 
 
 def test_duplicates_unrated_and_unknown_statuses_emit_nothing_and_are_counted() -> None:
-    ctx = FakeContext()
+    local = LocalRun(PROCESSOR)
     before = {o: callbacks(o) for o in ("duplicate", "unrated", "unknown_status")}
     out = run(
-        ctx,
+        local,
         [
             (body("none"), T0),
             (body("thumb-up"), T0),
@@ -137,26 +113,52 @@ def test_unknown_status_log_carries_no_message_text(caplog: pytest.LogCaptureFix
     secret = "my private question"
     extra = {"triggerEvent": {"receiveTextMessage": {"text": secret}}, "feedback": secret}
     with caplog.at_level("WARNING"):
-        assert list(handle(record(body("meh", **extra), 0, T0), FakeContext())) == []
+        assert LocalRun(PROCESSOR).feed(record(body("meh", **extra), 0, T0)) == []
     assert secret not in caplog.text
 
 
 def test_rejected_record_raises_for_the_dlq_and_writes_nothing() -> None:
-    ctx = FakeContext()
+    local = LocalRun(PROCESSOR)
     with pytest.raises(FeedbackRejected):
-        list(handle(record(b"{not json", 0, T0), ctx))
-    assert all(not s.data for s in ctx.stores.values())
+        local.feed(record(b"{not json", 0, T0))
+    assert all(len(s) == 0 for s in local.stores.values())
 
 
 def test_state_stores_hold_replies_and_rows() -> None:
-    ctx = FakeContext()
-    run(ctx, [(body("thumb-down", feedback="bad"), T0), (body("thumb-up", "e2"), T0)])
-    assert set(ctx.stores["replies"].data) == {"b1|e1", "b1|e2"}
-    assert ctx.stores["totals"].data == {"b1|all|": [1, 1, 0, 1]}
-    assert set(ctx.stores["windows"].data) == {
+    local = LocalRun(PROCESSOR)
+    run(local, [(body("thumb-down", feedback="bad"), T0), (body("thumb-up", "e2"), T0)])
+    assert set(data(local, "replies")) == {"b1|e1", "b1|e2"}
+    assert data(local, "totals") == {"b1|all|": [1, 1, 0, 1]}
+    assert set(data(local, "windows")) == {
         "b1|hour|2026-11-22T09:00:00Z",
         "b1|day|2026-11-22T00:00:00Z",
     }
+
+
+def test_retention_forgets_replies_and_their_windows_but_not_all_time_totals() -> None:
+    local = LocalRun(PROCESSOR)
+    run(local, [(body("thumb-up"), T0)])
+    later = T0 + RETENTION_MS + 3_600_000
+    run(local, [(body("thumb-up", "e2"), later)], first=1)  # advances stream time
+    assert local.expire() == 3  # the reply e1 and its hour and day rows
+    assert set(data(local, "replies")) == {"b1|e2"}
+    assert "b1|hour|2026-11-22T09:00:00Z" not in data(local, "windows")
+    assert data(local, "totals") == {"b1|all|": [2, 0, 0, 0]}
+    # A vote changed after that is a new rating (README: State): counted again in `all`.
+    out = run(local, [(body("thumb-down"), later)], first=2)
+    event = out[0].value
+    assert isinstance(event, FeedbackEvent)
+    assert event.previous_status is None
+    assert data(local, "totals") == {"b1|all|": [2, 1, 0, 0]}
+
+
+def test_a_reply_changed_within_retention_is_kept() -> None:
+    local = LocalRun(PROCESSOR)
+    run(local, [(body("thumb-up"), T0), (body("thumb-down"), T0 + RETENTION_MS - 1)])
+    run(local, [(body("thumb-up", "e2"), T0 + RETENTION_MS + 1)], first=2)
+    local.expire()
+    assert set(data(local, "replies")) == {"b1|e1", "b1|e2"}
+    assert data(local, "windows")["b1|hour|2026-11-22T09:00:00Z"] == [0, 1, 0, 0]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
@@ -164,8 +166,8 @@ def test_randomized_stream_matches_the_oracle(seed: int) -> None:
     bodies = generate(seed, bots=3, replies=60, callbacks=600)
     # Receive times spread over ~3 days, so ratings and changes cross hour and day windows.
     timed = [(b, T0 + i * 431_000) for i, b in enumerate(bodies)]
-    ctx = FakeContext()
-    out = run(ctx, timed)
+    local = LocalRun(PROCESSOR)
+    out = run(local, timed)
     expected = oracle(timed)
 
     latest: dict[str, tuple[int, int, int, int]] = {}
