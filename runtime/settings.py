@@ -138,6 +138,12 @@ class ProcessorSettings(CommonSettings):
     commit_interval_ms: int = Field(
         default=100, ge=0, description="Commit (transaction) at most this often per member."
     )
+    session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        description="Consumer-group session timeout: how long a crashed member holds its "
+        "partitions before the group reassigns them.",
+    )
     normalizer_dedup_retention_ms: int = Field(
         default=24 * 60 * 60 * 1000,
         gt=0,

@@ -23,10 +23,11 @@ def strip_keys(value: Any) -> Any:
             clean = key.strip() if isinstance(key, str) else key
             if clean in out and clean != key:
                 continue
-            out[clean] = strip_keys(item)
+            # recurse only into containers: a call per scalar was most of the parse cost
+            out[clean] = strip_keys(item) if isinstance(item, (dict, list)) else item
         return out
     if isinstance(value, list):
-        return [strip_keys(item) for item in value]
+        return [strip_keys(item) if isinstance(item, (dict, list)) else item for item in value]
     return value
 
 

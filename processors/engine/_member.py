@@ -76,6 +76,8 @@ class Member:
                 names.group,
                 partition_assignment_strategy=(RangePartitionAssignor,),
                 max_poll_interval_ms=300_000,
+                session_timeout_ms=settings.session_timeout_ms,
+                heartbeat_interval_ms=max(300, settings.session_timeout_ms // 4),
                 fetch_max_bytes=32 * 1024 * 1024,
                 client_id=f"{names.group}-{health.instance}",
             )

@@ -1,0 +1,93 @@
+"""Kill -9 the normalizer at random moments while it works through 50k messages (10 %
+platform retries), restart it each time; at the end `chat.message.v1` (read_committed) holds
+every distinct message exactly once, in order per conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from runtime.kafka import admin_client
+from schemas.chat import ChatMessage
+from tests.support.processes import wait_for
+from tests.support.topics import read_topic
+from tests.support.yuju_messages import raw_messages
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(420)]
+
+RAW = "raw.yuju.message.v1"
+OUT = "chat.message.v1"
+TOTAL = 50_000
+KILLS = 6
+
+
+async def committed_total(bootstrap: str, group: str) -> int:
+    admin = admin_client(bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
+
+
+async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    registry_topics: list[str],
+    producer: AIOKafkaProducer,
+    cli_processes: Any,
+) -> None:
+    rng = random.Random(2026)
+    messages = list(raw_messages(TOTAL, conversations=300, seed=5))
+    expected: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for m in messages:
+        if m.message_id not in seen:
+            seen.add(m.message_id)
+            expected.setdefault(m.chat_id, []).append(m.message_id)
+    for m in messages:
+        await producer.send(topic_prefix + RAW, value=m.value, key=m.key, headers=m.headers)
+    await producer.flush()
+
+    group = f"{topic_prefix}wecom-stream.normalizer"
+    # a short session: a killed member's partitions are reassigned after 6 s, not 10 s
+    env = {"WECOM_STREAM_METRICS_PORT": "0", "WECOM_STREAM_SESSION_TIMEOUT_MS": "6000"}
+    progress = [0]
+    for _ in range(KILLS):
+        proc = cli_processes.start("process", "normalizer", env=env)
+
+        async def advanced(before: int = progress[-1]) -> int:
+            return max(0, await committed_total(kafka_bootstrap, group) - before)
+
+        # kill only while working: after this life committed something, at a random moment
+        await wait_for(advanced, timeout_s=90, interval_s=0.1, what="progress")
+        await asyncio.sleep(rng.uniform(0.0, 0.4))
+        proc.kill()
+        progress.append(await committed_total(kafka_bootstrap, group))
+    assert progress == sorted(progress)
+    assert progress[-1] < TOTAL, f"all input was done before the last kill: {progress}"
+
+    final = cli_processes.start("process", "normalizer", env=env)  # runs to the end
+    out = await read_topic(
+        kafka_bootstrap, topic_prefix + OUT, expect=len(seen), quiet_s=3, timeout_s=180
+    )
+    ids = [ChatMessage.model_validate_json(r.value or b"").message_id for r in out]
+    assert len(ids) == len(set(ids)), "a message was published twice"
+    assert set(ids) == seen, "a message was lost"
+    got: dict[str, list[str]] = {}
+    for r in out:
+        msg = ChatMessage.model_validate_json(r.value or b"")
+        got.setdefault(msg.conversation_id, []).append(msg.message_id)
+    assert got == expected
+    await wait_for(
+        lambda: committed_total(kafka_bootstrap, group),
+        timeout_s=30,
+        what="offsets committed",
+    )
+    assert final.terminate() == 0
+    assert await committed_total(kafka_bootstrap, group) == TOTAL
