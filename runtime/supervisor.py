@@ -35,11 +35,13 @@ class Child:
 def child_commands(
     processors: Sequence[str], base_env: Mapping[str, str], metrics_port: int
 ) -> list[Child]:
-    """The ingress plus one `process NAME` per processor, each on its own metrics port."""
+    """The ingress plus one `process NAME` per processor, each on its own metrics port
+    (`metrics_port + 1`, `+ 2`, ...; all 0, i.e. any free port, when `metrics_port` is 0)."""
     cli = [sys.executable, "-m", "runtime.cli"]
     children = [Child("ingress", [*cli, "ingress"], dict(base_env))]
     for offset, name in enumerate(processors, start=1):
-        env = {**base_env, "WECOM_STREAM_METRICS_PORT": str(metrics_port + offset)}
+        port = metrics_port + offset if metrics_port else 0
+        env = {**base_env, "WECOM_STREAM_METRICS_PORT": str(port)}
         children.append(Child(name, [*cli, "process", name], env))
     return children
 
