@@ -296,18 +296,23 @@ async def wait_caught_up(bootstrap: str, prefix: str, posted: int, proc: CliProc
     await wait_for(caught_up, timeout_s=120, interval_s=0.5, what="membership caught up")
 
 
-async def check_against_oracle(bootstrap: str, prefix: str, posted: int) -> dict[str, Any]:
+async def check_against_oracle(
+    bootstrap: str, prefix: str, posted: int, junk: int = 0
+) -> dict[str, Any]:
+    """Latest snapshots equal the oracle, the change stream is consistent with it, and the
+    DLQ holds exactly the `junk` records produced straight onto the raw topics (those carry
+    no `ce_id` header; everything the ingress published does)."""
     raw = []
     for topic in RAW_TOPICS:
         raw += await read_topic(bootstrap, prefix + topic, quiet_s=0.3)
-    assert len(raw) == posted, f"{len(raw)} raw records for {posted} callbacks"
-    expected = oracle(raw, prefix)
+    published = [rec for rec in raw if "ce_id" in rec.headers]
+    assert len(published) == posted, f"{len(published)} raw records for {posted} callbacks"
+    assert len(raw) == posted + junk
+    expected = oracle(published, prefix)
 
     snapshots = await read_topic(bootstrap, prefix + ROOM_MEMBERSHIP, quiet_s=0.5)
-    for rec in snapshots[:: max(1, len(snapshots) // 50)]:
-        RoomMembership.model_validate_json(
-            rec.value or b""
-        )  # every sampled record is a valid model
+    for rec in snapshots[:: max(1, len(snapshots) // 50)]:  # sampled: each a valid model
+        RoomMembership.model_validate_json(rec.value or b"")
     latest = latest_snapshots(snapshots)
     assert latest.keys() == expected.keys()
     differing = sorted(r for r in expected if latest[r] != expected[r])
@@ -322,5 +327,8 @@ async def check_against_oracle(bootstrap: str, prefix: str, posted: int) -> dict
         "snapshots": len(snapshots),
     }
     dlq = await read_topic(bootstrap, prefix + dlq_topic("membership"), quiet_s=0.3)
-    assert dlq == [], f"{len(dlq)} records on the DLQ: {[r.headers for r in dlq[:3]]}"
+    assert len(dlq) == junk, f"{len(dlq)} records on the DLQ: {[r.headers for r in dlq[:3]]}"
+    assert all(r.headers.get("dlq_error_type") == "MembershipRejected" for r in dlq), [
+        r.headers for r in dlq
+    ]
     return {"expected": expected, **stats}
