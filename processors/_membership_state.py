@@ -127,11 +127,12 @@ class Transition:
     changes: list[tuple[str, MemberChangeKind, int]]
     snapshot_changed: bool
     dropped: int = 0
+    room_changed: bool = True
 
     @property
     def stale(self) -> bool:
-        """Nothing won: a duplicate or an event older than what the state holds."""
-        return not self.member_writes and not self.snapshot_changed
+        """Nothing to store: a duplicate or an event older than what the state holds."""
+        return not self.member_writes and not self.snapshot_changed and not self.room_changed
 
 
 def room_key(room_id: str) -> str:
@@ -263,7 +264,9 @@ def apply_event(
             del new["departed"][cid]
             writes[cid] = None
     visible = visible or bool(changes) or bot_in_room(new) != bot_in_room(old)
-    return Transition(new, writes, changes, visible, dropped)
+    # A bot id is learnt from any event naming it, even one that otherwise lost.
+    room_changed = created or won or bool(writes) or new["bots"] != old["bots"]
+    return Transition(new, writes, changes, visible, dropped, room_changed)
 
 
 def _attr(room: RoomRecord, name: str) -> Any:

@@ -514,3 +514,14 @@ def test_event_times_are_exact_to_the_millisecond(ms: int) -> None:
     headers = {"ce_time": format_time_ms(ms)}
     untimed = orjson.dumps(body("join", "r", None))
     assert parse_event(RAW_YUJU_ROOM_JOIN, untimed, headers, 0).event_ms == ms
+
+
+def test_a_bot_id_is_learnt_even_from_an_event_that_otherwise_lost() -> None:
+    h = Harness()
+    h.send("join", body("join", "r1", T0, member("a"), member("x", isSelf=False)))
+    h.send("join", body("join", "r1", T0 + 10, member("x", isSelf=False)))
+    # An older event, from another bot's view, says `x` is the hosted bot: stale for `x`...
+    assert h.send("leave", body("leave", "r1", T0 + 5, member("x", isSelf=True))) == []
+    # ...but remembered: when `x` leaves for real, the room knows its bot is gone.
+    out = h.send("leave", body("leave", "r1", T0 + 20, member("x", isSelf=False)))
+    assert not snapshots(out)[-1].bot_in_room
