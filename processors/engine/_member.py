@@ -172,6 +172,7 @@ class Member:
         _log.info(
             "partitions assigned",
             processor=self.processor.name,
+            instance=self.health.instance,
             tasks=sorted(self.tasks),
             new=new,
             restored_records=restored,

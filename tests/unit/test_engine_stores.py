@@ -1,0 +1,165 @@
+"""The engine's in-memory store, DLQ headers, names and processor lookup, without Kafka."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from processors.engine import Names, Processor, StoreSpec
+from processors.engine._dlq import describe_error, dlq_headers
+from processors.engine._stores import MemoryStore
+from processors.engine.testing import LocalRun, input_record
+from processors.runner import load_processor
+from runtime.errors import ConfigError
+from runtime.settings import ProcessorSettings
+
+
+def test_get_set_delete_and_set_none_deletes() -> None:
+    store = MemoryStore(StoreSpec("s"))
+    assert store.get("k") is None
+    assert store.get("k", 5) == 5
+    store.set("k", {"a": [1, 2]})
+    assert store.get("k") == {"a": [1, 2]}
+    assert "k" in store
+    store.set("k", None)
+    assert "k" not in store
+    store.set("j", 1)
+    store.delete("j")
+    store.delete("never-there")
+    assert list(store.items()) == []
+
+
+def test_rejected_keys_and_values_fail_at_write_time() -> None:
+    store = MemoryStore(StoreSpec("s"))
+    with pytest.raises(TypeError):
+        store.set(3, 1)  # type: ignore[arg-type]  # a handler bug caught at the write
+    with pytest.raises(TypeError):
+        store.set("k", object())
+
+
+def test_failed_record_writes_are_undone_and_kept_ones_become_dirty() -> None:
+    store = MemoryStore(StoreSpec("s"))
+    store.set("a", 1)
+    store.end_record(ok=True)
+    store.set("a", 2)
+    store.set("b", 3)
+    store.delete("a")
+    store.end_record(ok=False)
+    assert dict(store.items()) == {"a": 1}
+    batch = dict(store.changelog_batch())
+    assert batch == {b"a": orjson.dumps([0, 1])}
+    assert not store.has_dirty
+    assert store.changelog_batch() == []
+
+
+def test_changelog_has_latest_value_per_key_and_tombstones() -> None:
+    store = MemoryStore(StoreSpec("s"))
+    for i in range(5):
+        store.now_ms = 100 + i
+        store.set("k", i)
+        store.end_record(ok=True)
+    store.set("gone", 1)
+    store.end_record(ok=True)
+    store.delete("gone")
+    store.end_record(ok=True)
+    batch = dict(store.changelog_batch())
+    assert batch == {b"k": orjson.dumps([104, 4]), b"gone": None}
+
+
+def test_restore_replays_a_changelog_into_an_equal_store() -> None:
+    source = MemoryStore(StoreSpec("s", retention_ms=1000))
+    source.now_ms = 50
+    for key in ("a", "b", "c"):
+        source.set(key, {"v": key})
+    source.end_record(ok=True)
+    log = source.changelog_batch()
+    source.delete("b")
+    source.end_record(ok=True)
+    log += source.changelog_batch()
+
+    restored = MemoryStore(StoreSpec("s", retention_ms=1000))
+    for key, value in log:
+        restored.restore(key, value)
+    assert dict(restored.items()) == {"a": {"v": "a"}, "c": {"v": "c"}}
+    assert not restored.has_dirty  # restoring writes nothing back
+    assert restored.expire(1051) == 2  # write times came back with the entries
+    assert {k for k, v in restored.changelog_batch() if v is None} == {b"a", b"c"}
+
+
+def test_retention_expires_by_stream_time_with_tombstones() -> None:
+    store = MemoryStore(StoreSpec("s", retention_ms=100))
+    for t, key in [(0, "old"), (50, "mid"), (90, "rewritten"), (150, "new")]:
+        store.now_ms = t
+        store.set(key, t)
+        store.end_record(ok=True)
+    store.now_ms = 160
+    store.set("rewritten", 160)  # a write renews the entry
+    store.end_record(ok=True)
+    store.changelog_batch()
+    assert store.expire(155) == 2  # cutoff 55: "old" (0) and "mid" (50)
+    assert sorted(k for k, _ in store.items()) == ["new", "rewritten"]
+    assert dict(store.changelog_batch()) == {b"old": None, b"mid": None}
+    assert MemoryStore(StoreSpec("forever")).expire(10**12) == 0
+
+
+def test_local_run_rolls_back_a_failing_handler() -> None:
+    def handle(record, ctx):  # type: ignore[no-untyped-def]
+        ctx.store("s").set("seen", record.offset)
+        if record.value == b"boom":
+            raise ValueError("handler failed")
+        return []
+
+    run = LocalRun(Processor("p", ("raw.unrouted.v1",), (), handle, (StoreSpec("s"),)))
+    run.feed(input_record("raw.unrouted.v1", b"ok", offset=1))
+    with pytest.raises(ValueError, match="handler failed"):
+        run.feed(input_record("raw.unrouted.v1", b"boom", offset=2))
+    assert run.store("s").get("seen") == 1
+
+
+class _Strict(BaseModel):
+    n: int
+
+
+def test_dlq_error_text_never_carries_input_content() -> None:
+    with pytest.raises(ValidationError) as info:
+        _Strict.model_validate({"n": "客户的私密消息"})
+    text = describe_error(info.value)
+    assert "客户的私密消息" not in text
+    assert "n: int_parsing" in text
+    assert len(describe_error(RuntimeError("x" * 1000))) == 300
+
+
+def test_dlq_headers_keep_input_headers_and_replace_old_dlq_ones() -> None:
+    headers = dlq_headers(
+        [("ce_id", b"1"), ("dlq_error", b"older failure")],
+        KeyError("k"),
+        processor="normalizer",
+        topic="raw.yuju.message.v1",
+        partition=3,
+        offset=42,
+    )
+    as_dict = dict(headers)
+    assert as_dict["ce_id"] == b"1"
+    assert as_dict["dlq_error"] == b"'k'"
+    assert as_dict["dlq_error_type"] == b"KeyError"
+    assert as_dict["dlq_source_topic"] == b"raw.yuju.message.v1"
+    assert (as_dict["dlq_source_partition"], as_dict["dlq_source_offset"]) == (b"3", b"42")
+    assert [k for k, _ in headers].count("dlq_error") == 1
+
+
+def test_names_follow_the_conventions() -> None:
+    names = Names("normalizer", "t1.")
+    assert names.group == "t1.wecom-stream.normalizer"
+    assert names.changelog("seen") == "t1.wecom-stream.normalizer-seen-changelog"
+    assert names.transactional_id(4) == "t1.wecom-stream.normalizer-4"
+    assert names.dlq == "t1.dlq.normalizer.v1"
+    assert names.logical("t1.raw.yuju.message.v1") == "raw.yuju.message.v1"
+
+
+def test_load_processor_by_name_prefers_configure() -> None:
+    proc = load_processor("normalizer", ProcessorSettings(normalizer_dedup_retention_ms=1234))
+    assert proc.name == "normalizer"
+    assert {s.name: s.retention_ms for s in proc.stores} == {"seen": 1234, "mode": 1234}
+    with pytest.raises(ConfigError):
+        load_processor("no_such_processor", ProcessorSettings())
