@@ -8,6 +8,7 @@ mode; the spool gauges are summed over live workers).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -77,6 +78,17 @@ class IngressMetrics:
             multiprocess_mode="livemin",
             registry=r,
         )
+
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        """Count one request and its latency (label children cached: this is per request)."""
+        children = self._children.get((route, status))
+        if children is None:
+            children = (self.requests.labels(route, str(status)), self.latency.labels(route))
+            self._children[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         """The exposition text (all workers' sum in multiprocess mode)."""

@@ -9,6 +9,7 @@ unreachable and the spool is full. Every error body is JSON `{"error": "..."}`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -21,6 +22,7 @@ import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ingress._access import AccessLog
 from ingress._metrics import IngressMetrics
 from ingress.publisher import Outcome, Publisher
 from ingress.routing import Auth, BodyError, build_record, match_path, parse_body, split_token
@@ -30,10 +32,11 @@ from runtime.settings import IngressSettings
 
 __all__ = ["PUBLISHER", "create_app", "worker_spools"]
 
-log = get_logger("ingress.access")
+log = get_logger("ingress.app")
 PUBLISHER = web.AppKey("publisher", Publisher)
 _METRICS = web.AppKey("metrics", IngressMetrics)
 _AUTH = web.AppKey("auth", Auth)
+_ACCESS = web.AppKey("access_log", AccessLog)
 _EMPTY = b"{}"
 _WORKER_DIR = re.compile(r"^worker-(\d+)$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -174,18 +177,18 @@ async def _access_log(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         status = exc.status
         raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away or the server is stopping (nginx's code)
+        raise
     else:
         status = response.status
         return response
     finally:
         elapsed = time.perf_counter() - started
         route = trace.route
-        metrics = request.app[_METRICS]
-        metrics.requests.labels(route, str(status)).inc()
-        metrics.latency.labels(route).observe(elapsed)
+        request.app[_METRICS].observe_request(route, status, elapsed)
         if route not in _OPS_ROUTES.values():
-            log.info(
-                "request",
+            request.app[_ACCESS].request(
                 route=route,
                 method=request.method,
                 status=status,
@@ -224,6 +227,7 @@ def create_app(
     logging.getLogger("aiohttp.server").addFilter(_CLIENT_ERRORS)  # idempotent: same object
     metrics = IngressMetrics()
     app[_METRICS] = metrics
+    app[_ACCESS] = AccessLog(settings.log_level, settings.log_format)
     insight_key = settings.insight_key.get_secret_value() if settings.insight_key else None
     app[_AUTH] = Auth(settings.tenant_tokens(), insight_key, settings.insight_tenant)
 

@@ -119,7 +119,9 @@ class Publisher:
         """Start the producer, retrying while Kafka is unreachable (the spool takes over)."""
         backoff = 0.5
         while True:
-            producer = AIOKafkaProducer(**producer_config(self.bootstrap))
+            # linger 0: a callback waits for its ack, so lingering only adds latency; records
+            # still batch by themselves while a produce request is in flight.
+            producer = AIOKafkaProducer(**producer_config(self.bootstrap, linger_ms=0))
             try:
                 await producer.start()
                 with contextlib.suppress(KafkaError, OSError):

@@ -209,12 +209,27 @@ def _usable_id(value: str) -> bool:
     return True
 
 
+def _message_ids(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(messageId, chatId) when both are plain non-empty strings under their exact names: the
+    common case, which needs no model (the model gives the same answer: its key is `chatId`
+    when present). None sends the body through `YujuMessage`."""
+    data = body.get("data")
+    fields = data if isinstance(data, dict) else body
+    message_id, chat_id = fields.get("messageId"), fields.get("chatId")
+    if isinstance(message_id, str) and message_id and isinstance(chat_id, str) and chat_id:
+        return message_id, chat_id
+    return None
+
+
 def _classify(kind: RouteKind, body: Any) -> tuple[str, str | None, str | None]:
     """(logical topic, key, messageId-or-None); unrouted when the shape is unknown."""
     if not isinstance(body, dict):
         return RAW_UNROUTED, None, None
     try:
         if kind == "message":
+            fast = _message_ids(body)
+            if fast is not None:
+                return RAW_YUJU_MESSAGE, fast[1], fast[0]
             message = YujuMessage.model_validate(body)
             return RAW_YUJU_MESSAGE, message.conversation_id, message.message_id
         if kind == "room":

@@ -76,6 +76,15 @@ async def run_worker(
         await runner.cleanup()
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (a faster loop and socket layer), else asyncio's default."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def _worker_main(settings: IngressSettings, bootstrap: str, index: int, workers: int) -> None:
     configure_logging(settings.log_level, settings.log_format)
     web.run_app(
@@ -86,6 +95,7 @@ def _worker_main(settings: IngressSettings, bootstrap: str, index: int, workers:
         access_log=None,
         print=None,
         shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
+        loop=_new_loop(),
     )
 
 

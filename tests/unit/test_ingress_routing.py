@@ -177,3 +177,24 @@ def test_odd_json_still_makes_a_record() -> None:
     assert len(record.ce_id) == 32  # an unencodable messageId falls back to the body hash
     assert record.key == "\udfff".encode("utf-8", "surrogatepass")
     assert json.loads(record.value)["b"] == int("1" + "0" * 30)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"data": {"messageId": "m", "chatId": "c", "botId": "b"}},
+        {"messageId": "m", "chatId": "c"},
+        {"data": {"messageId": "m", "chatId": ""}, "botId": "x"},
+        {"data": {"messageId": 12, "chatId": "c"}},
+        {"data": {"messageId": "m", " chatId": "c2", "chatId": "c"}},
+        {"data": {"messageId": "m", "chatId ": "c"}},
+        {"messageId": "m", "imBotId": "b", "imRoomId": "r"},
+    ],
+)
+def test_message_fast_path_agrees_with_the_model(body: dict[str, object]) -> None:
+    from schemas.yuju import YujuMessage
+
+    model = YujuMessage.model_validate(body)
+    record = build_record("message", body, tenant=None, received=NOW)
+    assert record.key == model.conversation_id.encode()
+    assert record.ce_id == model.message_id

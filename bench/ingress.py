@@ -1,0 +1,426 @@
+"""Ingress benchmark: requests/s and latency of `wecom-stream ingress` against a real Kafka,
+with a bare aiohttp `{}` handler measured in the same run as the baseline.
+
+- Load: `wrk` (Debian package, installed with apt-get when missing) drives the maximum rate
+  (closed loop); an aiohttp client in a separate process drives a fixed rate (open loop,
+  latency measured from the scheduled send time) for "p99 at half the maximum rate".
+- Bodies: realistic group-level message callbacks (the sample, text payload, a distinct
+  `messageId` per request, 500 conversations), with the tenant token.
+- Kafka: `KAFKA_BOOTSTRAP_SERVERS`, else a local broker started for the run in a temp dir.
+- Runs: bare (max), ingress --workers 1 (max), ingress --workers 2 (max), then the open-loop
+  rate of half the 1-worker maximum against the 1-worker ingress and the bare handler.
+  After the ingress runs the topic's end offsets are compared with the 200s wrk counted.
+
+Writes `bench/results/ingress.json` and prints a summary. `--duration` shortens the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+TOKEN = "bench-token-0001"  # noqa: S105 - a benchmark tenant, not a secret
+RESULTS = REPO / "bench" / "results" / "ingress.json"
+CONNECTIONS = 64
+
+WRK_LUA = r"""
+local counter = 0
+local thread_id = 0
+local template = [[__TEMPLATE__]]
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  thread_id = tid or 0
+end
+request = function()
+  counter = counter + 1
+  local id = string.format("bench-%d-%d-%d", thread_id, counter, math.random(1, 1000000000))
+  local chat = string.format("chat-%d", counter % 500)
+  local body = template:gsub("__MSGID__", id):gsub("__CHATID__", chat)
+  return wrk.format("POST", "/notice", {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def message_template() -> str:
+    """The sample message callback as a realistic text message, with id placeholders."""
+    sample = json.loads((REPO.parent / "shared" / "samples" / "yuju-message.json").read_text())
+    data = sample["data"]
+    data.update(
+        messageId="__MSGID__",
+        chatId="__CHATID__",
+        token=TOKEN,
+        type=7,
+        payload={"text": "你好，请问这个产品的价格是多少？能不能再便宜一点", "mention": []},
+        timestamp=str(int(time.time() * 1000)),
+        contactName="张三",
+        roomTopic="客户服务群",
+        botId="bot-0001",
+        contactId="7881300000000001",
+        roomId="R:10800000000001",
+    )
+    return json.dumps(sample, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------- child modes
+def bare_server(port: int) -> None:
+    """The baseline: an aiohttp handler that answers `{}` to everything, without Kafka."""
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=b"{}", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    from ingress.server import _new_loop  # the same event loop as the ingress (uvloop)
+
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=_new_loop())
+
+
+def rate_client(url: str, rate: float, duration: float) -> None:
+    """Open loop at `rate` req/s for `duration` s; prints JSON latencies (ms) and statuses."""
+    import aiohttp
+
+    template = message_template()
+
+    async def run() -> dict[str, Any]:
+        latencies: list[float] = []
+        statuses: dict[str, int] = {}
+        loop = asyncio.get_running_loop()
+        connector = aiohttp.TCPConnector(limit=512)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def one(i: int, scheduled: float) -> None:
+                body = template.replace("__MSGID__", f"rate-{os.getpid()}-{i}").replace(
+                    "__CHATID__", f"chat-{i % 500}"
+                )
+                try:
+                    async with session.post(url, data=body.encode()) as resp:
+                        await resp.read()
+                        key = str(resp.status)
+                except aiohttp.ClientError as exc:
+                    key = type(exc).__name__
+                statuses[key] = statuses.get(key, 0) + 1
+                latencies.append((loop.time() - scheduled) * 1000)
+
+            total = int(rate * duration)
+            start = loop.time() + 0.2
+            tasks = []
+            for i in range(total):
+                scheduled = start + i / rate
+                delay = scheduled - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(i, scheduled)))
+            await asyncio.gather(*tasks)
+            elapsed = loop.time() - start
+        return {"latencies_ms": latencies, "statuses": statuses, "elapsed_s": elapsed}
+
+    print(json.dumps(asyncio.run(run())))
+
+
+# ---------------------------------------------------------------- orchestration
+def ensure_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk:
+        return wrk
+    print("wrk not found: installing it with apt-get (Debian package)", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("could not install wrk; install it (apt-get install wrk) and rerun")
+    return found
+
+
+def wait_http(url: str, timeout_s: float = 60) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
+                if resp.status == 200 and b'"kafka":"down"' not in resp.read():
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not become ready within {timeout_s:.0f}s")
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * _UNITS[unit]
+
+
+def run_wrk(wrk: str, url: str, script: Path, duration: float) -> dict[str, Any]:
+    # a short warm-up so connections, JIT-less caches and the producer's metadata are hot
+    subprocess.run(
+        [wrk, "-t1", f"-c{CONNECTIONS}", "-d2s", "-s", str(script), url],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [
+            wrk,
+            "-t1",
+            f"-c{CONNECTIONS}",
+            f"-d{duration:.0f}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    pct = dict(re.findall(r"^\s+(\d+)%\s+([\d.]+(?:us|ms|s|m))\s*$", out, re.MULTILINE))
+    return {
+        "requests_per_s": round(rps, 1),
+        "requests": total,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1).strip() if errors else None,
+        "p50_ms": round(_ms(pct["50"]), 2),
+        "p99_ms": round(_ms(pct["99"]), 2),
+        "connections": CONNECTIONS,
+        "duration_s": duration,
+    }
+
+
+def run_rate(url: str, rate: float, duration: float) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--rate-client", url, str(rate), str(duration)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    doc = json.loads(out)
+    lat = sorted(doc["latencies_ms"])
+
+    def q(p: float) -> float:
+        return round(lat[min(len(lat) - 1, int(p * len(lat)))], 2)
+
+    return {
+        "target_rate": round(rate, 1),
+        "achieved_rate": round(len(lat) / doc["elapsed_s"], 1),
+        "requests": len(lat),
+        "statuses": doc["statuses"],
+        "p50_ms": q(0.50),
+        "p99_ms": q(0.99),
+        "max_ms": round(lat[-1], 2),
+    }
+
+
+def free_port() -> int:
+    from runtime.local_kafka import free_port as free
+
+    return free()
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log.open("wb")
+        self.proc = subprocess.Popen(
+            args, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        self.log.close()
+
+
+async def topic_total(bootstrap: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # no public API for this
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        return sum([await consumer.position(tp) for tp in tps])
+    finally:
+        await consumer.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rate-client", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_server:
+        bare_server(args.bare_server)
+        return
+    if args.rate_client:
+        url, rate, duration = args.rate_client
+        rate_client(url, float(rate), float(duration))
+        return
+
+    from runtime.kafka import ensure_topics, wait_for_broker
+    from runtime.local_kafka import LocalKafka
+    from schemas.registry import REGISTRY
+
+    wrk = ensure_wrk()
+    work = Path(tempfile.mkdtemp(prefix="bench-ingress-"))
+    script = work / "message.lua"
+    script.write_text(WRK_LUA.replace("__TEMPLATE__", message_template()))
+    broker: LocalKafka | None = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        print("starting a local Kafka for the benchmark ...", flush=True)
+        broker = LocalKafka(work / "kafka", port=0)
+        bootstrap = broker.start().bootstrap
+    prefix = f"bench{int(time.time())}."
+    asyncio.run(wait_for_broker(bootstrap))
+    asyncio.run(ensure_topics(bootstrap, [s for s in REGISTRY if s.writer == "ingress"], prefix))
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "WECOM_STREAM_TOPIC_PREFIX": prefix,
+        "WECOM_STREAM_TENANTS": f"bench={TOKEN}",
+        "WECOM_STREAM_LOG_FORMAT": "json",
+        "WECOM_STREAM_SPOOL_DIR": str(work / "spool"),
+    }
+    results: dict[str, Any] = {}
+    procs: list[Proc] = []
+    try:
+        port = free_port()
+        bare = Proc([sys.executable, __file__, "--bare-server", str(port)], env, work / "bare.log")
+        procs.append(bare)
+        bare_url = f"http://127.0.0.1:{port}"
+        wait_http(f"{bare_url}/readyz")
+        print("bare aiohttp handler, max rate ...", flush=True)
+        results["bare"] = run_wrk(wrk, f"{bare_url}/notice", script, args.duration)
+
+        accepted = 0
+        for workers in (1, 2):
+            port = free_port()
+            ingress = Proc(
+                [
+                    sys.executable,
+                    "-m",
+                    "runtime.cli",
+                    "ingress",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(workers),
+                ],
+                env,
+                work / f"ingress-{workers}.log",
+            )
+            procs.append(ingress)
+            url = f"http://127.0.0.1:{port}"
+            wait_http(f"{url}/readyz")
+            print(f"ingress --workers {workers}, max rate ...", flush=True)
+            run = run_wrk(wrk, f"{url}/notice", script, args.duration)
+            results[f"ingress_workers_{workers}"] = run
+            if workers == 1:
+                half = run["requests_per_s"] / 2
+                print(f"ingress --workers 1, open loop at {half:.0f}/s ...", flush=True)
+                results["ingress_workers_1_half_rate"] = run_rate(
+                    f"{url}/notice", half, args.duration
+                )
+            ingress.stop()
+            procs.remove(ingress)
+            log = (work / f"ingress-{workers}.log").read_text(errors="replace")
+            accepted += log.count('"status":200')
+            spooled = log.count('"outcome":"spool"')
+            results[f"ingress_workers_{workers}"]["spooled"] = spooled
+        print("bare aiohttp handler, open loop at the same rate ...", flush=True)
+        results["bare_half_rate"] = run_rate(
+            f"{bare_url}/notice", results["ingress_workers_1"]["requests_per_s"] / 2, args.duration
+        )
+        on_topic = asyncio.run(topic_total(bootstrap, prefix + "raw.yuju.message.v1"))
+    finally:
+        for proc in procs:
+            proc.stop()
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    ratio = results["ingress_workers_1"]["requests_per_s"] / results["bare"]["requests_per_s"]
+    scaling = (
+        results["ingress_workers_2"]["requests_per_s"]
+        / results["ingress_workers_1"]["requests_per_s"]
+    )
+    doc = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": "2-core / 24 GiB shared VM, broker on the same machine",
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_generator": "wrk 1 thread (max rate); aiohttp client process (open-loop rate)",
+        "kafka": "local broker started by the benchmark" if broker else "KAFKA_BOOTSTRAP_SERVERS",
+        "body_bytes": len(message_template().encode()),
+        **results,
+        "ratio_ingress_over_bare_workers_1": round(ratio, 3),
+        "throughput_workers_2_over_1": round(scaling, 3),
+        "records_on_topic": on_topic,
+        "responses_200_logged": accepted,
+        "targets": {
+            "ratio_at_least": 0.6,
+            "p99_ms_at_half_max_below": 50,
+            "ratio_met": ratio >= 0.6,
+            "p99_met": results["ingress_workers_1_half_rate"]["p99_ms"] < 50,
+        },
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    for name in ("bare", "ingress_workers_1", "ingress_workers_2"):
+        r = results[name]
+        print(
+            f"{name:22s} {r['requests_per_s']:9.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
+            f"p99 {r['p99_ms']:7.2f} ms  non-2xx {r['non_2xx']}"
+        )
+    for name in ("ingress_workers_1_half_rate", "bare_half_rate"):
+        r = results[name]
+        print(
+            f"{name:28s} {r['achieved_rate']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
+            f"p99 {r['p99_ms']:7.2f} ms  {r['statuses']}"
+        )
+    print(f"ratio ingress/bare (1 worker): {ratio:.3f} (target >= 0.6)")
+    print(f"throughput 2 workers / 1 worker: {scaling:.3f}")
+    print(f"records on topic: {on_topic}; 200s logged by the ingress: {accepted}")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
