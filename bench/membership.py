@@ -5,9 +5,11 @@ aiokafka builds it, per compression codec), compression time, and changelog byte
 commit. Baselines measured in the same run: the same events on a 20-member room, and
 `orjson.dumps` of the snapshot alone.
 
-Then it produces the snapshots (transactional, the registry's compression) to a topic created
-with the registry's `max.message.bytes` and reads them back: on `KAFKA_BOOTSTRAP_SERVERS`,
-else on a local broker started for the run.
+Then, on `KAFKA_BOOTSTRAP_SERVERS` (else a local broker started for the run), it produces the
+snapshots (transactional, the registry's compression) to a topic created with the registry's
+`max.message.bytes` and reads them back, and runs the same workloads end to end through a
+real `wecom-stream process membership` (`bench/_membership_engine.py`): raw topics in,
+committed outputs, changelog and offsets out.
 
     .venv/bin/python bench/membership.py [--members 2000] [--events 1000]
 
@@ -32,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import _membership_engine
 import orjson
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
@@ -46,6 +49,7 @@ from schemas.registry import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "membership.json"
+Workload = list[tuple[str, dict[str, Any]]]
 CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 T0 = 1_790_000_000_000
 
@@ -134,39 +138,50 @@ def record(kind: str, payload: dict[str, Any], offset: int) -> InputRecord:
     )
 
 
+def workload(size: int, events: int, seed: int) -> tuple[Workload, Workload]:
+    """(fill, timed): joins of 100 filling a room to `size` members, then `events`
+    alternating leaves and joins, each with its own callback timestamp."""
+    rng = random.Random(seed)
+    room = f"R:{size}:{seed}"
+    present = [member(rng, i) for i in range(size)]
+    fill: Workload = [
+        ("join", body("join", room, T0 + n, present[chunk : chunk + 100]))
+        for n, chunk in enumerate(range(0, size, 100))
+    ]
+    timed: Workload = []
+    next_id = size
+    for n in range(events):
+        ms = T0 + 10_000 + n
+        if n % 2 == 0:
+            gone = present.pop(rng.randrange(len(present)))
+            timed.append(("leave", body("leave", room, ms, [gone])))
+        else:
+            joined = member(rng, next_id)
+            next_id += 1
+            present.append(joined)
+            timed.append(("join", body("join", room, ms, [joined])))
+    return fill, timed
+
+
 def run_room(size: int, events: int, seed: int) -> dict[str, Any]:
     """Fill a room with `size` members, then time `events` alternating leaves and joins."""
-    rng = random.Random(seed)
     handle = make_handler(7 * 86_400_000)
     ctx = Ctx()
-    room = f"R:{size}"
-    present = [member(rng, i) for i in range(size)]
+    fill, timed = workload(size, events, seed)
     build_start = time.perf_counter()
     offset = 0
-    for chunk in range(0, size, 100):  # the room fills up in joins of 100
+    for kind, payload in fill:
         offset += 1
-        handle(
-            record("join", body("join", room, T0 + offset, present[chunk : chunk + 100]), offset),
-            ctx,
-        )
+        handle(record(kind, payload, offset), ctx)
     build_s = time.perf_counter() - build_start
     ctx.rooms.changelog_bytes()
 
     timings: list[float] = []
     snapshots: list[OutputRecord] = []
     changelog: list[int] = []
-    next_id = size
-    for n in range(events):
+    for kind, payload in timed:
         offset += 1
-        ms = T0 + 10_000 + n
-        if n % 2 == 0:
-            gone = present.pop(rng.randrange(len(present)))
-            rec = record("leave", body("leave", room, ms, [gone]), offset)
-        else:
-            joined = member(rng, next_id)
-            next_id += 1
-            present.append(joined)
-            rec = record("join", body("join", room, ms, [joined]), offset)
+        rec = record(kind, payload, offset)
         start = time.perf_counter()
         out = list(handle(rec, ctx))
         timings.append(time.perf_counter() - start)
@@ -321,9 +336,23 @@ def main(argv: list[str] | None = None) -> int:
             "compression.type": spec.compression_type,
         },
     }
+    workloads = {
+        f"room_{args.members}": workload(args.members, args.events, seed=1),
+        "room_20": workload(20, args.events, seed=2),
+    }
+
+    def on_broker(bootstrap: str) -> None:
+        result["broker"] = asyncio.run(through_broker(bootstrap, snapshots, spec.compression_type))
+        engine = _membership_engine.run(bootstrap, workloads)
+        big_e, small_e = engine[f"room_{args.members}"], engine["room_20"]
+        engine["ratio_ms_per_event_big_vs_small"] = round(
+            big_e["ms_per_event"] / small_e["ms_per_event"], 1
+        )
+        result["engine"] = engine
+
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if bootstrap:
-        result["broker"] = asyncio.run(through_broker(bootstrap, snapshots, spec.compression_type))
+        on_broker(bootstrap)
     else:
         from runtime.local_kafka import LocalKafka
 
@@ -331,9 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             broker = LocalKafka(Path(tmp), port=0)
             running = broker.start()
             try:
-                result["broker"] = asyncio.run(
-                    through_broker(running.bootstrap, snapshots, spec.compression_type)
-                )
+                on_broker(running.bootstrap)
             finally:
                 broker.stop()
     RESULTS.parent.mkdir(exist_ok=True)

@@ -256,9 +256,6 @@ def handle_event(
         return step, []
     writes = step.member_writes
 
-    def after(contact_id: str) -> MemberRecord | None:
-        return writes[contact_id] if contact_id in writes else lookup(contact_id)
-
     tenant = step.room["attrs"].get("tenant", [None])[0]
     out = [
         OutputRecord(
@@ -276,7 +273,11 @@ def handle_event(
         for contact_id, change, count in step.changes
     ]
     if step.snapshot_changed:
-        snapshot = snapshot_bytes(room_id, step.room, after)
+        get = store.get
+        records = [
+            writes[cid] if cid in writes else get(prefix + cid) for cid in step.room["present"]
+        ]
+        snapshot = snapshot_bytes(room_id, step.room, records)
         if len(snapshot) > MAX_SNAPSHOT_BYTES:
             raise MembershipRejected(
                 f"room {room_id} would have a snapshot of {len(snapshot)} bytes (over "
