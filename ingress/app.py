@@ -37,6 +37,7 @@ PUBLISHER = web.AppKey("publisher", Publisher)
 _METRICS = web.AppKey("metrics", IngressMetrics)
 _AUTH = web.AppKey("auth", Auth)
 _ACCESS = web.AppKey("access_log", AccessLog)
+_MAX_BODY = web.AppKey("max_body_bytes", int)
 _EMPTY = b"{}"
 _WORKER_DIR = re.compile(r"^worker-(\d+)$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -98,7 +99,7 @@ async def _callback(request: web.Request) -> web.StreamResponse:
             return _error(401, "bad credential")
     elif kind == "feedback" and not auth.key_ok(request.query.get("key")):
         return _error(401, "bad credential: give the Insight key as ?key= or a path prefix")
-    if (request.content_length or 0) > request.app._client_max_size:
+    if (request.content_length or 0) > request.app[_MAX_BODY]:
         return _error(413, "request body too large")
     try:
         raw = await request.read()
@@ -228,6 +229,7 @@ def create_app(
     metrics = IngressMetrics()
     app[_METRICS] = metrics
     app[_ACCESS] = AccessLog(settings.log_level, settings.log_format)
+    app[_MAX_BODY] = settings.max_body_bytes
     insight_key = settings.insight_key.get_secret_value() if settings.insight_key else None
     app[_AUTH] = Auth(settings.tenant_tokens(), insight_key, settings.insight_tenant)
 
