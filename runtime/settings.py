@@ -150,3 +150,9 @@ class ProcessorSettings(CommonSettings):
         description="How long (stream time) the normalizer remembers a messageId to drop "
         "platform retries.",
     )
+    feedback_retention_ms: int = Field(
+        default=30 * 24 * 60 * 60 * 1000,
+        gt=0,
+        description="How long (stream time) the feedback processor keeps a reply and its "
+        "hour/day rows after their last change; a later vote counts as a new rating.",
+    )

@@ -318,7 +318,7 @@ def test_stats_key_and_windows() -> None:
 
 
 def test_stats_row_serializes_with_the_contract_field_names() -> None:
-    row = Row("b", "day", *window_bounds("day", T0), node_id="n")
+    row = Row.of("b", "day", *window_bounds("day", T0), node_id="n")
     stats = stats_row(row, Counts(3, 1, 2, 1))
     assert stats.key == row.key == "b|day|2026-11-22T00:00:00Z|n"
     assert orjson.loads(stats.model_dump_json()) == {
@@ -333,7 +333,7 @@ def test_stats_row_serializes_with_the_contract_field_names() -> None:
         "satisfaction": 0.75,
         "comments": 1,
     }
-    empty = stats_row(Row("b", "all", None, None), Counts(0, 0, 1, 0))
+    empty = stats_row(Row.of("b", "all", None, None), Counts(0, 0, 1, 0))
     assert empty.satisfaction is None
     assert empty.key == "b|all|"
 

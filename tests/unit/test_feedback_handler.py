@@ -11,9 +11,11 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from processors.engine.api import InputRecord, OutputRecord
+from processors.engine.api import InputRecord, OutputRecord, StoreSpec
 from processors.engine.testing import LocalRun, input_record
-from processors.feedback import PROCESSOR, RETENTION_MS, FeedbackRejected
+from processors.feedback import PROCESSOR, RETENTION_MS, FeedbackRejected, configure
+from processors.runner import load_processor
+from runtime.settings import ProcessorSettings
 from schemas.cloudevents import format_time, header_map
 from schemas.feedback import FeedbackEvent, FeedbackStats
 from schemas.registry import FEEDBACK_EVENT, FEEDBACK_STATS, RAW_INSIGHT_FEEDBACK
@@ -187,3 +189,11 @@ def test_randomized_stream_matches_the_oracle(seed: int) -> None:
             assert isinstance(e, FeedbackEvent)
             seen.setdefault((e.bot_id, e.exec_id), []).append((e.status, e.previous_status))
     assert seen == expected.transitions
+
+
+def test_configure_applies_the_retention_setting() -> None:
+    declared = configure(ProcessorSettings(feedback_retention_ms=60_000))
+    retention = {spec.name: spec.retention_ms for spec in declared.stores}
+    assert retention == {"replies": 60_000, "windows": 60_000, "totals": None}
+    runner_view = load_processor("feedback", ProcessorSettings(feedback_retention_ms=5))
+    assert runner_view.stores[0] == StoreSpec("replies", retention_ms=5)
