@@ -27,7 +27,7 @@ partition); writes one `FeedbackEvent` per callback that changes a reply, and th
   the callback is ignored, logged and counted (`wecom_stream_feedback_callbacks_total`
   `{outcome="unknown_status"}`); it stays on the raw topic.
 - Flow nodes: `outputActions[].nodeId`, deduplicated; per-node rows count a reply once per
-  node. Nodes first seen on a later status change are added to the reply.
+  node. Nodes first seen on a later change are added to the reply.
 - A body that is not JSON or lacks `botId`, `execId` or `feedbackStatus` raises
   `FeedbackRejected`: the engine puts it on `dlq.feedback.v1`.
 - State: `replies` (one entry per rated reply) and `windows` (hour/day rows) expire after
