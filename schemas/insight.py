@@ -58,8 +58,3 @@ class InsightFeedback(Inbound):
     @classmethod
     def _strip(cls, body: Any) -> Any:
         return strip_keys(body)
-
-    @property
-    def reply_key(self) -> str:
-        """The bot reply a vote is about: `messageId` when present, else `execId`."""
-        return self.message_id or self.exec_id
