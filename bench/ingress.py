@@ -175,13 +175,30 @@ def _ms(text: str) -> float:
     return float(value) * _UNITS[unit]
 
 
-def run_wrk(wrk: str, url: str, script: Path, duration: float) -> dict[str, Any]:
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by every live process of a process group."""
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 of stat: process group
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def run_wrk(
+    wrk: str, url: str, script: Path, duration: float, pgid: int | None = None
+) -> dict[str, Any]:
     # a short warm-up so connections, JIT-less caches and the producer's metadata are hot
     subprocess.run(
         [wrk, "-t1", f"-c{CONNECTIONS}", "-d2s", "-s", str(script), url],
         check=True,
         capture_output=True,
     )
+    cpu_before = group_cpu_s(pgid) if pgid else 0.0
     out = subprocess.run(
         [
             wrk,
@@ -197,6 +214,7 @@ def run_wrk(wrk: str, url: str, script: Path, duration: float) -> dict[str, Any]
         capture_output=True,
         text=True,
     ).stdout
+    cpu = group_cpu_s(pgid) - cpu_before if pgid else 0.0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -211,6 +229,7 @@ def run_wrk(wrk: str, url: str, script: Path, duration: float) -> dict[str, Any]
         "p99_ms": round(_ms(pct["99"]), 2),
         "connections": CONNECTIONS,
         "duration_s": duration,
+        "server_cpu_us_per_request": round(cpu / total * 1e6, 1) if pgid else None,
     }
 
 
@@ -326,7 +345,7 @@ def main() -> None:
         bare_url = f"http://127.0.0.1:{port}"
         wait_http(f"{bare_url}/readyz")
         print("bare aiohttp handler, max rate ...", flush=True)
-        results["bare"] = run_wrk(wrk, f"{bare_url}/notice", script, args.duration)
+        results["bare"] = run_wrk(wrk, f"{bare_url}/notice", script, args.duration, bare.proc.pid)
 
         accepted = 0
         for workers in (1, 2):
@@ -351,7 +370,7 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}"
             wait_http(f"{url}/readyz")
             print(f"ingress --workers {workers}, max rate ...", flush=True)
-            run = run_wrk(wrk, f"{url}/notice", script, args.duration)
+            run = run_wrk(wrk, f"{url}/notice", script, args.duration, ingress.proc.pid)
             results[f"ingress_workers_{workers}"] = run
             if workers == 1:
                 half = run["requests_per_s"] / 2
@@ -392,6 +411,11 @@ def main() -> None:
         "body_bytes": len(message_template().encode()),
         **results,
         "ratio_ingress_over_bare_workers_1": round(ratio, 3),
+        "cpu_ratio_bare_over_ingress": round(
+            results["bare"]["server_cpu_us_per_request"]
+            / results["ingress_workers_1"]["server_cpu_us_per_request"],
+            3,
+        ),
         "throughput_workers_2_over_1": round(scaling, 3),
         "records_on_topic": on_topic,
         "responses_200_logged": accepted,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -88,7 +87,7 @@ class Publisher:
         self._ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._late: dict[tuple[int, Position], asyncio.Task[None]] = {}
+        self._late: dict[tuple[int, Position], asyncio.Future[Any]] = {}
         self._delivered: set[tuple[int, Position]] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -165,38 +164,44 @@ class Publisher:
         self.metrics.spool_bytes.set(self.spool_bytes)
 
     # ------------------------------------------------------------------ the request path
-    async def _deliver(self, record: SpoolRecord) -> None:
-        started = time.perf_counter()
-        future = await self._producer.send(
-            record.topic,
-            record.value,
-            key=record.key,
-            headers=record.headers,
-            timestamp_ms=record.timestamp_ms,
-        )
-        await future
-        self.metrics.produce_latency.observe(time.perf_counter() - started)
-
-    async def _try_direct(self, record: SpoolRecord) -> asyncio.Task[None] | None:
-        """Produce within the deadline. None when acknowledged; else the still-running task
-        (or a failed one)."""
-        task = asyncio.create_task(self._deliver(record))
-        done, _ = await asyncio.wait({task}, timeout=self.timeout)
-        if task in done and task.exception() is None:
+    async def _try_direct(self, record: SpoolRecord) -> asyncio.Future[Any] | None:
+        """Produce within the deadline. None when acknowledged; else the delivery future,
+        still pending (it may succeed later) or failed."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.timeout
+        future: asyncio.Future[Any]
+        try:
+            async with asyncio.timeout_at(deadline):  # send() waits when the buffer is full
+                future = await self._producer.send(
+                    record.topic,
+                    record.value,
+                    key=record.key,
+                    headers=record.headers,
+                    timestamp_ms=record.timestamp_ms,
+                )
+        except (KafkaError, TimeoutError) as exc:  # not appended: it will not be sent
+            future = loop.create_future()
+            future.set_exception(exc)
+        if not future.done():
+            await asyncio.wait((future,), timeout=max(0.0, deadline - loop.time()))
+        if future.done() and future.exception() is None:
+            self.metrics.produce_latency.observe(loop.time() - started)
             return None
-        if task in done:
-            self.metrics.kafka_errors.labels(type(task.exception()).__name__).inc()
+        if future.done():
+            error = future.exception()
+            self.metrics.kafka_errors.labels(type(error).__name__).inc()
         else:
             self.metrics.kafka_errors.labels("deadline").inc()
-            task.add_done_callback(_consume_exception)
+            future.add_done_callback(_consume_exception)
         if self.kafka_up:
             log.warning("kafka_degraded", reason="produce failed or missed the deadline")
         self._set_up(False)
-        return task
+        return future
 
     async def publish(self, record: SpoolRecord) -> Outcome:
         """Store one record durably; see the module docstring for the rules."""
-        late: asyncio.Task[None] | None = None
+        late: asyncio.Future[Any] | None = None
         if self.backlog == 0 and self.kafka_up and self._producer is not None:
             late = await self._try_direct(record)
             if late is None:
@@ -331,6 +336,6 @@ class Publisher:
                 log.info("adopted_spool_drained", spool=str(spool.directory))
 
 
-def _consume_exception(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved, so asyncio does not log "exception never retrieved"
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not log "exception never retrieved"

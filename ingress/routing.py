@@ -110,7 +110,7 @@ def parse_body(raw: bytes) -> Any:
 
 
 def _is_token_key(key: object) -> bool:
-    return isinstance(key, str) and key.strip() == "token"
+    return key == "token" or (isinstance(key, str) and len(key) > 5 and key.strip() == "token")
 
 
 def split_token(body: Any) -> tuple[object, Any]:
@@ -124,12 +124,14 @@ def split_token(body: Any) -> tuple[object, Any]:
         if _is_token_key(key):
             token = value if token is None else token
             continue
-        if isinstance(value, dict) and isinstance(key, str) and key.strip() == "data":
-            inner = {k: v for k, v in value.items() if not _is_token_key(k)}
-            if len(inner) != len(value):
+        if isinstance(value, dict) and (
+            key == "data" or (isinstance(key, str) and key.strip() == "data")
+        ):
+            found = [k for k in value if _is_token_key(k)]
+            if found:
                 if token is None:
-                    token = next(v for k, v in value.items() if _is_token_key(k))
-                value = inner
+                    token = value[found[0]]
+                value = {k: v for k, v in value.items() if k not in found}
         clean[key] = value
     return token, clean
 
