@@ -12,22 +12,34 @@ _MS_THRESHOLD = 100_000_000_000  # 1e11: in seconds that is year 5138; in ms, 19
 _US_THRESHOLD = 100_000_000_000_000  # 1e14: microseconds from here on.
 
 
+_CONTAINERS = (dict, list)
+
+
 def strip_keys(value: Any) -> Any:
     """Recursively strip whitespace around dict keys (the doc's `"roomWecomChatId\\t"`).
 
-    On a collision the key that needed no stripping wins.
+    On a collision the key that needed no stripping wins. A dict or list in which nothing
+    needs stripping is returned as it is (not copied): the common case costs one pass.
     """
     if isinstance(value, dict):
+        for key, item in value.items():
+            if (isinstance(key, str) and key.strip() is not key) or (
+                isinstance(item, _CONTAINERS) and strip_keys(item) is not item
+            ):
+                break
+        else:
+            return value
         out: dict[str, Any] = {}
         for key, item in value.items():
             clean = key.strip() if isinstance(key, str) else key
             if clean in out and clean != key:
                 continue
-            # recurse only into containers: a call per scalar was most of the parse cost
-            out[clean] = strip_keys(item) if isinstance(item, (dict, list)) else item
+            out[clean] = strip_keys(item) if isinstance(item, _CONTAINERS) else item
         return out
     if isinstance(value, list):
-        return [strip_keys(item) if isinstance(item, (dict, list)) else item for item in value]
+        if any(isinstance(i, _CONTAINERS) and strip_keys(i) is not i for i in value):
+            return [strip_keys(i) if isinstance(i, _CONTAINERS) else i for i in value]
+        return value
     return value
 
 

@@ -1,0 +1,239 @@
+"""Processor benchmark: the normalizer's end-to-end throughput in exactly-once and
+at-least-once mode, against a bare aiokafka consume→produce loop measured in the same run.
+
+- Data: N realistic raw message callbacks (`tests/support/yuju_messages.py`: the ingress's
+  record shape with CloudEvents headers, keyed by chatId, 300 conversations, mixed kinds,
+  10 % platform retries) preloaded into a 6-partition topic, once per run.
+- Kafka: `KAFKA_BOOTSTRAP_SERVERS` if set, else a dedicated local broker started for the
+  run in a temp dir (so the figures do not share a broker with anything else).
+- Each run is a separate process (`wecom-stream process normalizer`, or this file with
+  `--bare-loop`) on its own topic prefix and consumer group. Throughput = input records /
+  time from the run's partition assignment (its first read) to the moment its group's
+  committed offsets cover the whole input (the outputs are committed with, or before, the
+  offsets), polled every 50 ms.
+- Bare loop: consumer group, `getmany(max_records=2000)`, each value produced unchanged
+  (idempotent, `acks=all`, same linger) to another topic, acks awaited and offsets committed
+  at most every 100 ms: the engine's batching and commit interval.
+
+Writes `bench/results/processor.json` and prints the ratios normalizer / bare loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+
+from runtime.kafka import (  # noqa: E402
+    admin_client,
+    consumer_config,
+    ensure_topics,
+    producer_config,
+    wait_for_broker,
+)
+from runtime.local_kafka import KAFKA_VERSION, LocalKafka  # noqa: E402
+from runtime.settings import ProcessorSettings  # noqa: E402
+from schemas.registry import REGISTRY, TopicSpec  # noqa: E402
+from tests.support.yuju_messages import raw_messages  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "processor.json"
+RAW = "raw.yuju.message.v1"
+BARE_OUT = "bench.bare-out"
+ASSIGNED = "bare loop: partitions assigned"
+
+
+# ---------------------------------------------------------------- the baseline
+async def bare_loop(bootstrap: str, prefix: str, batch: int, interval_ms: int) -> None:
+    """Consume the raw topic, produce each value unchanged, commit per batch interval."""
+    group = f"{prefix}bench.bare"
+    consumer = AIOKafkaConsumer(**consumer_config(bootstrap, group))
+    producer = AIOKafkaProducer(**producer_config(bootstrap))
+    await producer.start()
+    await consumer.start()
+    consumer.subscribe([prefix + RAW])
+    out = prefix + BARE_OUT
+    announced = False
+    last_commit = time.monotonic()
+    pending: list[Any] = []
+    offsets: dict[Any, int] = {}
+    try:
+        while True:
+            records = await consumer.getmany(timeout_ms=200, max_records=batch)
+            if not announced and consumer.assignment():
+                print(ASSIGNED, file=sys.stderr, flush=True)
+                announced = True
+            for tp, recs in records.items():
+                for r in recs:
+                    fut = await producer.send(
+                        out, value=r.value, key=r.key, headers=list(r.headers)
+                    )
+                    pending.append(fut)
+                offsets[tp] = recs[-1].offset + 1
+            if offsets and time.monotonic() - last_commit >= interval_ms / 1000:
+                await asyncio.gather(*pending)
+                pending.clear()
+                await consumer.commit(offsets)
+                offsets = {}
+                last_commit = time.monotonic()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+# ---------------------------------------------------------------- harness
+async def preload(bootstrap: str, prefix: str, n: int) -> tuple[int, int]:
+    await ensure_topics(bootstrap, REGISTRY, prefix)
+    await ensure_topics(bootstrap, [TopicSpec(BARE_OUT, "bench", "", "")], prefix)
+    producer = AIOKafkaProducer(
+        **producer_config(bootstrap, linger_ms=20, max_batch_size=512 * 1024)
+    )
+    await producer.start()
+    distinct: set[str] = set()
+    try:
+        for m in raw_messages(n, conversations=300, seed=42):
+            distinct.add(m.message_id)
+            await producer.send(prefix + RAW, value=m.value, key=m.key, headers=m.headers)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return n, len(distinct)
+
+
+async def committed(bootstrap: str, group: str) -> int:
+    admin = admin_client(bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
+
+
+async def measure(
+    name: str, argv: list[str], env: dict[str, str], marker: str, group: str, n: int, boot: str
+) -> dict[str, Any]:
+    log = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
+    # blocking calls below are fine: the harness only polls, it is not what is measured
+    with log.open("wb") as out:  # noqa: ASYNC230
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: ASYNC220
+    try:
+        deadline = time.monotonic() + 120
+        while marker not in log.read_text(errors="replace"):  # noqa: ASYNC240
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start; see {log}")
+            await asyncio.sleep(0.02)
+        started = time.monotonic()
+        deadline = started + 1200
+        while await committed(boot, group) < n:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} stopped before the end; see {log}")
+            await asyncio.sleep(0.05)
+        seconds = time.monotonic() - started
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    log.unlink()  # noqa: ASYNC240
+    return {"seconds": round(seconds, 2), "records_per_s": round(n / seconds)}
+
+
+async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict[str, Any]:
+    settings = ProcessorSettings()
+    await wait_for_broker(bootstrap)
+    results: dict[str, Any] = {}
+    counts: tuple[int, int] = (0, 0)
+    for mode in args.modes:
+        prefix = f"b{uuid.uuid4().hex[:8]}."
+        counts = await preload(bootstrap, prefix, args.records)
+        env = dict(
+            os.environ,
+            KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+            WECOM_STREAM_TOPIC_PREFIX=prefix,
+            WECOM_STREAM_METRICS_PORT="0",
+            WECOM_STREAM_LOG_FORMAT="json",
+            WECOM_STREAM_LOG_LEVEL="INFO",
+        )
+        if mode == "bare":
+            argv = [sys.executable, __file__, "--bare-loop", bootstrap, prefix]
+            marker, group = ASSIGNED, f"{prefix}bench.bare"
+        else:
+            env["WECOM_STREAM_PROCESSING_GUARANTEE"] = mode
+            argv = [sys.executable, "-m", "runtime.cli", "process", "normalizer"]
+            marker, group = '"partitions assigned"', f"{prefix}wecom-stream.normalizer"
+        result = await measure(mode, argv, env, marker, group, args.records, bootstrap)
+        results[mode] = result
+        print(f"{mode:>14}: {result['records_per_s']:>7} records/s ({result['seconds']} s)")
+    bare = results.get("bare", {}).get("records_per_s")
+    ratios = {
+        mode: round(results[mode]["records_per_s"] / bare, 3)
+        for mode in ("exactly-once", "at-least-once")
+        if bare and mode in results
+    }
+    return {
+        "date": datetime.now(UTC).date().isoformat(),
+        "machine": args.machine,
+        "python": platform.python_version(),
+        "kafka": KAFKA_VERSION if dedicated else "external",
+        "broker": "dedicated local broker" if dedicated else "KAFKA_BOOTSTRAP_SERVERS",
+        "records": counts[0],
+        "distinct_messages": counts[1],
+        "partitions": 6,
+        "max_batch_records": settings.max_batch_records,
+        "commit_interval_ms": settings.commit_interval_ms,
+        "runs": results,
+        "ratio_to_bare_loop": ratios,
+        "targets": {"exactly-once": 0.5, "at-least-once": 0.7},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench/processor.py")
+    parser.add_argument("--records", type=int, default=220_000)
+    parser.add_argument("--modes", nargs="+", default=["bare", "exactly-once", "at-least-once"])
+    parser.add_argument(
+        "--machine", default="2-core / 24 GiB shared VM, broker on the same machine"
+    )
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--bare-loop", nargs=2, metavar=("BOOTSTRAP", "PREFIX"))
+    args = parser.parse_args()
+    if args.bare_loop:
+        settings = ProcessorSettings()
+        asyncio.run(
+            bare_loop(*args.bare_loop, settings.max_batch_records, settings.commit_interval_ms)
+        )
+        return 0
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
+        broker = None if bootstrap else LocalKafka(Path(tmp), port=0)
+        try:
+            if broker is not None:
+                bootstrap = broker.start().bootstrap
+            assert bootstrap is not None
+            report = asyncio.run(run(args, bootstrap, broker is not None))
+        finally:
+            if broker is not None:
+                broker.stop()
+    print(json.dumps(report["ratio_to_bare_loop"]))
+    if not args.no_write:
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        print(f"written {RESULTS.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
