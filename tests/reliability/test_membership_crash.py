@@ -68,7 +68,7 @@ async def test_membership_exact_across_sigkills_mid_stream(
     assert kills == len(KILL_AT)
     await wait_caught_up(kafka_bootstrap, topic_prefix, total, processor)
     result = await check_against_oracle(kafka_bootstrap, topic_prefix, total)
-    assert result["changes"] > 300
+    assert result["changes"] > 200  # how many depends on the arrival order
     # The last incarnation started from the changelog, not from nothing.
     restored = [
         orjson.loads(line).get("restored_records", 0)
