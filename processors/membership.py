@@ -13,9 +13,10 @@ Semantics (also in the README, "membership"):
   who left later, nor a late leave remove one who rejoined later.
 - Room topic, owner, avatar and tenant are last-writer-wins each on its own, by (event time,
   `ce_id`); an event without a value keeps the current one.
-- Departed members are remembered (tombstone with its time) for `departed_retention_ms` of
-  the room's event time; an event older than that horizon about a member without any
-  record is dropped and counted (`outcome="too_late"`).
+- Departed members are remembered (tombstone with its time) for
+  `WECOM_STREAM_MEMBERSHIP_DEPARTED_RETENTION_MS` (default 7 days) of the room's event
+  time; an event older than that horizon about a member without any record is dropped and
+  counted (`outcome="too_late"`).
 - The snapshot is a pure function of the events accepted so far; it is emitted whenever that
   value changes (members, their attributes, room attributes, `bot_in_room`, `updated_at`),
   so the latest snapshot per room is the same whatever order the events came in.
@@ -33,8 +34,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import Counter
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ValidationError
 
 from processors._membership_state import (
     EventKind,
@@ -56,7 +56,8 @@ from processors.engine.api import (
     Processor,
     StoreSpec,
 )
-from runtime.errors import ConfigError, WecomStreamError
+from runtime.errors import WecomStreamError
+from runtime.settings import ProcessorSettings
 from schemas.cloudevents import event_headers, parse_time, stable_id
 from schemas.registry import (
     DAY_MS,
@@ -71,14 +72,15 @@ from schemas.room import MemberChange
 from schemas.yuju import RoomEvent, RoomJoin, RoomLeave, RoomTopic
 
 __all__ = [
+    "DEPARTED_RETENTION_MS",
     "EVENTS",
     "MAX_FUTURE_SKEW_MS",
     "MAX_SNAPSHOT_BYTES",
     "PROCESSOR",
     "STORE",
     "MembershipRejected",
-    "MembershipSettings",
-    "build_processor",
+    "configure",
+    "declare",
     "event_time_ms",
     "handle_event",
     "make_handler",
@@ -106,19 +108,8 @@ EVENTS = Counter(
 )
 
 
-class MembershipSettings(BaseSettings):
-    """Settings of the membership processor (env `WECOM_STREAM_MEMBERSHIP_*`)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="WECOM_STREAM_MEMBERSHIP_", frozen=True, extra="ignore"
-    )
-
-    departed_retention_ms: int = Field(
-        default=7 * DAY_MS,
-        gt=0,
-        description="How long (room event time) a departed member is remembered to resolve "
-        "late events. Default 7 days, the raw topics' retention.",
-    )
+DEPARTED_RETENTION_MS = 7 * DAY_MS
+"""Default of `WECOM_STREAM_MEMBERSHIP_DEPARTED_RETENTION_MS` (the raw topics' retention)."""
 
 
 class MembershipRejected(WecomStreamError, ValueError):
@@ -316,22 +307,22 @@ def make_handler(retention_ms: int) -> Handler:
     return handle
 
 
-def build_processor(settings: MembershipSettings | None = None) -> Processor:
-    """The processor declaration; settings from the environment unless given."""
-    try:
-        settings = settings or MembershipSettings()
-    except ValidationError as exc:
-        raise ConfigError(
-            f"WECOM_STREAM_MEMBERSHIP_DEPARTED_RETENTION_MS is invalid ({exc.errors()[0]['msg']})"
-        ) from None
+def configure(settings: ProcessorSettings) -> Processor:
+    """The declaration with `WECOM_STREAM_MEMBERSHIP_DEPARTED_RETENTION_MS` applied."""
+    return declare(settings.membership_departed_retention_ms)
+
+
+def declare(departed_retention_ms: int) -> Processor:
+    """The processor declaration with a given departed-member retention."""
     return Processor(
         name="membership",
         inputs=(RAW_YUJU_ROOM_JOIN, RAW_YUJU_ROOM_LEAVE, RAW_YUJU_ROOM_TOPIC),
         outputs=(ROOM_MEMBER_CHANGE, ROOM_MEMBERSHIP),
-        handle=make_handler(settings.departed_retention_ms),
+        handle=make_handler(departed_retention_ms),
         stores=(StoreSpec(STORE),),
         compression_type=by_name(ROOM_MEMBERSHIP).compression_type,
     )
 
 
-PROCESSOR = build_processor()
+PROCESSOR = declare(DEPARTED_RETENTION_MS)
+"""The declaration with the default retention (`configure` is what the runner uses)."""

@@ -156,3 +156,9 @@ class ProcessorSettings(CommonSettings):
         description="How long (stream time) the feedback processor keeps a reply and its "
         "hour/day rows after their last change; a later vote counts as a new rating.",
     )
+    membership_departed_retention_ms: int = Field(
+        default=7 * 24 * 60 * 60 * 1000,
+        gt=0,
+        description="How long (a room's event time) the membership processor remembers a "
+        "departed member, to resolve late events about them.",
+    )

@@ -12,10 +12,10 @@ import pytest
 from processors.membership import (
     MAX_FUTURE_SKEW_MS,
     MembershipRejected,
-    MembershipSettings,
-    build_processor,
+    configure,
     parse_event,
 )
+from runtime.settings import ProcessorSettings
 from schemas.registry import (
     RAW_YUJU_ROOM_JOIN,
     RAW_YUJU_ROOM_LEAVE,
@@ -135,7 +135,7 @@ def test_handler_never_mutates_values_it_read_from_the_store() -> None:
 
 
 def test_processor_declaration() -> None:
-    proc = build_processor(MembershipSettings(departed_retention_ms=1000))
+    proc = configure(ProcessorSettings(membership_departed_retention_ms=1000))
     assert proc.name == "membership"
     assert set(proc.inputs) == {RAW_YUJU_ROOM_JOIN, RAW_YUJU_ROOM_LEAVE, RAW_YUJU_ROOM_TOPIC}
     assert set(proc.outputs) == {ROOM_MEMBERSHIP, ROOM_MEMBER_CHANGE}
