@@ -9,6 +9,8 @@ import json
 import orjson
 import pytest
 
+from processors.engine.api import OutputRecord
+from processors.engine.testing import LocalRun, input_record
 from processors.membership import (
     MAX_FUTURE_SKEW_MS,
     MembershipRejected,
@@ -140,6 +142,20 @@ def test_processor_declaration() -> None:
     assert set(proc.inputs) == {RAW_YUJU_ROOM_JOIN, RAW_YUJU_ROOM_LEAVE, RAW_YUJU_ROOM_TOPIC}
     assert set(proc.outputs) == {ROOM_MEMBERSHIP, ROOM_MEMBER_CHANGE}
     assert [s.name for s in proc.stores] == ["rooms"]
+    assert proc.compression_type == "zstd"
+    # The configured retention reaches the handler: with 1 s, a leave 2 s older than the
+    # room's time is forgotten at once, and a join older than the horizon is dropped.
+    run = LocalRun(proc)
+
+    def feed(kind: str, payload: dict[str, object]) -> list[OutputRecord]:
+        topic = {"join": RAW_YUJU_ROOM_JOIN, "leave": RAW_YUJU_ROOM_LEAVE}[kind]
+        value = orjson.dumps(payload)
+        return run.feed(input_record(topic, value, headers={"ce_id": kind}, timestamp_ms=T0 + 9999))
+
+    feed("join", body("join", "r1", T0 + 5000, member("a")))
+    assert feed("leave", body("leave", "r1", T0 + 3000, member("x"))) == []
+    assert "member:2:r1:x" not in run.stores["rooms"]
+    assert feed("join", body("join", "r1", T0 + 1000, member("y"))) == []
 
 
 def test_an_event_that_would_make_an_oversized_snapshot_is_rejected_unapplied(
