@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from runtime.errors import WecomStreamError
 from runtime.kafka import ensure_topics, wait_for_broker
 from runtime.local_kafka import LocalKafka
@@ -187,6 +189,17 @@ _COMMANDS = {
 }
 
 
+def _settings_error(exc: ValidationError) -> str:
+    """A settings validation error as one line naming the env vars (values never echoed:
+    they may be credentials)."""
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        env = field if field.isupper() else f"WECOM_STREAM_{field.upper()}"
+        problems.append(f"{env}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(problems) + " (see the README's table)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -195,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](args, settings)
     except WecomStreamError as exc:
         print(f"wecom-stream: error: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:
+        print(f"wecom-stream: error: {_settings_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

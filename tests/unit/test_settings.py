@@ -53,3 +53,16 @@ def test_invalid_mode_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WECOM_STREAM_PROCESSING_GUARANTEE", "maybe-once")
     with pytest.raises(ValueError, match="exactly-once"):
         ProcessorSettings()
+
+
+def test_cli_reports_bad_settings_as_one_line_without_the_value(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runtime.cli import main
+
+    monkeypatch.setenv("WECOM_STREAM_PROCESSING_GUARANTEE", "secret-looking-value")
+    assert main(["process", "normalizer"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "WECOM_STREAM_PROCESSING_GUARANTEE" in err
+    assert "secret-looking-value" not in err
