@@ -23,26 +23,19 @@ Appends use group commit: each `append` writes its frame at once and then waits 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import fcntl
 import os
-import struct
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 
+from ingress._frames import HEADER, Position, SpoolRecord, frame, scan
 from runtime.errors import WecomStreamError
 from runtime.logs import get_logger
 
 __all__ = ["Position", "Spool", "SpoolFullError", "SpoolLockedError", "SpoolRecord"]
 
-_MAGIC = b"\xc5\x01"
-_HEADER = struct.Struct(">2sII")
-_META_LEN = struct.Struct(">I")
 _READ_CHUNK = 1024 * 1024
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 
@@ -64,60 +57,6 @@ class SpoolLockedError(WecomStreamError):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class SpoolRecord:
-    """One Kafka record as spooled: physical topic, key, value, headers, timestamp."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    timestamp_ms: int
-
-    def encode(self) -> bytes:
-        meta = orjson.dumps(
-            {
-                "t": self.topic,
-                "k": None if self.key is None else base64.b64encode(self.key).decode(),
-                "h": [[k, base64.b64encode(v).decode()] for k, v in self.headers],
-                "ts": self.timestamp_ms,
-            }
-        )
-        return _META_LEN.pack(len(meta)) + meta + self.value
-
-    @classmethod
-    def decode(cls, payload: bytes) -> SpoolRecord:
-        (meta_len,) = _META_LEN.unpack_from(payload)
-        meta: dict[str, Any] = orjson.loads(payload[4 : 4 + meta_len])
-        key = meta["k"]
-        return cls(
-            topic=meta["t"],
-            key=None if key is None else base64.b64decode(key),
-            value=payload[4 + meta_len :],
-            headers=[(k, base64.b64decode(v)) for k, v in meta["h"]],
-            timestamp_ms=int(meta["ts"]),
-        )
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key == name:
-                return value.decode("utf-8", "replace")
-        return None
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Position:
-    """A place in the spool: segment number and byte offset in it."""
-
-    segment: int
-    offset: int
-
-
-def frame(payload: bytes) -> bytes:
-    """The on-disk frame of one payload."""
-    return _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
-
-
 def _seg_name(n: int) -> str:
     return f"seg-{n:012d}.log"
 
@@ -128,22 +67,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _scan(data: bytes) -> tuple[int, int]:
-    """(number of valid frames, byte length of the valid prefix) of a segment's bytes."""
-    count = 0
-    pos = 0
-    while pos + _HEADER.size <= len(data):
-        magic, length, crc = _HEADER.unpack_from(data, pos)
-        end = pos + _HEADER.size + length
-        if magic != _MAGIC or end > len(data):
-            break
-        if zlib.crc32(data[pos + _HEADER.size : end]) != crc:
-            break
-        count += 1
-        pos = end
-    return count, pos
 
 
 class Spool:
@@ -201,7 +124,7 @@ class Spool:
             data = path.read_bytes()
             start = self._committed.offset if n == self._committed.segment else 0
             start = min(start, len(data))
-            count, valid = _scan(data[start:])
+            count, valid = scan(data[start:])
             valid += start
             if valid < len(data):
                 self.torn_bytes += len(data) - valid
@@ -241,7 +164,8 @@ class Spool:
             return False
         self.close()
         for path in self.directory.iterdir():
-            path.unlink(missing_ok=True)
+            if path.name != "rejected.log":  # kept for the operator (the dir stays then)
+                path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.directory.rmdir()
         return True
@@ -284,7 +208,7 @@ class Spool:
         return self._written - self._segments.get(self._write_seg, 0)
 
     def full_for(self, size: int) -> bool:
-        return self.bytes + size + _HEADER.size > self.max_bytes
+        return self.bytes + size + HEADER.size > self.max_bytes
 
     # ------------------------------------------------------------------ writing
     async def append(self, record: SpoolRecord) -> Position:
@@ -350,12 +274,12 @@ class Spool:
                 fh.seek(offset)
                 data = fh.read(min(end - offset, max(_READ_CHUNK, max_bytes)))
             pos = 0
-            while pos + _HEADER.size <= len(data) and len(out) < max_records:
-                _, length, _ = _HEADER.unpack_from(data, pos)
-                stop = pos + _HEADER.size + length
+            while pos + HEADER.size <= len(data) and len(out) < max_records:
+                _, length, _ = HEADER.unpack_from(data, pos)
+                stop = pos + HEADER.size + length
                 if stop > len(data):
                     break
-                record = SpoolRecord.decode(data[pos + _HEADER.size : stop])
+                record = SpoolRecord.decode(data[pos + HEADER.size : stop])
                 size += stop - pos
                 pos = stop
                 self._unread -= 1
