@@ -59,6 +59,7 @@ async def run_worker(
     settings: IngressSettings, bootstrap: str, *, worker_index: int = 0, workers: int = 1
 ) -> None:
     """Serve until cancelled (for embedding, e.g. by `wecom-stream run`), then stop cleanly."""
+    _warn_if_open(settings)
     runner = web.AppRunner(
         create_app(settings, bootstrap=bootstrap, worker_index=worker_index, workers=workers),
         access_log=None,
