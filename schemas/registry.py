@@ -80,20 +80,39 @@ def dlq_topic(processor: str) -> str:
     return f"dlq.{processor}.v1"
 
 
-REGISTRY: tuple[TopicSpec, ...] = (
-    TopicSpec(RAW_YUJU_MESSAGE, "ingress", "chatId", "callback JSON", retention_ms=7 * DAY_MS),
-    TopicSpec(RAW_YUJU_ROOM_JOIN, "ingress", "imRoomId", "callback JSON", retention_ms=7 * DAY_MS),
-    TopicSpec(RAW_YUJU_ROOM_LEAVE, "ingress", "imRoomId", "callback JSON", retention_ms=7 * DAY_MS),
-    TopicSpec(RAW_YUJU_ROOM_TOPIC, "ingress", "imRoomId", "callback JSON", retention_ms=7 * DAY_MS),
-    TopicSpec(RAW_INSIGHT_FEEDBACK, "ingress", "botId", "callback JSON", retention_ms=7 * DAY_MS),
-    TopicSpec(
-        RAW_UNROUTED,
+RAW_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+"""Raw topics take a whole callback: `WECOM_STREAM_MAX_BODY_BYTES` (1 MiB default) plus the
+CloudEvents headers would overflow the broker's ~1 MiB default. Raise both together."""
+DERIVED_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""Outputs that embed a raw body (ChatMessage keeps the payload, DLQ records copy the input)
+may be larger than their input; 4 MiB = the producers' `max_request_size`."""
+
+
+def _raw(name: str, key: str, value: str = "callback JSON", days: int = 7) -> TopicSpec:
+    return TopicSpec(
+        name,
         "ingress",
-        "none",
-        "authenticated JSON of unknown shape",
-        retention_ms=30 * DAY_MS,
+        key,
+        value,
+        retention_ms=days * DAY_MS,
+        max_message_bytes=RAW_MAX_MESSAGE_BYTES,
+    )
+
+
+REGISTRY: tuple[TopicSpec, ...] = (
+    _raw(RAW_YUJU_MESSAGE, "chatId"),
+    _raw(RAW_YUJU_ROOM_JOIN, "imRoomId"),
+    _raw(RAW_YUJU_ROOM_LEAVE, "imRoomId"),
+    _raw(RAW_YUJU_ROOM_TOPIC, "imRoomId"),
+    _raw(RAW_INSIGHT_FEEDBACK, "botId"),
+    _raw(RAW_UNROUTED, "none", "authenticated JSON of unknown shape", days=30),
+    TopicSpec(
+        CHAT_MESSAGE,
+        "normalizer",
+        "conversation id",
+        "ChatMessage",
+        max_message_bytes=DERIVED_MAX_MESSAGE_BYTES,
     ),
-    TopicSpec(CHAT_MESSAGE, "normalizer", "conversation id", "ChatMessage"),
     TopicSpec(
         ROOM_MEMBERSHIP,
         "membership",
@@ -112,7 +131,13 @@ REGISTRY: tuple[TopicSpec, ...] = (
         FEEDBACK_STATS, "feedback", "bot id + window", "FeedbackStats", cleanup_policy="compact"
     ),
     *(
-        TopicSpec(dlq_topic(name), name, "input key", "input value + error headers")
+        TopicSpec(
+            dlq_topic(name),
+            name,
+            "input key",
+            "input value + error headers",
+            max_message_bytes=DERIVED_MAX_MESSAGE_BYTES,
+        )
         for name in PROCESSOR_NAMES
     ),
 )
