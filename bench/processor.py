@@ -11,6 +11,8 @@ at-least-once mode, against a bare aiokafka consume→produce loop measured in t
   time from the run's partition assignment (its first read) to the moment its group's
   committed offsets cover the whole input (the outputs are committed with, or before, the
   offsets), polled every 50 ms.
+- Engine pass-through (diagnostic): the engine in exactly-once mode with a handler that
+  forwards each value unchanged and no store, to split the gap into engine and normalizer.
 - Bare loop: consumer group, `getmany(max_records=2000)`, each value produced unchanged
   (idempotent, `acks=all`, same linger) to another topic, acks awaited and offsets committed
   at most every 100 ms: the engine's batching and commit interval.
@@ -25,6 +27,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +42,13 @@ sys.path.insert(0, str(REPO))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
+from processors.engine import (  # noqa: E402
+    Context,
+    InputRecord,
+    OutputRecord,
+    Processor,
+    run_engine,
+)
 from runtime.kafka import (  # noqa: E402
     admin_client,
     consumer_config,
@@ -47,6 +57,7 @@ from runtime.kafka import (  # noqa: E402
     wait_for_broker,
 )
 from runtime.local_kafka import KAFKA_VERSION, LocalKafka  # noqa: E402
+from runtime.logs import configure_logging  # noqa: E402
 from runtime.settings import ProcessorSettings  # noqa: E402
 from schemas.registry import REGISTRY, TopicSpec  # noqa: E402
 from tests.support.yuju_messages import raw_messages  # noqa: E402
@@ -93,6 +104,23 @@ async def bare_loop(bootstrap: str, prefix: str, batch: int, interval_ms: int) -
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+def _passthrough(record: InputRecord, ctx: Context) -> tuple[OutputRecord, ...]:
+    return (OutputRecord("chat.message.v1", record.key, record.value),)
+
+
+async def engine_passthrough(bootstrap: str, prefix: str) -> None:
+    """The engine (exactly-once) with a handler that forwards each value unchanged and no
+    store: what the engine costs without the normalizer's work."""
+    configure_logging("INFO", "json")
+    settings = ProcessorSettings(
+        kafka_bootstrap_servers=bootstrap, topic_prefix=prefix, metrics_port=0
+    )
+    processor = Processor("normalizer", (RAW,), ("chat.message.v1",), _passthrough)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await run_engine(processor, settings, bootstrap, stop)
 
 
 # ---------------------------------------------------------------- harness
@@ -170,6 +198,9 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
         if mode == "bare":
             argv = [sys.executable, __file__, "--bare-loop", bootstrap, prefix]
             marker, group = ASSIGNED, f"{prefix}bench.bare"
+        elif mode == "engine-passthrough":
+            argv = [sys.executable, __file__, "--engine-passthrough", bootstrap, prefix]
+            marker, group = '"partitions assigned"', f"{prefix}wecom-stream.normalizer"
         else:
             env["WECOM_STREAM_PROCESSING_GUARANTEE"] = mode
             argv = [sys.executable, "-m", "runtime.cli", "process", "normalizer"]
@@ -180,7 +211,7 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
     bare = results.get("bare", {}).get("records_per_s")
     ratios = {
         mode: round(results[mode]["records_per_s"] / bare, 3)
-        for mode in ("exactly-once", "at-least-once")
+        for mode in ("exactly-once", "at-least-once", "engine-passthrough")
         if bare and mode in results
     }
     return {
@@ -203,13 +234,22 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/processor.py")
     parser.add_argument("--records", type=int, default=220_000)
-    parser.add_argument("--modes", nargs="+", default=["bare", "exactly-once", "at-least-once"])
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["bare", "exactly-once", "at-least-once", "engine-passthrough"],
+        help="engine-passthrough: the engine with a forward-as-is handler (diagnostic)",
+    )
     parser.add_argument(
         "--machine", default="2-core / 24 GiB shared VM, broker on the same machine"
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--bare-loop", nargs=2, metavar=("BOOTSTRAP", "PREFIX"))
+    parser.add_argument("--engine-passthrough", nargs=2, metavar=("BOOTSTRAP", "PREFIX"))
     args = parser.parse_args()
+    if args.engine_passthrough:
+        asyncio.run(engine_passthrough(*args.engine_passthrough))
+        return 0
     if args.bare_loop:
         settings = ProcessorSettings()
         asyncio.run(

@@ -193,10 +193,8 @@ class Member:
             if self._failure is None:
                 await self._commit(force=True)
         finally:
-            for p in sorted(gone):
-                task = self.tasks.pop(p, None)
-                if task is not None:
-                    await task.close()
+            dropped = [self.tasks.pop(p) for p in sorted(gone) if p in self.tasks]
+            await asyncio.gather(*(task.close() for task in dropped))
             self._owned -= revoked
             self.metrics.tasks.labels(self.processor.name).set(len(self.tasks))
             self.health.tasks = sorted(self.tasks)
@@ -281,8 +279,7 @@ class Member:
         """Leave the group. `clean`: the last commit succeeded (tasks hold nothing to keep);
         otherwise the tasks are dropped without committing."""
         async with self._lock:
-            for task in list(self.tasks.values()):
-                await task.close()
+            await asyncio.gather(*(task.close() for task in self.tasks.values()))
             self.tasks.clear()
             self._owned.clear()
         try:

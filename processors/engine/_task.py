@@ -19,6 +19,7 @@ from processors.engine._stores import MemoryStore
 from processors.engine.api import InputRecord, OutputRecord, Processor, Store
 from runtime.logs import get_logger
 from schemas.cloudevents import header_map
+from schemas.registry import by_name
 
 __all__ = ["Task", "UndeclaredOutputError"]
 
@@ -29,6 +30,23 @@ _log = get_logger(__name__)
 
 class UndeclaredOutputError(ValueError):
     """A handler returned a record for a topic its processor does not declare (a bug)."""
+
+
+class OutputTooLargeError(ValueError):
+    """An output record would exceed its topic's `max.message.bytes`: the broker would
+    reject it and fail the whole transaction, so the input goes to the DLQ instead."""
+
+
+_BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+_BATCH_OVERHEAD = 512
+
+
+def _size_limit(logical_topic: str) -> int:
+    try:
+        configured = by_name(logical_topic).max_message_bytes
+    except KeyError:
+        configured = None
+    return (configured or _BROKER_DEFAULT_MAX_MESSAGE_BYTES) - _BATCH_OVERHEAD
 
 
 class _Context:
@@ -77,6 +95,7 @@ class Task:
         self.stores = {spec.name: MemoryStore(spec) for spec in processor.stores}
         self._context = _Context(self.stores)
         self._outputs = {t: names.topic(t) for t in processor.outputs}
+        self._limits = {t: _size_limit(t) for t in processor.outputs}
         self.stream_time = 0
         self.offsets: dict[TopicPartition, int] = {}
         """Next offset to consume per input partition, to be committed."""
@@ -139,7 +158,14 @@ class Task:
                 f"handler of {self.processor.name} returned a record for {out.topic!r}, "
                 f"which is not among its declared outputs {list(self._outputs)}"
             )
-        return topic, _key_bytes(out.key), _value_bytes(out.value), list(out.headers)
+        key, value, headers = _key_bytes(out.key), _value_bytes(out.value), list(out.headers)
+        size = len(key or b"") + len(value or b"") + sum(len(k) + len(v) for k, v in headers)
+        if size > self._limits[out.topic]:
+            raise OutputTooLargeError(
+                f"output record for {out.topic} is {size} bytes, over the topic's limit "
+                f"{self._limits[out.topic]}"
+            )
+        return topic, key, value, headers
 
     async def _dead_letter(self, tp: TopicPartition, rec: Any, exc: BaseException) -> None:
         headers = dlq_headers(

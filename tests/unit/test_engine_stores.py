@@ -163,3 +163,22 @@ def test_load_processor_by_name_prefers_configure() -> None:
     assert {s.name: s.retention_ms for s in proc.stores} == {"seen": 1234, "mode": 1234}
     with pytest.raises(ConfigError):
         load_processor("no_such_processor", ProcessorSettings())
+
+
+def test_outputs_are_checked_before_they_can_fail_a_transaction() -> None:
+    from processors.engine._metrics import EngineMetrics
+    from processors.engine._task import OutputTooLargeError, Task, UndeclaredOutputError
+    from processors.engine.api import OutputRecord
+
+    proc = Processor("normalizer", ("raw.yuju.message.v1",), ("chat.message.v1",), lambda r, c: ())
+    task = Task(
+        0, proc, Names("normalizer", "p."), None, EngineMetrics("normalizer"), transactional=True
+    )
+    topic, key, value, headers = task._serialize(
+        OutputRecord("chat.message.v1", "k", b"v", [("h", b"1")])
+    )
+    assert (topic, key, value, headers) == ("p.chat.message.v1", b"k", b"v", [("h", b"1")])
+    with pytest.raises(OutputTooLargeError):
+        task._serialize(OutputRecord("chat.message.v1", "k", b"x" * 4_194_304))
+    with pytest.raises(UndeclaredOutputError):
+        task._serialize(OutputRecord("room.membership.v1", "k", b"v"))
