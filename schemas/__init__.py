@@ -4,6 +4,7 @@ Inbound: tolerant models of the platform callbacks. Outbound: strict models of t
 we publish. Plus the topic registry and the CloudEvents header helpers.
 """
 
+from schemas.chat import Attachment, ChatMessage
 from schemas.cloudevents import event_headers, header_map, stable_id
 from schemas.feedback import FeedbackEvent, FeedbackStats, stats_key
 from schemas.insight import InsightFeedback
@@ -13,6 +14,8 @@ from schemas.yuju import RoomJoin, RoomLeave, RoomMember, RoomTopic, YujuMessage
 
 __all__ = [
     "REGISTRY",
+    "Attachment",
+    "ChatMessage",
     "FeedbackEvent",
     "FeedbackStats",
     "InsightFeedback",
