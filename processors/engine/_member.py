@@ -102,7 +102,11 @@ class Member:
             )
             # start() sends InitProducerId: bumps the epoch of this task's transactional id,
             # fencing a previous owner and completing or aborting its open transaction.
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
         else:
             assert self._shared_producer is not None
             producer = self._shared_producer
@@ -237,8 +241,12 @@ class Member:
                     self.metrics.lag.labels(name, self.names.logical(tp.topic), tp.partition).set(
                         max(0, end - committed)
                     )
+        totals: dict[str, int] = {}
+        for task in self.tasks.values():
             for store, size in task.store_sizes().items():
-                self.metrics.store_entries.labels(name, store).set(size)
+                totals[store] = totals.get(store, 0) + size
+        for store, size in totals.items():
+            self.metrics.store_entries.labels(name, store).set(size)
 
     # ---------------------------------------------------------------- loop
     async def run(self, stop: asyncio.Event) -> None:
