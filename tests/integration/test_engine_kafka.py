@@ -12,8 +12,11 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
-from processors.engine import Names
+from processors.engine import EngineError, Names
+from processors.engine._setup import prepare_topics
+from processors.runner import load_processor
 from runtime.kafka import admin_client, producer_config
+from runtime.settings import ProcessorSettings
 from schemas.chat import ChatMessage
 from tests.support.processes import CliProcess, wait_for
 from tests.support.topics import read_topic
@@ -169,3 +172,17 @@ async def test_at_least_once_mode_commits_after_outputs(
     assert await committed_total(kafka_bootstrap, group) == len(messages)
     (started,) = events(proc, "processor starting")
     assert started["guarantee"] == "at-least-once"
+
+
+async def test_inputs_that_are_not_co_partitioned_refuse_to_start(
+    kafka_bootstrap: str, topic_prefix: str, topic_factory: Any
+) -> None:
+    await topic_factory("raw.yuju.room-join.v1", partitions=3)  # the others get 6
+    settings = ProcessorSettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
+    with pytest.raises(EngineError, match="not co-partitioned"):
+        await prepare_topics(load_processor("membership", settings), settings, kafka_bootstrap)
+    names, partitions = await prepare_topics(
+        load_processor("normalizer", settings), settings, kafka_bootstrap
+    )
+    assert partitions == 6
+    assert names.group == f"{topic_prefix}wecom-stream.normalizer"
