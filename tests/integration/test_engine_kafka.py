@@ -35,12 +35,23 @@ async def produce(producer: AIOKafkaProducer, topic: str, messages: list[RawMess
 
 
 async def committed_total(bootstrap: str, group: str) -> int:
-    admin = admin_client(bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
+    """Sum of the group's committed offsets. On a fresh broker the offsets topic may still be
+    loading (GroupCoordinatorNotAvailable, retriable): ask again until a deadline."""
+
+    async def fetch() -> tuple[dict[Any, Any]] | None:  # a tuple: truthy even when empty
+        admin = admin_client(bootstrap)
+        await admin.start()
+        try:
+            offsets: dict[Any, Any] = await admin.list_consumer_group_offsets(group)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            return None
+        finally:
+            await admin.close()
+        return (offsets,)
+
+    (offsets,) = await wait_for(fetch, timeout_s=30, what=f"the coordinator of {group}")
     return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
 
 
