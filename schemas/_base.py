@@ -4,23 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
 from pydantic.alias_generators import to_camel
-from pydantic.functional_validators import WrapValidator
+from pydantic_core import CoreSchema, core_schema
 
 __all__ = ["Inbound", "Lenient", "Outbound"]
 
 T = TypeVar("T")
 
 
-def _none_on_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    try:
-        return handler(value)
-    except ValidationError:
-        return None
+class _NoneOnError:
+    """Validation of the annotated type falls back to None on error, inside pydantic-core
+    (no Python call per field: these models parse every callback on the hot path)."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.with_default_schema(handler(source), default=None, on_error="default")
 
 
-Lenient = Annotated[T | None, WrapValidator(_none_on_error)]
+Lenient = Annotated[T | None, _NoneOnError()]
 """An optional field that becomes None instead of failing when the platform sends junk.
 
 The raw body travels on the topic unchanged, so nothing is lost by not parsing a field.
