@@ -15,44 +15,17 @@ from aiokafka.structs import OffsetAndMetadata
 from processors.engine import EngineError, Names
 from processors.engine._setup import prepare_topics
 from processors.runner import load_processor
-from runtime.kafka import admin_client, producer_config
+from runtime.kafka import producer_config
 from runtime.settings import ProcessorSettings
 from schemas.chat import ChatMessage
 from tests.support.processes import CliProcess, wait_for
-from tests.support.topics import read_topic
-from tests.support.yuju_messages import RawMessage, raw_messages
+from tests.support.topics import committed_total, read_topic
+from tests.support.yuju_messages import RawMessage, produce_messages, raw_messages
 
 pytestmark = pytest.mark.kafka
 
 RAW = "raw.yuju.message.v1"
 OUT = "chat.message.v1"
-
-
-async def produce(producer: AIOKafkaProducer, topic: str, messages: list[RawMessage]) -> None:
-    for m in messages:
-        await producer.send(topic, value=m.value, key=m.key, headers=m.headers)
-    await producer.flush()
-
-
-async def committed_total(bootstrap: str, group: str) -> int:
-    """Sum of the group's committed offsets. On a fresh broker the offsets topic may still be
-    loading (GroupCoordinatorNotAvailable, retriable): ask again until a deadline."""
-
-    async def fetch() -> tuple[dict[Any, Any]] | None:  # a tuple: truthy even when empty
-        admin = admin_client(bootstrap)
-        await admin.start()
-        try:
-            offsets: dict[Any, Any] = await admin.list_consumer_group_offsets(group)
-        except KafkaError as exc:
-            if not exc.retriable:
-                raise
-            return None
-        finally:
-            await admin.close()
-        return (offsets,)
-
-    (offsets,) = await wait_for(fetch, timeout_s=30, what=f"the coordinator of {group}")
-    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
 
 
 def events(proc: CliProcess, event: str) -> list[dict[str, Any]]:
@@ -107,14 +80,14 @@ async def test_state_is_restored_after_a_restart(
 ) -> None:
     first = list(raw_messages(400, conversations=12, duplicate_ratio=0, prefix="a"))
     env = {"WECOM_STREAM_METRICS_PORT": "0"}
-    await produce(producer, topic_prefix + RAW, first)
+    await produce_messages(producer, topic_prefix + RAW, first)
     proc = cli_processes.start("process", "normalizer", env=env)
     await read_topic(kafka_bootstrap, topic_prefix + OUT, expect=400, quiet_s=0.5)
     assert proc.terminate() == 0
 
     # platform retries of the first messages, arriving after the restart, and new ones
     later = list(raw_messages(100, conversations=12, duplicate_ratio=0, prefix="b"))
-    await produce(producer, topic_prefix + RAW, first[::4] + later)
+    await produce_messages(producer, topic_prefix + RAW, first[::4] + later)
     proc = cli_processes.start("process", "normalizer", env=env)
     out = await read_topic(kafka_bootstrap, topic_prefix + OUT, expect=500, quiet_s=2)
     ids = [ChatMessage.model_validate_json(r.value or b"").message_id for r in out]
@@ -132,7 +105,7 @@ async def test_two_members_share_partitions_and_output_stays_exact(
     cli_processes: Any,
 ) -> None:
     messages = list(raw_messages(4000, conversations=60, seed=3))
-    await produce(producer, topic_prefix + RAW, messages)
+    await produce_messages(producer, topic_prefix + RAW, messages)
     proc = cli_processes.start(
         "process", "normalizer", "--instances", "2", env={"WECOM_STREAM_METRICS_PORT": "0"}
     )
@@ -166,7 +139,7 @@ async def test_at_least_once_mode_commits_after_outputs(
     cli_processes: Any,
 ) -> None:
     messages = list(raw_messages(1500, conversations=30, seed=9))
-    await produce(producer, topic_prefix + RAW, messages)
+    await produce_messages(producer, topic_prefix + RAW, messages)
     proc = cli_processes.start(
         "process",
         "normalizer",

@@ -14,18 +14,12 @@ from aiokafka import AIOKafkaProducer
 from schemas.chat import ChatMessage
 from tests.support.processes import CliProcess, wait_for
 from tests.support.topics import read_topic
-from tests.support.yuju_messages import RawMessage, raw_messages
+from tests.support.yuju_messages import RawMessage, produce_messages, raw_messages
 
 pytestmark = pytest.mark.kafka
 
 RAW = "raw.yuju.message.v1"
 OUT = "chat.message.v1"
-
-
-async def produce(producer: AIOKafkaProducer, topic: str, messages: list[RawMessage]) -> None:
-    for m in messages:
-        await producer.send(topic, value=m.value, key=m.key, headers=m.headers)
-    await producer.flush()
 
 
 def log_events(proc: CliProcess, event: str) -> list[dict[str, Any]]:
@@ -53,7 +47,7 @@ async def test_duplicates_in_distinct_messages_out_in_order(
     for m in messages:
         distinct.setdefault(m.message_id, m)
     assert 2500 < len(distinct) < len(messages)  # about 10 % retries
-    await produce(producer, topic_prefix + RAW, messages)
+    await produce_messages(producer, topic_prefix + RAW, messages)
 
     proc = cli_processes.start("process", "normalizer", env={"WECOM_STREAM_METRICS_PORT": "0"})
     port = await metrics_port(proc)
@@ -108,7 +102,7 @@ async def test_malformed_record_goes_to_dlq_and_partition_keeps_moving(
     before = list(raw_messages(20, conversations=1, duplicate_ratio=0, prefix="a"))
     after = list(raw_messages(20, conversations=1, duplicate_ratio=0, prefix="z"))
     key = before[0].key
-    await produce(producer, topic_prefix + RAW, before)
+    await produce_messages(producer, topic_prefix + RAW, before)
     bad = await (
         await producer.send(
             topic_prefix + RAW,
@@ -122,7 +116,7 @@ async def test_malformed_record_goes_to_dlq_and_partition_keeps_moving(
             topic_prefix + RAW, value=b'{"data": {"chatId": "chat-00000"}}', key=key
         )
     )
-    await produce(producer, topic_prefix + RAW, after)
+    await produce_messages(producer, topic_prefix + RAW, after)
 
     proc = cli_processes.start("process", "normalizer", env={"WECOM_STREAM_METRICS_PORT": "0"})
     out = await read_topic(kafka_bootstrap, topic_prefix + OUT, expect=40, quiet_s=2)

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from runtime.kafka import admin_client
 from schemas.chat import ChatMessage
 from tests.support.processes import wait_for
-from tests.support.topics import read_topic
-from tests.support.yuju_messages import raw_messages
+from tests.support.topics import committed_total, read_topic
+from tests.support.yuju_messages import produce_messages, raw_messages
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -23,16 +22,6 @@ RAW = "raw.yuju.message.v1"
 OUT = "chat.message.v1"
 TOTAL = 50_000
 KILLS = 6
-
-
-async def committed_total(bootstrap: str, group: str) -> int:
-    admin = admin_client(bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
 
 
 async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
@@ -50,9 +39,7 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
         if m.message_id not in seen:
             seen.add(m.message_id)
             expected.setdefault(m.chat_id, []).append(m.message_id)
-    for m in messages:
-        await producer.send(topic_prefix + RAW, value=m.value, key=m.key, headers=m.headers)
-    await producer.flush()
+    await produce_messages(producer, topic_prefix + RAW, messages)
 
     group = f"{topic_prefix}wecom-stream.normalizer"
     # a short session: a killed member's partitions are reassigned after 6 s, not 10 s

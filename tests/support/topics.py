@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
-from runtime.kafka import consumer_config
+from runtime.kafka import admin_client, consumer_config
 from schemas.cloudevents import header_map
+from tests.support.processes import wait_for
 
 
 @dataclass(frozen=True)
@@ -81,3 +84,27 @@ async def read_topic(
         return out
     finally:
         await consumer.stop()
+
+
+async def committed_total(bootstrap: str, group: str) -> int:
+    """Sum of a consumer group's committed offsets (0 for a group that never committed).
+
+    On a fresh broker the offsets topic may still be loading (GroupCoordinatorNotAvailable,
+    retriable): ask again until a deadline.
+    """
+
+    async def fetch() -> tuple[dict[Any, Any]] | None:  # a tuple: truthy even when empty
+        admin = admin_client(bootstrap)
+        await admin.start()
+        try:
+            offsets: dict[Any, Any] = await admin.list_consumer_group_offsets(group)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            return None
+        finally:
+            await admin.close()
+        return (offsets,)
+
+    (offsets,) = await wait_for(fetch, timeout_s=30, what=f"the coordinator of {group}")
+    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)

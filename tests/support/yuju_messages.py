@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
+from aiokafka import AIOKafkaProducer
 
 from schemas.cloudevents import event_headers
 
-__all__ = ["RawMessage", "raw_messages"]
+__all__ = ["RawMessage", "produce_messages", "raw_messages"]
 
 _TEXTS = [
     "你好，请问你们的营业时间是几点？",
@@ -109,3 +110,12 @@ def raw_messages(
         if len(recent) > 200:
             del recent[:100]
         yield msg
+
+
+async def produce_messages(
+    producer: AIOKafkaProducer, topic: str, messages: list[RawMessage]
+) -> None:
+    """Publish `messages` as the ingress would (key, value, headers) and wait for the acks."""
+    for m in messages:
+        await producer.send(topic, value=m.value, key=m.key, headers=m.headers)
+    await producer.flush()
