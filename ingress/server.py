@@ -25,6 +25,7 @@ from aiohttp import web
 
 from ingress.app import create_app
 from runtime.errors import ConfigError
+from runtime.local_kafka import resolve_bootstrap
 from runtime.logs import configure_logging, get_logger
 from runtime.settings import IngressSettings
 
@@ -32,12 +33,6 @@ __all__ = ["run_worker", "serve"]
 
 log = get_logger(__name__)
 _SHUTDOWN_TIMEOUT_S = 10.0
-
-
-def _bootstrap(settings: IngressSettings) -> str:
-    from runtime.cli import resolve_bootstrap  # the CLI module owns this rule
-
-    return resolve_bootstrap(settings)
 
 
 def _warn_if_open(settings: IngressSettings) -> None:
@@ -108,7 +103,7 @@ def serve(settings: IngressSettings, workers: int = 1) -> None:
         settings.tenant_tokens()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    bootstrap = _bootstrap(settings)
+    bootstrap = resolve_bootstrap(settings)
     _warn_if_open(settings)
     if workers == 1:
         _worker_main(settings, bootstrap, 0, 1)

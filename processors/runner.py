@@ -16,6 +16,7 @@ from multiprocessing.process import BaseProcess
 
 from processors.engine import Processor, run_engine
 from runtime.errors import ConfigError
+from runtime.local_kafka import resolve_bootstrap
 from runtime.logs import configure_logging, get_logger
 from runtime.settings import ProcessorSettings
 
@@ -40,12 +41,6 @@ def load_processor(name: str, settings: ProcessorSettings) -> Processor:
     if declared.name != name:
         raise ConfigError(f"processors/{name}.py declares a processor named {declared.name!r}")
     return declared
-
-
-def _bootstrap(settings: ProcessorSettings) -> str:
-    from runtime.cli import resolve_bootstrap  # lazily: the CLI module imports this one lazily
-
-    return resolve_bootstrap(settings)
 
 
 async def _serve(
@@ -75,7 +70,7 @@ def run_processor(name: str, settings: ProcessorSettings, instances: int = 1) ->
     if instances < 1:
         raise ConfigError("--instances must be at least 1")
     processor = load_processor(name, settings)
-    bootstrap = _bootstrap(settings)
+    bootstrap = resolve_bootstrap(settings)
     if instances == 1:
         asyncio.run(_serve(processor, settings, bootstrap, 0, _instance_port(settings, 0)))
         return

@@ -17,44 +17,18 @@ from pydantic import ValidationError
 
 from runtime.errors import WecomStreamError
 from runtime.kafka import ensure_topics, wait_for_broker
-from runtime.local_kafka import LocalKafka
+from runtime.local_kafka import local_broker, resolve_bootstrap
 from runtime.logs import configure_logging
 from runtime.settings import CommonSettings, IngressSettings, ProcessorSettings
 from runtime.supervisor import child_commands, supervise
 from runtime.tail import tail
 from schemas.registry import PROCESSOR_NAMES, REGISTRY
 
-__all__ = ["build_parser", "main", "resolve_bootstrap"]
-
-
-def _local(
-    settings: CommonSettings, port: int | None = None, data_dir: Path | None = None
-) -> LocalKafka:
-    return LocalKafka(
-        data_dir=data_dir or settings.kafka_data_dir,
-        port=settings.kafka_port if port is None else port,
-        home=settings.kafka_home,
-    )
-
-
-def resolve_bootstrap(settings: CommonSettings, *, start_local: bool = False) -> str:
-    """`KAFKA_BOOTSTRAP_SERVERS`, else the local broker (started when `start_local`)."""
-    if settings.kafka_bootstrap_servers:
-        return settings.kafka_bootstrap_servers
-    local = _local(settings)
-    running = local.running()
-    if running is not None:
-        return running.bootstrap
-    if start_local:
-        return local.start().bootstrap
-    raise WecomStreamError(
-        "KAFKA_BOOTSTRAP_SERVERS is not set and no local broker is running: "
-        "run `wecom-stream kafka start` or set KAFKA_BOOTSTRAP_SERVERS"
-    )
+__all__ = ["build_parser", "main"]
 
 
 def _cmd_kafka(args: argparse.Namespace, settings: CommonSettings) -> int:
-    local = _local(settings, port=args.port, data_dir=args.data_dir)
+    local = local_broker(settings, port=args.port, data_dir=args.data_dir)
     if args.action == "start":
         already = local.running()
         broker = already or local.start()

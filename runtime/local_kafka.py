@@ -28,7 +28,7 @@ from pathlib import Path
 
 from runtime.errors import KafkaUnavailableError, LocalKafkaError
 from runtime.kafka import wait_for_broker
-from runtime.settings import default_cache_dir
+from runtime.settings import CommonSettings, default_cache_dir
 
 __all__ = [
     "KAFKA_VERSION",
@@ -36,6 +36,8 @@ __all__ = [
     "RunningBroker",
     "ensure_distribution",
     "free_port",
+    "local_broker",
+    "resolve_bootstrap",
 ]
 
 KAFKA_VERSION = "4.4.0"
@@ -345,3 +347,30 @@ class LocalKafka:
         self._pid_file.unlink(missing_ok=True)
         self._addr_file.unlink(missing_ok=True)
         return was_running
+
+
+def local_broker(
+    settings: CommonSettings, port: int | None = None, data_dir: Path | None = None
+) -> LocalKafka:
+    """The local broker the settings describe (flags may override port and data dir)."""
+    return LocalKafka(
+        data_dir=data_dir or settings.kafka_data_dir,
+        port=settings.kafka_port if port is None else port,
+        home=settings.kafka_home,
+    )
+
+
+def resolve_bootstrap(settings: CommonSettings, *, start_local: bool = False) -> str:
+    """`KAFKA_BOOTSTRAP_SERVERS`, else the local broker (started when `start_local`)."""
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_bootstrap_servers
+    local = local_broker(settings)
+    running = local.running()
+    if running is not None:
+        return running.bootstrap
+    if start_local:
+        return local.start().bootstrap
+    raise KafkaUnavailableError(
+        "KAFKA_BOOTSTRAP_SERVERS is not set and no local broker is running: "
+        "run `wecom-stream kafka start` or set KAFKA_BOOTSTRAP_SERVERS"
+    )
