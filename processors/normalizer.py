@@ -33,6 +33,7 @@ the chat-record API (AI对话 / 人工对话) files it; before any agent message
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -42,7 +43,7 @@ from runtime.settings import ProcessorSettings
 from schemas.chat import Attachment, Channel, ChatMessage, MessageKind, SenderRole
 from schemas.cloudevents import event_headers, parse_time
 from schemas.registry import CHAT_MESSAGE, RAW_YUJU_MESSAGE, by_name
-from schemas.yuju import YujuMessage
+from schemas.yuju import YujuMessage, parse_message
 
 __all__ = [
     "CE_SOURCE",
@@ -237,41 +238,55 @@ def normalize(
     )
 
 
-def received_at_of(record: InputRecord) -> datetime:
-    """`ce_time` set by the ingress when it received the callback; else the record time."""
+_FORMATTED_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+"""The shape `format_time` writes: such a `ce_time` that parses is passed on as it is."""
+
+
+def _received(record: InputRecord) -> tuple[datetime, str | None]:
+    """`received_at_of`, and the `ce_time` header when it is what `format_time` would write
+    for that moment (the ingress wrote it so), which spares formatting it again."""
     ce_time = record.headers.get("ce_time")
     if ce_time:
         try:
-            return parse_time(ce_time)
+            moment = parse_time(ce_time)
         except ValueError:
             pass
-    return datetime.fromtimestamp(record.timestamp_ms / 1000, tz=UTC)
+        else:
+            return moment, ce_time if _FORMATTED_TIME.fullmatch(ce_time) else None
+    return datetime.fromtimestamp(record.timestamp_ms / 1000, tz=UTC), None
+
+
+def received_at_of(record: InputRecord) -> datetime:
+    """`ce_time` set by the ingress when it received the callback; else the record time."""
+    return _received(record)[0]
 
 
 def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
     """Engine handler: parse, drop retries, normalize, remember the conversation's mode."""
     if record.value is None:
         raise ValueError("record has no value (a tombstone is not a message callback)")
-    msg = YujuMessage.model_validate_json(record.value)
+    msg = parse_message(record.value)
     seen = ctx.store(SEEN_STORE)
     if msg.message_id in seen:
         return ()
     seen.set(msg.message_id, 1)
     modes = ctx.store(MODE_STORE)
     conversation = msg.conversation_id
+    mode = modes.get(conversation)
+    received_at, ce_time = _received(record)
     out = normalize(
         msg,
-        received_at=received_at_of(record),
+        received_at=received_at,
         tenant=record.headers.get("tenant") or None,
-        conversation_mode=modes.get(conversation),
+        conversation_mode=mode,
     )
-    if out.direction == "outbound" and modes.get(conversation) != out.channel:
+    if out.direction == "outbound" and mode != out.channel:
         modes.set(conversation, out.channel)
     headers = event_headers(
         ce_id=out.message_id,
         source=CE_SOURCE,
         ce_type=_CE_TYPE,
-        time=out.received_at,
+        time=ce_time or out.received_at,
         tenant=out.tenant,
     )
     return (OutputRecord(CHAT_MESSAGE, conversation, out, headers),)
