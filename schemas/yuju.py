@@ -17,12 +17,11 @@ from pydantic import (
     BeforeValidator,
     Field,
     SecretStr,
-    ValidationInfo,
     model_validator,
 )
 
 from schemas._base import Inbound, Lenient
-from schemas._lenient import coerce_int, keys_may_need_strip, parse_epoch, strip_keys
+from schemas._lenient import coerce_int, parse_epoch, strip_keys
 
 __all__ = [
     "BotInfo",
@@ -34,7 +33,6 @@ __all__ = [
     "RoomTopic",
     "YujuMessage",
     "classify_room",
-    "parse_message",
     "unwrap_message",
 ]
 
@@ -43,15 +41,9 @@ LooseInt = Annotated[int | None, BeforeValidator(coerce_int)]
 Token = Annotated[SecretStr | None, Field(default=None, exclude=True, repr=False)]
 
 
-_KEYS_CLEAN: dict[str, Any] = {"keys_clean": True}
-"""Validation context of `parse_message` when the raw bytes show no key to strip."""
-
-
-def unwrap_message(body: Any, *, keys_clean: bool = False) -> Any:
-    """The message fields of a callback body: the `data` object when wrapped, keys stripped
-    (unless the caller knows no key needs it: `keys_clean`)."""
-    if not keys_clean:
-        body = strip_keys(body)
+def unwrap_message(body: Any) -> Any:
+    """The message fields of a callback body: the `data` object when wrapped, keys stripped."""
+    body = strip_keys(body)
     if isinstance(body, dict) and isinstance(body.get("data"), dict):
         inner: dict[str, Any] = body["data"]
         return inner
@@ -91,8 +83,8 @@ class YujuMessage(Inbound):
 
     @model_validator(mode="before")
     @classmethod
-    def _unwrap(cls, body: Any, info: ValidationInfo) -> Any:
-        return unwrap_message(body, keys_clean=info.context is _KEYS_CLEAN)
+    def _unwrap(cls, body: Any) -> Any:
+        return unwrap_message(body)
 
     @property
     def conversation_id(self) -> str:
@@ -100,14 +92,6 @@ class YujuMessage(Inbound):
         if self.chat_id:
             return self.chat_id
         return f"{self.bot_id or ''}:{self.room_id or self.contact_id or ''}"
-
-
-def parse_message(raw: bytes | str) -> YujuMessage:
-    """`YujuMessage.model_validate_json(raw)`, faster: when a scan of the raw bytes shows no
-    key with whitespace to strip, the Python walk of `strip_keys` is skipped."""
-    if isinstance(raw, bytes) and not keys_may_need_strip(raw):
-        return YujuMessage.model_validate_json(raw, context=_KEYS_CLEAN)
-    return YujuMessage.model_validate_json(raw)
 
 
 class BotInfo(Inbound):

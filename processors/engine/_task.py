@@ -196,13 +196,25 @@ class Task:
             store.expire(self.stream_time)
 
     async def _send_changelog(self) -> None:
+        """Each store's dirty entries to its changelog partition, as whole record batches
+        (`send_batch`: one call per batch instead of one `send` per entry, which cost about
+        15 µs of CPU per entry; a deduplicating store writes an entry per record)."""
+        producer = self.producer
         for name, store in self.stores.items():
             if not store.has_dirty:
                 continue
             topic = self.names.changelog(name)
+            batch = producer.create_batch()
             for key, value in store.changelog_batch():
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                    self._futures.append(
+                        await producer.send_batch(batch, topic, partition=self.partition)
+                    )
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)  # a first one fits
+            if batch.record_count():
                 self._futures.append(
-                    await self.producer.send(topic, value=value, key=key, partition=self.partition)
+                    await producer.send_batch(batch, topic, partition=self.partition)
                 )
 
     async def _await_sends(self) -> None:
