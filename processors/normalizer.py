@@ -43,7 +43,7 @@ from runtime.settings import ProcessorSettings
 from schemas.chat import Attachment, Channel, ChatMessage, MessageKind, SenderRole
 from schemas.cloudevents import event_headers, parse_time
 from schemas.registry import CHAT_MESSAGE, RAW_YUJU_MESSAGE, by_name
-from schemas.yuju import YujuMessage, parse_message
+from schemas.yuju import YujuMessage
 
 __all__ = [
     "CE_SOURCE",
@@ -265,7 +265,7 @@ def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
     """Engine handler: parse, drop retries, normalize, remember the conversation's mode."""
     if record.value is None:
         raise ValueError("record has no value (a tombstone is not a message callback)")
-    msg = parse_message(record.value)
+    msg = YujuMessage.model_validate_json(record.value)
     seen = ctx.store(SEEN_STORE)
     if msg.message_id in seen:
         return ()
