@@ -86,7 +86,7 @@ KINDS: dict[int, MessageKind] = {
 HUMAN_SOURCES = frozenset({0, 1})
 """`source` values of messages a person sent from the bot account: phone, console."""
 
-CE_SOURCE = "/wecom-stream/normalizer"
+CE_SOURCE = "wecom-stream/normalizer"
 _CE_TYPE = by_name(CHAT_MESSAGE).ce_type
 SEEN_STORE = "seen"
 MODE_STORE = "mode"

@@ -100,7 +100,7 @@ def raw_messages(
         value = orjson.dumps({"data": fields})
         headers = event_headers(
             ce_id=message_id,
-            source="/wecom-stream/ingress",
+            source="wecom-stream/ingress/yuju",
             ce_type="wecomstream.raw.yuju.message.v1",
             time=sent + timedelta(milliseconds=120),
             tenant="acme",
