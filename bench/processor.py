@@ -50,7 +50,6 @@ from processors.engine import (  # noqa: E402
     run_engine,
 )
 from runtime.kafka import (  # noqa: E402
-    admin_client,
     consumer_config,
     ensure_topics,
     producer_config,
@@ -60,6 +59,7 @@ from runtime.local_kafka import KAFKA_VERSION, LocalKafka  # noqa: E402
 from runtime.logs import configure_logging  # noqa: E402
 from runtime.settings import ProcessorSettings  # noqa: E402
 from schemas.registry import REGISTRY, TopicSpec  # noqa: E402
+from tests.support.topics import committed_total  # noqa: E402
 from tests.support.yuju_messages import raw_messages  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "processor.json"
@@ -142,16 +142,6 @@ async def preload(bootstrap: str, prefix: str, n: int) -> tuple[int, int]:
     return n, len(distinct)
 
 
-async def committed(bootstrap: str, group: str) -> int:
-    admin = admin_client(bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
-
-
 async def measure(
     name: str, argv: list[str], env: dict[str, str], marker: str, group: str, n: int, boot: str
 ) -> dict[str, Any]:
@@ -167,7 +157,7 @@ async def measure(
             await asyncio.sleep(0.02)
         started = time.monotonic()
         deadline = started + 1200
-        while await committed(boot, group) < n:
+        while await committed_total(boot, group) < n:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} stopped before the end; see {log}")
             await asyncio.sleep(0.05)
