@@ -154,7 +154,12 @@ class RunningBroker:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random KRaft cluster id (22-char URL-safe base64 UUID). Like Kafka's own
+    `Uuid.randomUuid`, never one starting with `-`: the storage tool would read it as a flag."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _alive(pid: int) -> bool:
