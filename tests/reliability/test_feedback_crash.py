@@ -4,7 +4,6 @@ callbacks keep arriving through the ingress: no transition lost or repeated on
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,10 @@ from aiokafka import AIOKafkaConsumer
 
 from schemas.registry import FEEDBACK_EVENT, RAW_INSIGHT_FEEDBACK
 from tests.support.feedback import (
+    PacedPoster,
     check_outputs,
     generate,
     oracle,
-    post_all,
     start_feedback_processor,
     start_ingress,
     timed_from_raw,
@@ -29,6 +28,11 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 KILL_AT = (0.15, 0.35, 0.55, 0.75)
 """Kill the processor when this share of the expected events is committed."""
+INITIAL_BACKLOG = 0.25
+"""Share of the callbacks on the raw topic before the processor first starts."""
+AHEAD = 0.15
+"""At each kill at most this share of the callbacks more than the kill's target has been
+posted (events track callbacks closely in the generated mix)."""
 
 
 async def test_feedback_exact_across_sigkills_mid_stream(
@@ -43,10 +47,12 @@ async def test_feedback_exact_across_sigkills_mid_stream(
     # The transitions do not depend on receive times: their count is known up front.
     total = oracle((body, 0) for body in bodies).events
     _, url = await start_ingress(cli_processes, tmp_path)
-    # Half the callbacks wait on the raw topic before the processor starts (a backlog to be
-    # killed in the middle of); the other half arrives while it is being killed.
-    half = len(bodies) // 2
-    await post_all(url, bodies[:half])
+    poster = PacedPoster(url, bodies)
+    # A backlog waits on the raw topic before the processor starts; the rest arrives while
+    # it is being killed, released a slice at a time so that some is always still to come
+    # at a kill: each kill is mid-stream whatever the speeds on this run.
+    await poster.release(INITIAL_BACKLOG)
+    await poster.settle()
     env = {"WECOM_STREAM_MAX_BATCH_RECORDS": "100"}  # many small transactions to die in
     processor = start_feedback_processor(cli_processes, env)
     progress = await consumer_factory(topic_prefix + FEEDBACK_EVENT)
@@ -58,10 +64,10 @@ async def test_feedback_exact_across_sigkills_mid_stream(
         committed += sum(len(records) for records in batch.values())
         return committed >= target
 
-    posting = asyncio.create_task(post_all(url, bodies[half:]))
     try:
         for share in KILL_AT:
             target = int(total * share)
+            await poster.release(share + AHEAD)
             await wait_for(
                 lambda t=target: reached(t),
                 timeout_s=90,
@@ -72,9 +78,10 @@ async def test_feedback_exact_across_sigkills_mid_stream(
             assert committed < total, "killed after the processor caught up: not mid-stream"
             processor.kill()  # SIGKILL
             processor = start_feedback_processor(cli_processes, env)
-        await posting
+        await poster.release(1.0)
+        await poster.settle()
     finally:
-        posting.cancel()
+        poster.cancel()
 
     raw = await read_topic(
         kafka_bootstrap, topic_prefix + RAW_INSIGHT_FEEDBACK, expect=len(bodies), quiet_s=0.5

@@ -5,14 +5,13 @@ repeated on `room.member-change.v1`."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.support.feedback import post_all
+from tests.support.feedback import PacedPoster
 from tests.support.membership import (
     check_against_oracle,
     committed_inputs,
@@ -27,6 +26,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 KILL_AT = (0.25, 0.5, 0.75)
 """Kill the processor when this share of all callbacks has been committed by it."""
+INITIAL_BACKLOG = 0.3
+"""Share of the callbacks on the raw topics before the processor first starts."""
+AHEAD = 0.15
+"""At each kill at most this share more than the kill's target has been posted."""
 
 
 async def test_membership_exact_across_sigkills_mid_stream(
@@ -39,17 +42,19 @@ async def test_membership_exact_across_sigkills_mid_stream(
     stream = generate(17, rooms=30, events=2500)
     total = len(stream.bodies)
     url = await ingress_url(cli_processes, tmp_path)
-    # Half the callbacks wait on the raw topics before the processor starts (a backlog to be
-    # killed in the middle of); the other half arrives while it is being killed.
-    half = total // 2
-    await post_all(url, stream.bodies[:half], concurrency_by="imRoomId")
+    poster = PacedPoster(url, stream.bodies, concurrency_by="imRoomId")
+    # A backlog waits on the raw topics before the processor starts; the rest arrives while
+    # it is being killed, released a slice at a time so that some is always still to come
+    # at a kill: each kill is mid-stream whatever the speeds on this run.
+    await poster.release(INITIAL_BACKLOG)
+    await poster.settle()
     env = {"WECOM_STREAM_MAX_BATCH_RECORDS": "50"}  # many small transactions to die in
     processor = start_membership(cli_processes, env)
-    posting = asyncio.create_task(post_all(url, stream.bodies[half:], concurrency_by="imRoomId"))
     kills = 0
     try:
         for share in KILL_AT:
             target = int(total * share)
+            await poster.release(share + AHEAD)
 
             async def reached(t: int = target, proc: CliProcess = processor) -> int | None:
                 assert proc.alive(), proc.log_text()[-3000:]
@@ -61,9 +66,10 @@ async def test_membership_exact_across_sigkills_mid_stream(
             processor.kill()  # SIGKILL, mid-transaction more often than not
             kills += 1
             processor = start_membership(cli_processes, env)
-        await posting
+        await poster.release(1.0)
+        await poster.settle()
     finally:
-        posting.cancel()
+        poster.cancel()
 
     assert kills == len(KILL_AT)
     await wait_caught_up(kafka_bootstrap, topic_prefix, total, processor)

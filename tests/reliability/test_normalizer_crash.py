@@ -48,12 +48,17 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     for _ in range(KILLS):
         proc = cli_processes.start("process", "normalizer", env=env)
 
-        async def advanced(before: int = progress[-1]) -> int:
-            return max(0, await committed_total(kafka_bootstrap, group) - before)
+        # Kill only while working, at a random point: after this life committed a random
+        # number of inputs, plus a random instant. The number, not a delay, bounds how far
+        # each life gets, so input remains for the next kill however fast this run is.
+        goal = progress[-1] + rng.randrange(500, TOTAL // (2 * KILLS))
 
-        # kill only while working: after this life committed something, at a random moment
-        await wait_for(advanced, timeout_s=90, interval_s=0.1, what="progress")
-        await asyncio.sleep(rng.uniform(0.0, 0.4))
+        async def advanced(t: int = goal) -> int | None:
+            done = await committed_total(kafka_bootstrap, group)
+            return done if done >= t else None
+
+        await wait_for(advanced, timeout_s=90, interval_s=0.05, what=f"{goal} committed")
+        await asyncio.sleep(rng.uniform(0.0, 0.05))
         proc.kill()
         progress.append(await committed_total(kafka_bootstrap, group))
     assert progress == sorted(progress)

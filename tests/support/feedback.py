@@ -197,6 +197,40 @@ async def post_all(url: str, bodies: list[Body], *, concurrency_by: str = "botId
         await asyncio.gather(*(lane(session, items) for items in lanes.values()))
 
 
+class PacedPoster:
+    """Feeds callbacks to the ingress in slices the test releases, so that a crash test's
+    callbacks keep arriving while the processor is killed, yet some always remain unposted
+    until after the last kill: "the processor caught up" cannot happen before a kill,
+    however fast the processor or slow the ingress on a given run."""
+
+    def __init__(self, url: str, bodies: list[Body], *, concurrency_by: str = "botId") -> None:
+        self._url = url
+        self._bodies = bodies
+        self._by = concurrency_by
+        self._posted = 0
+        self._pending: asyncio.Task[None] | None = None
+
+    async def release(self, share: float) -> None:
+        """Start posting the callbacks up to `share` of all, in the background, after the
+        slice before it has been posted (order per lane is kept)."""
+        await self.settle()
+        end = max(self._posted, int(len(self._bodies) * share))
+        self._pending = asyncio.create_task(
+            post_all(self._url, self._bodies[self._posted : end], concurrency_by=self._by)
+        )
+        self._posted = end
+
+    async def settle(self) -> None:
+        """Wait until every released callback has been answered."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    def cancel(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+
+
 def receive_ms(ce_time: str) -> int:
     """Epoch ms of a `ce_time` header, computed exactly (no float seconds)."""
     moment = datetime.fromisoformat(ce_time.replace("Z", "+00:00"))

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from processors.engine import Names
-from runtime.kafka import admin_client, consumer_config
+from runtime.kafka import consumer_config
 from schemas.registry import (
     RAW_YUJU_ROOM_JOIN,
     RAW_YUJU_ROOM_LEAVE,
@@ -41,7 +41,7 @@ from schemas.registry import (
 from schemas.room import RoomMembership
 from tests.support.feedback import start_ingress
 from tests.support.processes import CliProcess, wait_for
-from tests.support.topics import read_topic
+from tests.support.topics import committed_offsets, read_topic
 
 Body = dict[str, Any]
 TOKEN = "room-test-token"
@@ -275,8 +275,6 @@ async def committed_inputs(bootstrap: str, prefix: str) -> tuple[int, int]:
     group = Names("membership", prefix).group
     consumer = AIOKafkaConsumer(**consumer_config(bootstrap, None))
     await consumer.start()
-    admin = admin_client(bootstrap)
-    await admin.start()
     try:
         tps = [
             TopicPartition(prefix + topic, p)
@@ -284,10 +282,9 @@ async def committed_inputs(bootstrap: str, prefix: str) -> tuple[int, int]:
             for p in range(by_name(topic).partitions)
         ]
         ends = await consumer.end_offsets(tps)
-        offsets = await admin.list_consumer_group_offsets(group)
     finally:
-        await admin.close()
         await consumer.stop()
+    offsets = await committed_offsets(bootstrap, group)
     done = sum(meta.offset for tp, meta in offsets.items() if tp in ends and meta.offset > 0)
     return done, sum(ends.values())
 

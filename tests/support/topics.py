@@ -86,8 +86,9 @@ async def read_topic(
         await consumer.stop()
 
 
-async def committed_total(bootstrap: str, group: str) -> int:
-    """Sum of a consumer group's committed offsets (0 for a group that never committed).
+async def committed_offsets(bootstrap: str, group: str) -> dict[Any, Any]:
+    """A consumer group's committed offsets by partition (empty for a group that never
+    committed).
 
     On a fresh broker the offsets topic may still be loading (GroupCoordinatorNotAvailable,
     retriable): ask again until a deadline.
@@ -107,4 +108,10 @@ async def committed_total(bootstrap: str, group: str) -> int:
         return (offsets,)
 
     (offsets,) = await wait_for(fetch, timeout_s=30, what=f"the coordinator of {group}")
+    return offsets
+
+
+async def committed_total(bootstrap: str, group: str) -> int:
+    """Sum of a consumer group's committed offsets (0 for a group that never committed)."""
+    offsets = await committed_offsets(bootstrap, group)
     return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
