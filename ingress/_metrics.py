@@ -79,6 +79,7 @@ class IngressMetrics:
             registry=r,
         )
 
+        self.to_kafka = self.outcomes.labels("kafka")  # per request: the child, cached
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:

@@ -15,7 +15,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -23,6 +22,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ingress._access import AccessLog
+from ingress._clock import ce_time
 from ingress._metrics import IngressMetrics
 from ingress.publisher import Outcome, Publisher
 from ingress.routing import Auth, BodyError, build_record, match_path, parse_body, split_token
@@ -41,6 +41,7 @@ _MAX_BODY = web.AppKey("max_body_bytes", int)
 _EMPTY = b"{}"
 _WORKER_DIR = re.compile(r"^worker-(\d+)$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TracedHandler = Callable[[web.Request, "_Trace"], Awaitable[web.StreamResponse]]
 
 
 @dataclass(slots=True)
@@ -51,9 +52,6 @@ class _Trace:
     ce_id: str | None = None
     topic: str | None = None
     outcome: str | None = None
-
-
-_TRACE = web.RequestKey("trace", _Trace)
 
 
 def _json(status: int, body: dict[str, object] | None = None) -> web.Response:
@@ -82,11 +80,10 @@ def worker_spools(root: Path, index: int, workers: int) -> tuple[Path, list[Path
     return root / f"worker-{index}", [p for _, p in sorted(adopted)]
 
 
-async def _callback(request: web.Request) -> web.StreamResponse:
+async def _callback(request: web.Request, trace: _Trace) -> web.StreamResponse:
     matched = match_path(request.path)
     if matched is None:
         return _error(404, "unknown path; see the README for the callback paths")
-    trace = request[_TRACE]
     trace.route = matched[1]
     if request.method not in ("GET", "POST"):
         return _error(405, "use POST (or GET with a JSON body)")
@@ -116,8 +113,8 @@ async def _callback(request: web.Request) -> web.StreamResponse:
         ok, tenant = auth.tenant_for(token)
         if not ok:
             return _error(401, "bad credential: unknown or missing token")
-    received = datetime.now(UTC)
-    routed = build_record(kind, clean, tenant=tenant, received=received)
+    received_ms = time.time_ns() // 1_000_000
+    routed = build_record(kind, clean, tenant=tenant, received=ce_time(received_ms))
     publisher = request.app[PUBLISHER]
     trace.ce_id = routed.ce_id
     trace.topic = routed.topic
@@ -127,7 +124,7 @@ async def _callback(request: web.Request) -> web.StreamResponse:
             key=routed.key,
             value=routed.value,
             headers=routed.headers,
-            timestamp_ms=int(received.timestamp() * 1000),
+            timestamp_ms=received_ms,
         )
     )
     trace.outcome = outcome.value
@@ -138,11 +135,11 @@ async def _callback(request: web.Request) -> web.StreamResponse:
     return _json(200)
 
 
-async def _healthz(request: web.Request) -> web.StreamResponse:
+async def _healthz(request: web.Request, trace: _Trace) -> web.StreamResponse:
     return _json(200, {"status": "ok"})
 
 
-async def _readyz(request: web.Request) -> web.StreamResponse:
+async def _readyz(request: web.Request, trace: _Trace) -> web.StreamResponse:
     """200 while callbacks are accepted (`degraded` while spooling); 503 when they are not."""
     publisher = request.app[PUBLISHER]
     depth = publisher.backlog
@@ -159,45 +156,52 @@ async def _readyz(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _metrics(request: web.Request) -> web.StreamResponse:
+async def _metrics(request: web.Request, trace: _Trace) -> web.StreamResponse:
     return web.Response(
         body=request.app[_METRICS].render(),
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
 
 
-@web.middleware
-async def _access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One JSON line and the metrics per request: route, status, latency, ce_id; never the
-    body, the token or the query string (it may hold the Insight key)."""
-    started = time.perf_counter()
-    status = 500
-    trace = request[_TRACE] = _Trace(route=_OPS_ROUTES.get(request.path, "unknown"))
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except asyncio.CancelledError:
-        status = 499  # the client went away or the server is stopping (nginx's code)
-        raise
-    else:
-        status = response.status
-        return response
-    finally:
-        elapsed = time.perf_counter() - started
-        route = trace.route
-        request.app[_METRICS].observe_request(route, status, elapsed)
-        if route not in _OPS_ROUTES.values():
-            request.app[_ACCESS].request(
-                route=route,
-                method=request.method,
-                status=status,
-                latency_ms=round(elapsed * 1000, 2),
-                ce_id=trace.ce_id,
-                topic=trace.topic,
-                outcome=trace.outcome,
-            )
+def _observed(handler: TracedHandler, ops_route: str | None = None) -> Handler:
+    """`handler` with one JSON access line and the metrics per request: route, status,
+    latency, ce_id; never the body, the token or the query string (it may hold the Insight
+    key). Ops routes (`ops_route` given) are counted but not logged. A wrapper per route, not
+    an aiohttp middleware: a middleware costs a `functools.partial` and `update_wrapper` per
+    request."""
+
+    async def observed(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        trace = _Trace(route=ops_route or "unknown")
+        try:
+            response = await handler(request, trace)
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = 499  # the client went away or the server is stopping (nginx's code)
+            raise
+        else:
+            status = response.status
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            route = trace.route
+            app = request.app
+            app[_METRICS].observe_request(route, status, elapsed)
+            if ops_route is None:
+                app[_ACCESS].request(
+                    route=route,
+                    method=request.method,
+                    status=status,
+                    latency_ms=round(elapsed * 1000, 2),
+                    ce_id=trace.ce_id,
+                    topic=trace.topic,
+                    outcome=trace.outcome,
+                )
+
+    return observed
 
 
 _OPS_ROUTES = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics"}
@@ -224,7 +228,7 @@ def create_app(
     workers: int = 1,
 ) -> web.Application:
     """The ingress app of worker `worker_index` of `workers` (spool `spool_dir/worker-<i>`)."""
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_access_log])
+    app = web.Application(client_max_size=settings.max_body_bytes)
     logging.getLogger("aiohttp.server").addFilter(_CLIENT_ERRORS)  # idempotent: same object
     metrics = IngressMetrics()
     app[_METRICS] = metrics
@@ -262,9 +266,10 @@ def create_app(
         )
         yield
         await publisher.stop()
+        app[_ACCESS].flush()
 
     app.cleanup_ctx.append(lifecycle)
     for path, handler in (("/healthz", _healthz), ("/readyz", _readyz), ("/metrics", _metrics)):
-        app.router.add_get(path, handler, allow_head=False)
-    app.router.add_route("*", "/{tail:.*}", _callback)
+        app.router.add_get(path, _observed(handler, _OPS_ROUTES[path]), allow_head=False)
+    app.router.add_route("*", "/{tail:.*}", _observed(_callback))
     return app

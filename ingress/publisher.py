@@ -1,7 +1,8 @@
 """Where an accepted callback goes: straight to Kafka, or to the disk spool, never lost.
 
 Rules (README "Ingress"):
-- Spool empty and Kafka up: produce (idempotent, `acks=all`) and wait at most
+- Spool empty and Kafka up: produce (idempotent, `acks=all`; batched with concurrent requests
+  by `_direct.py`) and wait at most
   `produce_timeout_s`. Acknowledged → `KAFKA`. Failed or late → the record is appended to the
   spool and fsync'd → `SPOOL`; Kafka is marked down.
 - Spool not empty, or Kafka down: append behind the backlog (per-key order holds) → `SPOOL`.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -32,6 +34,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
+from ingress._direct import DirectProducer
 from ingress._metrics import IngressMetrics
 from ingress.spool import Position, Spool, SpoolFullError, SpoolRecord
 from runtime.kafka import ensure_topics, producer_config
@@ -84,6 +87,7 @@ class Publisher:
         self.metrics = metrics
         self.kafka_up = False
         self._producer: Any = None
+        self._direct: DirectProducer | None = None
         self._ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -104,6 +108,8 @@ class Publisher:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._direct is not None:
+            await self._direct.stop()
         if self._producer is not None:
             try:
                 await asyncio.wait_for(self._producer.stop(), _STOP_TIMEOUT_S)
@@ -137,6 +143,8 @@ class Publisher:
                 backoff = min(backoff * 2, 10.0)
                 continue
             self._producer = producer
+            self._direct = DirectProducer(producer, self.timeout)
+            self._direct.start()
             self._set_up(True)
             self._ready.set()
             self._wake.set()
@@ -165,32 +173,19 @@ class Publisher:
 
     # ------------------------------------------------------------------ the request path
     async def _try_direct(self, record: SpoolRecord) -> asyncio.Future[Any] | None:
-        """Produce within the deadline. None when acknowledged; else the delivery future,
-        still pending (it may succeed later) or failed."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        deadline = started + self.timeout
-        future: asyncio.Future[Any]
-        try:
-            async with asyncio.timeout_at(deadline):  # send() waits when the buffer is full
-                future = await self._producer.send(
-                    record.topic,
-                    record.value,
-                    key=record.key,
-                    headers=record.headers,
-                    timestamp_ms=record.timestamp_ms,
-                )
-        except (KafkaError, TimeoutError) as exc:  # not appended: it will not be sent
-            future = loop.create_future()
-            future.set_exception(exc)
-        if not future.done():
-            await asyncio.wait((future,), timeout=max(0.0, deadline - loop.time()))
-        if future.done() and future.exception() is None:
-            self.metrics.produce_latency.observe(loop.time() - started)
+        """Produce within the deadline (batched with concurrent requests, `_direct.py`). None
+        when acknowledged; else the delivery future, still pending (it may succeed later) or
+        failed."""
+        assert self._direct is not None  # callers check
+        started = time.monotonic()
+        future = await self._direct.produce(record)
+        if future is None:
+            self.metrics.produce_latency.observe(time.monotonic() - started)
             return None
         if future.done():
-            error = future.exception()
-            self.metrics.kafka_errors.labels(type(error).__name__).inc()
+            error = None if future.cancelled() else future.exception()
+            kind = "deadline" if isinstance(error, TimeoutError) else type(error).__name__
+            self.metrics.kafka_errors.labels(kind).inc()
         else:
             self.metrics.kafka_errors.labels("deadline").inc()
             future.add_done_callback(_consume_exception)
@@ -202,10 +197,10 @@ class Publisher:
     async def publish(self, record: SpoolRecord) -> Outcome:
         """Store one record durably; see the module docstring for the rules."""
         late: asyncio.Future[Any] | None = None
-        if self.backlog == 0 and self.kafka_up and self._producer is not None:
+        if self.backlog == 0 and self.kafka_up and self._direct is not None:
             late = await self._try_direct(record)
             if late is None:
-                self.metrics.outcomes.labels("kafka").inc()
+                self.metrics.to_kafka.inc()
                 return Outcome.KAFKA
             if late.done():
                 late = None  # failed for sure: the spooled copy is the only one
@@ -214,10 +209,10 @@ class Publisher:
         except SpoolFullError:
             if (
                 late is None
-                and self._producer is not None
+                and self._direct is not None
                 and (await self._try_direct(record)) is None
             ):
-                self.metrics.outcomes.labels("kafka").inc()
+                self.metrics.to_kafka.inc()
                 return Outcome.KAFKA
             self.metrics.outcomes.labels("full").inc()
             return Outcome.FULL
@@ -277,7 +272,7 @@ class Publisher:
             late = self._late.pop((sid, position), None)
             if late is not None:
                 await asyncio.wait({late})
-                if late.exception() is None:
+                if not late.cancelled() and late.exception() is None:
                     sends.append((record, position, None))  # the late produce made it
                     continue
             try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -67,7 +66,9 @@ SOURCE_YUJU = "wecom-stream/ingress/yuju"
 SOURCE_INSIGHT = "wecom-stream/ingress/insight"
 _BOM = b"\xef\xbb\xbf"
 _MAX_ID_CHARS = 256
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+_DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+"""`bytes.translate` table: every digit to `0`, everything else to a space."""
+_LONG_NUMBER = b"0" * 19
 
 
 class BodyError(ValueError):
@@ -92,7 +93,7 @@ def parse_body(raw: bytes) -> Any:
         raw = raw[len(_BOM) :]
     if not raw.strip():
         raise BodyError("the request body is empty; a callback body is a JSON object")
-    if _LONG_NUMBER.search(raw) is None:  # orjson reads integers over 64 bits as floats
+    if _LONG_NUMBER not in raw.translate(_DIGITS):  # orjson reads ints over 64 bits as floats
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -118,6 +119,39 @@ def split_token(body: Any) -> tuple[object, Any]:
     `data` wrapper, keys compared after stripping whitespace. The first token found wins."""
     if not isinstance(body, dict):
         return None, body
+    fast = _split_token_plain(body)
+    return fast if fast is not None else _split_token_any(body)
+
+
+def _split_token_plain(body: dict[Any, Any]) -> tuple[object, Any] | None:
+    """The common shapes, in C-speed string tests: no key at the top mentions `token`, the
+    only one mentioning `data` is `data`, and inside it at most the exact key `token` does.
+    None when the body needs the general walk."""
+    try:
+        top = "\0".join(body)
+    except TypeError:  # a key that is not a str (not from JSON)
+        return None
+    if "token" in top or top.count("data") != ("data" in body):
+        return None
+    data = body.get("data")
+    if not isinstance(data, dict):
+        return None, dict(body)
+    try:
+        inner = "\0".join(data)
+    except TypeError:
+        return None
+    count = inner.count("token")
+    if count == 0:
+        return None, dict(body)
+    if count != 1 or "token" not in data:
+        return None
+    clean = dict(body)
+    clean["data"] = stripped = dict(data)
+    token = stripped.pop("token")
+    return token, clean
+
+
+def _split_token_any(body: dict[Any, Any]) -> tuple[object, Any]:
     token: object = None
     clean: dict[str, Any] = {}
     for key, value in body.items():
@@ -251,9 +285,10 @@ def _classify(kind: RouteKind, body: Any) -> tuple[str, str | None, str | None]:
 
 
 def build_record(
-    kind: RouteKind, clean_body: Any, *, tenant: str | None, received: datetime
+    kind: RouteKind, clean_body: Any, *, tenant: str | None, received: datetime | str
 ) -> Routed:
-    """Topic, key, value (the body without its token), `ce_id` and headers of one callback."""
+    """Topic, key, value (the body without its token), `ce_id` and headers of one callback.
+    `received` as a str is the `ce_time` already formatted (`_clock.ce_time`)."""
     topic, key, message_id = _classify(kind, clean_body)
     ce_id = message_id if message_id is not None and _usable_id(message_id) else None
     if ce_id is None:

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ingress.routing import (
     Auth,
@@ -198,3 +200,22 @@ def test_message_fast_path_agrees_with_the_model(body: dict[str, object]) -> Non
     record = build_record("message", body, tenant=None, received=NOW)
     assert record.key == model.conversation_id.encode()
     assert record.ce_id == model.message_id
+
+
+_KEYS = st.sampled_from(
+    ["token", " token", "token\t", "tokens", "data", " data", "metadata", "messageId", "a", "x"]
+)
+_LEAVES = st.one_of(st.none(), st.integers(), st.text(max_size=5))
+
+
+@given(
+    st.dictionaries(
+        _KEYS,
+        st.one_of(_LEAVES, st.dictionaries(_KEYS, _LEAVES, max_size=6)),
+        max_size=6,
+    )
+)
+def test_split_token_fast_path_agrees_with_the_general_walk(body: dict[str, object]) -> None:
+    from ingress.routing import _split_token_any
+
+    assert split_token(body) == _split_token_any(body)

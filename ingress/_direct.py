@@ -1,0 +1,201 @@
+"""The request path's produce: records of concurrent requests go to Kafka as whole record batches.
+
+`DirectProducer.produce(record)` queues the record and waits for its outcome. One task takes
+everything queued since its last pass, groups it by topic-partition, builds one record batch
+per group (`create_batch`, appended in C) and hands each over with `send_batch`. While a
+produce request is in flight aiokafka holds the next batch of a partition back
+(`send_batch` waits for it to drain), so records arriving meanwhile collect in the next
+pass: batching follows the load, with no linger at low rates. Compared with one
+aiokafka `send()` per record (a partitioner call, a future and accumulator bookkeeping each)
+and one `asyncio.timeout_at` + `asyncio.wait` per request, this costs a fraction of the CPU.
+
+Contract, the same as a per-record `send()`:
+- the partition is the one aiokafka's default partitioner gives (murmur2 of the key over all
+  the topic's partitions; random for records without a key), cached per key;
+- acks and idempotence are the producer's (`acks=all`, idempotent): a record counts as
+  delivered only when its batch's future resolves without error;
+- deadline: one timer per pass (`produce_timeout_s` after the pass's first record). A record
+  not handed to aiokafka by then is never sent (the caller spools it); one handed over but
+  not acknowledged gets its batch's delivery future back, still pending, so the drainer can
+  skip the spooled copy if the late batch made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from typing import Any
+
+from aiokafka.errors import KafkaError
+
+from ingress._frames import SpoolRecord
+
+__all__ = ["DirectProducer"]
+
+_PARTITION_CACHE_MAX = 65_536
+
+
+class _Item:
+    __slots__ = ("delivery", "record", "waiter")
+
+    def __init__(self, record: SpoolRecord, waiter: asyncio.Future[Any]) -> None:
+        self.record = record
+        self.waiter = waiter
+        self.delivery: asyncio.Future[Any] | None = None
+
+
+def _not_sent() -> asyncio.Future[Any]:
+    """The outcome of a record that missed the deadline before aiokafka had it: failed."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_exception(TimeoutError("not sent within the produce deadline"))
+    return future
+
+
+class DirectProducer:
+    """Batching front of one started `AIOKafkaProducer` (see the module docstring)."""
+
+    def __init__(self, producer: Any, timeout_s: float) -> None:
+        self._producer = producer
+        self._timeout = timeout_s
+        self._queued: list[_Item] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._partitions: dict[str, tuple[int, dict[bytes, int]]] = {}
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ingress-direct-produce")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for item in self._queued:
+            if not item.waiter.done():
+                item.waiter.set_result(_not_sent())
+        self._queued = []
+
+    async def produce(self, record: SpoolRecord) -> asyncio.Future[Any] | None:
+        """None once Kafka acknowledged the record; else its delivery future, pending (late:
+        it may still succeed) or failed (it will not be sent)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        queued = self._queued
+        if not queued:
+            loop.call_at(loop.time() + self._timeout, _expire, queued)
+            self._wake.set()
+        queued.append(_Item(record, waiter))
+        result: asyncio.Future[Any] | None = await waiter
+        return result
+
+    # ------------------------------------------------------------------ the produce task
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            taken, self._queued = self._queued, []
+            live = [item for item in taken if not item.waiter.done()]
+            if live:
+                await self._send(live)
+
+    async def _partition_of(self, topic: str, key: bytes | None) -> int:
+        producer = self._producer
+        partitions = producer.client.cluster.partitions_for_topic(topic)
+        if not partitions:
+            partitions = await producer.partitions_for(topic)  # waits for the metadata
+        cached = self._partitions.get(topic)
+        if cached is None or cached[0] != len(partitions) or len(cached[1]) > _PARTITION_CACHE_MAX:
+            cached = self._partitions[topic] = (len(partitions), {})
+        if key is not None:
+            found = cached[1].get(key)
+            if found is not None:
+                return found
+        # aiokafka's own choice for send(topic, key=key): the configured partitioner
+        partition: int = producer._partition(topic, None, None, None, key, None)
+        if key is not None:
+            cached[1][key] = partition
+        return partition
+
+    async def _send(self, items: list[_Item]) -> None:
+        producer = self._producer
+        loop = asyncio.get_running_loop()
+        groups: dict[tuple[str, int], list[_Item]] = {}
+        for item in items:
+            topic = item.record.topic
+            try:
+                partition = await self._partition_of(topic, item.record.key)
+            except KafkaError as exc:
+                failed: asyncio.Future[Any] = loop.create_future()
+                failed.set_exception(exc)
+                _settle(failed, [item])
+                continue
+            groups.setdefault((topic, partition), []).append(item)
+        # build every batch first, so each record has its delivery future before any wait
+        batches: list[tuple[Any, str, int, list[_Item], asyncio.Future[Any]]] = []
+        for (topic, partition), group in groups.items():
+            batch = producer.create_batch()
+            members: list[_Item] = []
+            for item in group:
+                record = item.record
+                appended = batch.append(
+                    key=record.key,
+                    value=record.value,
+                    timestamp=record.timestamp_ms,
+                    headers=record.headers,
+                )
+                if appended is None:  # full: the record opens the next batch (always fits)
+                    batches.append((batch, topic, partition, members, loop.create_future()))
+                    batch, members = producer.create_batch(), []
+                    batch.append(
+                        key=record.key,
+                        value=record.value,
+                        timestamp=record.timestamp_ms,
+                        headers=record.headers,
+                    )
+                members.append(item)
+            batches.append((batch, topic, partition, members, loop.create_future()))
+        for _, _, _, members, delivery in batches:
+            for item in members:
+                item.delivery = delivery
+            delivery.add_done_callback(functools.partial(_settle, members=members))
+        pending = iter(batches)
+        try:
+            for batch, topic, partition, _, delivery in pending:
+                try:
+                    sent = await producer.send_batch(batch, topic, partition=partition)
+                except KafkaError as exc:
+                    delivery.set_exception(exc)
+                    continue
+                sent.add_done_callback(functools.partial(_chain, delivery=delivery))
+        except asyncio.CancelledError:
+            for *_, delivery in pending:
+                delivery.cancel()
+            raise
+
+
+def _chain(sent: asyncio.Future[Any], delivery: asyncio.Future[Any]) -> None:
+    if delivery.done():
+        return
+    if sent.cancelled():
+        delivery.set_exception(KafkaError("the batch was cancelled"))
+    elif (error := sent.exception()) is not None:
+        delivery.set_exception(error)
+    else:
+        delivery.set_result(None)
+
+
+def _settle(delivery: asyncio.Future[Any], members: list[_Item]) -> None:
+    """Answer the waiters of a batch that Kafka acknowledged or that failed."""
+    ok = not delivery.cancelled() and delivery.exception() is None  # marks it retrieved
+    for item in members:
+        if not item.waiter.done():
+            item.waiter.set_result(None if ok else delivery)
+
+
+def _expire(items: list[_Item]) -> None:
+    """The deadline of one pass: answer every waiter still waiting with its late future."""
+    for item in items:
+        if not item.waiter.done():
+            delivery = item.delivery
+            item.waiter.set_result(delivery if delivery is not None else _not_sent())
