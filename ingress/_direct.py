@@ -2,10 +2,12 @@
 
 `DirectProducer.produce(record)` queues the record and waits for its outcome. One task takes
 everything queued since its last pass, groups it by topic-partition, builds one record batch
-per group (`create_batch`, appended in C) and hands each over with `send_batch`. While a
-produce request is in flight aiokafka holds the next batch of a partition back
-(`send_batch` waits for it to drain), so records arriving meanwhile collect in the next
-pass: batching follows the load, with no linger at low rates. Compared with one
+per group (`create_batch`, appended in C) and hands each over with `send_batch`, then waits until Kafka answered
+for every batch of the pass before it takes the next one: one pass in flight, so everything
+that arrives during a round trip goes out together in the next (batching follows the load,
+with no linger at low rates). With a pass taken as soon as the previous one was merely
+queued, batches were half as large and the broker, on the same 2 cores, used about five
+times the CPU per record (55 % vs 11 % of a core at the benchmark's maximum rate). Compared with one
 aiokafka `send()` per record (a partitioner call, a future and accumulator bookkeeping each)
 and one `asyncio.timeout_at` + `asyncio.wait` per request, this costs a fraction of the CPU.
 
@@ -97,7 +99,9 @@ class DirectProducer:
             taken, self._queued = self._queued, []
             live = [item for item in taken if not item.waiter.done()]
             if live:
-                await self._send(live)
+                deliveries = await self._send(live)
+                if deliveries:  # one pass in flight: the next takes all that came meanwhile
+                    await asyncio.wait(deliveries)
 
     async def _partition_of(self, topic: str, key: bytes | None) -> int:
         producer = self._producer
@@ -117,7 +121,7 @@ class DirectProducer:
             cached[1][key] = partition
         return partition
 
-    async def _send(self, items: list[_Item]) -> None:
+    async def _send(self, items: list[_Item]) -> list[asyncio.Future[Any]]:
         producer = self._producer
         loop = asyncio.get_running_loop()
         groups: dict[tuple[str, int], list[_Item]] = {}
@@ -172,6 +176,7 @@ class DirectProducer:
             for *_, delivery in pending:
                 delivery.cancel()
             raise
+        return [delivery for *_, delivery in batches]
 
 
 def _chain(sent: asyncio.Future[Any], delivery: asyncio.Future[Any]) -> None:
