@@ -38,6 +38,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
+from processors._normalizer_fast import FastMessage, iso_utc, parse_fast
 from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec
 from runtime.settings import ProcessorSettings
 from schemas.chat import Attachment, Channel, ChatMessage, MessageKind, SenderRole
@@ -50,6 +53,7 @@ __all__ = [
     "KINDS",
     "PROCESSOR",
     "attachment_of",
+    "chat_fields",
     "configure",
     "handle",
     "kind_of",
@@ -98,7 +102,9 @@ def kind_of(type_code: int | None) -> MessageKind:
     return KINDS.get(type_code, "unknown") if type_code is not None else "unknown"
 
 
-def sender_of(msg: YujuMessage, conversation_mode: Channel | None) -> tuple[SenderRole, Channel]:
+def sender_of(
+    msg: YujuMessage | FastMessage, conversation_mode: Channel | None
+) -> tuple[SenderRole, Channel]:
     """(sender_role, channel) by the table in the module docstring."""
     if msg.is_self:
         if msg.send_by or msg.source in HUMAN_SOURCES:
@@ -169,6 +175,11 @@ def mentions_of(payload: Any) -> list[str]:
 
 def attachment_of(kind: MessageKind, payload: Any) -> Attachment | None:
     """The kind-specific fields of the payload (PLATFORM.md's payload column)."""
+    present = _attachment_fields(kind, payload)
+    return Attachment(**present) if present else None
+
+
+def _attachment_fields(kind: MessageKind, payload: Any) -> dict[str, Any] | None:
     if not isinstance(payload, Mapping) or kind in ("text", "unknown"):
         return None
     p = payload
@@ -199,8 +210,7 @@ def attachment_of(kind: MessageKind, payload: Any) -> Attachment | None:
     if kind == "link" and p.get("sourceUrl") and p.get("imageUrl"):
         fields["url"] = _str(p.get("sourceUrl"))  # the second link-card shape
         fields["thumbnail_url"] = _str(p.get("imageUrl"))
-    present = {k: v for k, v in fields.items() if v is not None}
-    return Attachment(**present) if present else None
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def normalize(
@@ -238,6 +248,49 @@ def normalize(
     )
 
 
+_ATTACHMENT_FIELDS = tuple(Attachment.model_fields)
+
+
+def chat_fields(
+    msg: FastMessage,
+    *,
+    received_at: datetime,
+    tenant: str | None,
+    conversation_mode: Channel | None = None,
+) -> dict[str, Any]:
+    """`normalize` for the fast path: the `ChatMessage` as the dict its JSON is, built
+    directly (same fields, same order, same values; `tests/unit/test_normalizer_fast.py`
+    proves it against `normalize` and validates the result as a `ChatMessage`)."""
+    kind = kind_of(msg.type)
+    role, channel = sender_of(msg, conversation_mode)
+    payload = msg.payload
+    present = _attachment_fields(kind, payload)
+    return {
+        "message_id": msg.message_id,
+        "conversation_id": msg.conversation_id,
+        "tenant": tenant,
+        "platform": "yuju",
+        "bot_id": msg.bot_id,
+        "contact_id": msg.contact_id,
+        "contact_name": msg.contact_name,
+        "room_id": msg.room_id or None,
+        "room_topic": msg.room_topic,
+        "direction": "outbound" if msg.is_self else "inbound",
+        "sender_role": role,
+        "channel": channel,
+        "kind": kind,
+        "type_code": msg.type,
+        "text": text_of(kind, payload),
+        "mentions": mentions_of(payload),
+        "mentions_bot": bool(msg.mention_self),
+        "attachment": {f: present.get(f) for f in _ATTACHMENT_FIELDS} if present else None,
+        "source": msg.source,
+        "sent_at": iso_utc(msg.timestamp or received_at),
+        "received_at": iso_utc(received_at),
+        "payload": payload,
+    }
+
+
 _FORMATTED_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 """The shape `format_time` writes: such a `ce_time` that parses is passed on as it is."""
 
@@ -262,9 +315,15 @@ def received_at_of(record: InputRecord) -> datetime:
 
 
 def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
-    """Engine handler: parse, drop retries, normalize, remember the conversation's mode."""
+    """Engine handler: parse, drop retries, normalize, remember the conversation's mode.
+
+    The common callback shape takes the fast path (`processors._normalizer_fast`: orjson,
+    the output dict built directly); anything unusual the tolerant model and `normalize`."""
     if record.value is None:
         raise ValueError("record has no value (a tombstone is not a message callback)")
+    fast = parse_fast(record.value)
+    if fast is not None:
+        return _handle_fast(record, ctx, fast)
     msg = YujuMessage.model_validate_json(record.value)
     seen = ctx.store(SEEN_STORE)
     if msg.message_id in seen:
@@ -290,6 +349,30 @@ def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
         tenant=out.tenant,
     )
     return (OutputRecord(CHAT_MESSAGE, conversation, out, headers),)
+
+
+def _handle_fast(record: InputRecord, ctx: Context, msg: FastMessage) -> Iterable[OutputRecord]:
+    """`handle` on the fast path: the same steps, the output serialized from a dict."""
+    seen = ctx.store(SEEN_STORE)
+    if msg.message_id in seen:
+        return ()
+    seen.set(msg.message_id, 1)
+    modes = ctx.store(MODE_STORE)
+    conversation = msg.conversation_id
+    mode = modes.get(conversation)
+    received_at, ce_time = _received(record)
+    tenant = record.headers.get("tenant") or None
+    out = chat_fields(msg, received_at=received_at, tenant=tenant, conversation_mode=mode)
+    if out["direction"] == "outbound" and mode != out["channel"]:
+        modes.set(conversation, out["channel"])
+    headers = event_headers(
+        ce_id=msg.message_id,
+        source=CE_SOURCE,
+        ce_type=_CE_TYPE,
+        time=ce_time or received_at,
+        tenant=tenant,
+    )
+    return (OutputRecord(CHAT_MESSAGE, conversation, orjson.dumps(out), headers),)
 
 
 def configure(settings: ProcessorSettings) -> Processor:

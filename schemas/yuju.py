@@ -33,6 +33,7 @@ __all__ = [
     "RoomTopic",
     "YujuMessage",
     "classify_room",
+    "parse_epoch",
     "unwrap_message",
 ]
 

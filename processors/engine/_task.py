@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from pydantic import BaseModel
 
+from processors.engine._batches import OutputBatches
 from processors.engine._dlq import describe_error, dlq_headers
 from processors.engine._metrics import EngineMetrics
 from processors.engine._setup import Names
@@ -100,6 +101,7 @@ class Task:
         self.offsets: dict[TopicPartition, int] = {}
         """Next offset to consume per input partition, to be committed."""
         self._futures: list[asyncio.Future[Any]] = []
+        self._batches = OutputBatches(producer, self._futures)
         self._out_counts: dict[str, int] = {}
         self._in_counts: dict[str, int] = {}
         self.dirty = False
@@ -119,7 +121,7 @@ class Task:
         logical = self.names.logical(tp.topic)
         handle = self.processor.handle
         stores = list(self.stores.values())
-        send = self.producer.send
+        append = self._batches.append
         for rec in records:
             ts = rec.timestamp
             if ts > self.stream_time:
@@ -145,7 +147,7 @@ class Task:
                 for store in stores:
                     store.end_record(ok=True)
                 for topic, key, value, headers in outputs:
-                    self._futures.append(await send(topic, value=value, key=key, headers=headers))
+                    await append(topic, key, value, headers)
                     self._out_counts[topic] = self._out_counts.get(topic, 0) + 1
         self.offsets[tp] = records[-1].offset + 1
         self._in_counts[tp.topic] = self._in_counts.get(tp.topic, 0) + len(records)
@@ -218,7 +220,9 @@ class Task:
                 )
 
     async def _await_sends(self) -> None:
-        futures, self._futures = self._futures, []
+        await self._batches.flush()
+        futures = self._futures[:]
+        self._futures.clear()  # in place: `_batches` appends to this list
         if futures:
             await asyncio.gather(*futures)
 
@@ -243,7 +247,7 @@ class Task:
         the changelog (so a store never remembers a record whose output was lost)."""
         if not self.dirty:
             return
-        await self._await_sends()
+        await self._await_sends()  # the outputs first
         self.expire()
         await self._send_changelog()
         await self._await_sends()
@@ -265,6 +269,7 @@ class Task:
     async def close(self) -> None:
         """Drop the task without committing: an open transaction is aborted (best effort;
         else the next owner's InitProducerId, or the transaction timeout, aborts it)."""
+        self._batches.clear()
         self._futures.clear()
         if not self.transactional:
             return
