@@ -56,7 +56,7 @@ def as_chat(value: object) -> ChatMessage:
 
 
 def one(value: bytes, **headers: str) -> ChatMessage:
-    (msg,) = run(value, **headers)
+    (msg,) = run(value, None, **headers)
     return msg
 
 
