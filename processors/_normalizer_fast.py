@@ -18,7 +18,8 @@ the same output.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from itertools import compress
 from typing import Any
 
 import orjson
@@ -26,7 +27,7 @@ from pydantic.alias_generators import to_camel
 
 from schemas.yuju import YujuMessage, parse_epoch, unwrap_message
 
-__all__ = ["FastMessage", "iso_utc", "parse_fast"]
+__all__ = ["FastMessage", "iso_of_ce_time", "iso_utc", "parse_fast"]
 
 _SNAKE_NAMES = frozenset(n for n in YujuMessage.model_fields if to_camel(n) != n)
 """Field names the model would also accept as keys (`populate_by_name`): model path."""
@@ -69,18 +70,34 @@ _INT = frozenset({int, type(None)})
 def _plain_keys(obj: dict[str, Any] | list[Any]) -> bool:
     """No key anywhere needs stripping, i.e. `strip_keys(obj)` would return `obj` itself
     (the same test, with the per-key loop in C: JSON keys are str)."""
-    if type(obj) is dict:
+    if isinstance(obj, dict):
         keys = list(obj)
         if list(map(str.strip, keys)) != keys:
             return False
-        values: Any = obj.values()
+        values: list[Any] = list(obj.values())
     else:
         values = obj
-    for item in values:
-        kind = type(item)
-        if (kind is dict or kind is list) and not _plain_keys(item):
-            return False
-    return True
+    # the nested containers, selected in C
+    return all(map(_plain_keys, compress(values, map(_IS_CONTAINER, map(type, values)))))
+
+
+_IS_CONTAINER = frozenset({dict, list}).__contains__
+
+
+def _epoch(value: Any) -> datetime | None:
+    """`parse_epoch(value)`, quicker for the common integer milliseconds (as a number or a
+    string of digits) between 1973 and 2096, where `ms / 1000` as a float is within 0.5 µs
+    of the exact value and so gives the same datetime; anything else goes to `parse_epoch`."""
+    kind = type(value)
+    if kind is str and value.isascii() and value.isdigit():
+        number = int(value)
+    elif kind is int:
+        number = value
+    else:
+        return parse_epoch(value)
+    if 100_000_000_000 <= number < 4_000_000_000_000:
+        return datetime.fromtimestamp(number / 1000, tz=UTC)
+    return parse_epoch(value)
 
 
 def parse_fast(value: bytes) -> FastMessage | None:
@@ -150,7 +167,7 @@ def parse_fast(value: bytes) -> FastMessage | None:
         mention_self,
         type_code,
         source,
-        parse_epoch(get("timestamp")),
+        _epoch(get("timestamp")),
         get("payload"),
     )
 
@@ -162,3 +179,11 @@ def iso_utc(moment: datetime) -> str:
     if text.endswith("+00:00"):
         return text[:-6] + "Z"
     return text
+
+
+def iso_of_ce_time(ce_time: str) -> str:
+    """`iso_utc(parse_time(ce_time))` for a `ce_time` in `format_time`'s exact shape
+    (`YYYY-MM-DDTHH:MM:SS.mmmZ`), by slicing: milliseconds as six digits, none when zero."""
+    if ce_time[20:23] == "000":
+        return ce_time[:19] + "Z"
+    return ce_time[:23] + "000Z"

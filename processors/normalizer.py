@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from processors._normalizer_fast import FastMessage, iso_utc, parse_fast
+from processors._normalizer_fast import FastMessage, iso_of_ce_time, iso_utc, parse_fast
 from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec
 from runtime.settings import ProcessorSettings
 from schemas.chat import Attachment, Channel, ChatMessage, MessageKind, SenderRole
@@ -257,14 +257,17 @@ def chat_fields(
     received_at: datetime,
     tenant: str | None,
     conversation_mode: Channel | None = None,
+    received_iso: str | None = None,
 ) -> dict[str, Any]:
     """`normalize` for the fast path: the `ChatMessage` as the dict its JSON is, built
     directly (same fields, same order, same values; `tests/unit/test_normalizer_fast.py`
-    proves it against `normalize` and validates the result as a `ChatMessage`)."""
+    proves it against `normalize` and validates the result as a `ChatMessage`).
+    `received_iso`: `received_at` already formatted (from a canonical `ce_time`)."""
     kind = kind_of(msg.type)
     role, channel = sender_of(msg, conversation_mode)
     payload = msg.payload
     present = _attachment_fields(kind, payload)
+    received = received_iso or iso_utc(received_at)
     return {
         "message_id": msg.message_id,
         "conversation_id": msg.conversation_id,
@@ -285,8 +288,8 @@ def chat_fields(
         "mentions_bot": bool(msg.mention_self),
         "attachment": {f: present.get(f) for f in _ATTACHMENT_FIELDS} if present else None,
         "source": msg.source,
-        "sent_at": iso_utc(msg.timestamp or received_at),
-        "received_at": iso_utc(received_at),
+        "sent_at": received if msg.timestamp is None else iso_utc(msg.timestamp),
+        "received_at": received,
         "payload": payload,
     }
 
@@ -362,7 +365,13 @@ def _handle_fast(record: InputRecord, ctx: Context, msg: FastMessage) -> Iterabl
     mode = modes.get(conversation)
     received_at, ce_time = _received(record)
     tenant = record.headers.get("tenant") or None
-    out = chat_fields(msg, received_at=received_at, tenant=tenant, conversation_mode=mode)
+    out = chat_fields(
+        msg,
+        received_at=received_at,
+        tenant=tenant,
+        conversation_mode=mode,
+        received_iso=iso_of_ce_time(ce_time) if ce_time else None,
+    )
     if out["direction"] == "outbound" and mode != out["channel"]:
         modes.set(conversation, out["channel"])
     headers = event_headers(

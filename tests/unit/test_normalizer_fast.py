@@ -18,13 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from processors._normalizer_fast import _plain_keys, iso_utc, parse_fast
+from processors._normalizer_fast import _epoch, _plain_keys, iso_of_ce_time, iso_utc, parse_fast
 from processors.engine.testing import LocalRun, input_record
 from processors.normalizer import KINDS, PROCESSOR, chat_fields, normalize
 from schemas._lenient import strip_keys
 from schemas.chat import ChatMessage
-from schemas.cloudevents import header_map
-from schemas.yuju import YujuMessage
+from schemas.cloudevents import format_time, header_map, parse_time
+from schemas.yuju import YujuMessage, parse_epoch
 from tests.conftest import SAMPLES
 from tests.support.yuju_messages import raw_messages
 
@@ -224,11 +224,18 @@ def test_plain_keys_is_strip_keys_identity(value: Any, pads: list[tuple[str, str
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.datetimes(timezones=st.just(UTC)))
+@given(
+    st.one_of(
+        st.datetimes(timezones=st.just(UTC)),
+        st.datetimes(timezones=st.just(UTC)).map(lambda m: m.replace(microsecond=0)),
+    )
+)
 def test_iso_utc_is_pydantic_format(moment: datetime) -> None:
     from pydantic import TypeAdapter
 
     assert iso_utc(moment).encode() == TypeAdapter(datetime).dump_json(moment)[1:-1]
+    ce_time = format_time(moment)
+    assert iso_of_ce_time(ce_time) == iso_utc(parse_time(ce_time))
 
 
 def test_fast_path_takes_the_realistic_shapes() -> None:
@@ -281,3 +288,15 @@ def test_handler_outputs_equal_on_both_paths() -> None:
         assert (a.topic, a.key, list(a.headers)) == (b.topic, b.key, list(b.headers))
         assert isinstance(b.value, ChatMessage)
         assert a.value == b.value.__pydantic_serializer__.to_json(b.value)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.one_of(
+        st.integers(0, 5_000_000_000_000),
+        st.integers(0, 5_000_000_000_000).map(str),
+        st.sampled_from(["", "٣", "0100000000000", "+1763798400000", "1e12", 1.5e12, None]),
+    )
+)
+def test_epoch_shortcut_is_parse_epoch(value: Any) -> None:
+    assert _epoch(value) == parse_epoch(value)
