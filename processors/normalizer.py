@@ -8,6 +8,14 @@ timestamps in s / ms as numbers or strings (`schemas.yuju`). Every `type` is map
 `kind` (table `KINDS`); unknown values (0, 17, 10002, anything new) become `unknown` with
 `type_code` and the raw `payload` kept: never rejected or dropped.
 
+Two paths, one result: the common callback shape (plain JSON types in the used fields) is
+read with orjson and the output built as a dict and written with `orjson.dumps`
+(`processors._normalizer_fast`, `chat_fields`); anything unusual (numbers as strings,
+junk in a field, snake_case keys, not JSON) goes through the tolerant `YujuMessage` and
+`normalize` to a validated `ChatMessage`. `tests/unit/test_normalizer_fast.py` proves with
+generated bodies (every PLATFORM.md quirk) that the fast output is byte-identical to the
+model path's and validates as a `ChatMessage`.
+
 Deduplication: the store `seen` remembers each `messageId` for
 `WECOM_STREAM_NORMALIZER_DEDUP_RETENTION_MS` of stream time (default 24 h; platform retries
 come within minutes). A retry is dropped; a record that is not a message callback at all
@@ -34,16 +42,25 @@ the chat-record API (AI对话 / 人工对话) files it; before any agent message
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from processors._chat_mapping import (
+    KINDS,
+    attachment_fields,
+    attachment_of,
+    kind_of,
+    mentions_of,
+    sender_of,
+    text_of,
+)
 from processors._normalizer_fast import FastMessage, iso_of_ce_time, iso_utc, parse_fast
 from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec
 from runtime.settings import ProcessorSettings
-from schemas.chat import Attachment, Channel, ChatMessage, MessageKind, SenderRole
+from schemas.chat import Attachment, Channel, ChatMessage
 from schemas.cloudevents import event_headers, parse_time
 from schemas.registry import CHAT_MESSAGE, RAW_YUJU_MESSAGE, by_name
 from schemas.yuju import YujuMessage
@@ -54,6 +71,7 @@ __all__ = [
     "PROCESSOR",
     "attachment_of",
     "chat_fields",
+    "chat_json",
     "configure",
     "handle",
     "kind_of",
@@ -63,154 +81,10 @@ __all__ = [
     "text_of",
 ]
 
-KINDS: dict[int, MessageKind] = {
-    0: "unknown",
-    1: "file",
-    2: "voice",
-    3: "contact_card",
-    4: "chat_history",
-    5: "emoticon",
-    6: "image",
-    7: "text",
-    8: "location",
-    9: "mini_program",
-    10: "money",
-    11: "recalled",
-    12: "link",
-    13: "video",
-    14: "channels",
-    15: "call_record",
-    16: "group_solitaire",
-    9999: "room_invitation",
-    10000: "system",
-    10001: "wecom_system",
-}
-"""PLATFORM.md's `type` table (not Wechaty's enum, which diverges from 10 upwards)."""
-
-HUMAN_SOURCES = frozenset({0, 1})
-"""`source` values of messages a person sent from the bot account: phone, console."""
-
 CE_SOURCE = "wecom-stream/normalizer"
 _CE_TYPE = by_name(CHAT_MESSAGE).ce_type
 SEEN_STORE = "seen"
 MODE_STORE = "mode"
-_TEXT_KINDS = frozenset({"text", "voice", "system", "wecom_system", "unknown", "recalled"})
-
-
-def kind_of(type_code: int | None) -> MessageKind:
-    """The `kind` of a platform `type`; anything unlisted is `unknown`."""
-    return KINDS.get(type_code, "unknown") if type_code is not None else "unknown"
-
-
-def sender_of(
-    msg: YujuMessage | FastMessage, conversation_mode: Channel | None
-) -> tuple[SenderRole, Channel]:
-    """(sender_role, channel) by the table in the module docstring."""
-    if msg.is_self:
-        if msg.send_by or msg.source in HUMAN_SOURCES:
-            return "agent", "human"
-        return "bot", "ai"
-    if msg.coworker:
-        return "agent", "human"
-    return "customer", conversation_mode or "ai"
-
-
-def _str(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
-def _int(value: Any) -> int | None:
-    num = _num(value)
-    return int(num) if num is not None and num.is_integer() else None
-
-
-def text_of(kind: MessageKind, payload: Any) -> str | None:
-    """The message text: `text` (or the doc example's `content`, or `pureText`) for text
-    and system messages, the speech-to-text of a voice message; None for other kinds."""
-    if kind not in _TEXT_KINDS or not isinstance(payload, Mapping):
-        return None
-    for field in ("text", "content", "pureText"):
-        text = _str(payload.get(field))
-        if text is not None:
-            return text
-    return None
-
-
-def mentions_of(payload: Any) -> list[str]:
-    """Contact ids of the payload's `mention` list (strings, or objects with an id)."""
-    if not isinstance(payload, Mapping):
-        return []
-    raw = payload.get("mention") or payload.get("mentions") or []
-    if not isinstance(raw, list):
-        return []
-    out: list[str] = []
-    for item in raw:
-        if isinstance(item, Mapping):
-            item = next(
-                (item[k] for k in ("imContactId", "contactId", "wxid", "id") if item.get(k)),
-                None,
-            )
-        text = _str(item)
-        if text is not None:
-            out.append(text)
-    return out
-
-
-def attachment_of(kind: MessageKind, payload: Any) -> Attachment | None:
-    """The kind-specific fields of the payload (PLATFORM.md's payload column)."""
-    present = _attachment_fields(kind, payload)
-    return Attachment(**present) if present else None
-
-
-def _attachment_fields(kind: MessageKind, payload: Any) -> dict[str, Any] | None:
-    if not isinstance(payload, Mapping) or kind in ("text", "unknown"):
-        return None
-    p = payload
-    fields: dict[str, Any] = {
-        "url": _str(
-            p.get("fileUrl")
-            or p.get("voiceUrl")
-            or p.get("imageUrl")
-            or p.get("videoUrl")
-            or p.get("url")
-            or p.get("sourceUrl")
-        ),
-        "name": _str(p.get("name")),
-        "size": _int(p.get("size")),
-        "duration": _num(p.get("duration")),
-        "width": _int(p.get("width")),
-        "height": _int(p.get("height")),
-        "thumbnail_url": _str(p.get("thumbnailUrl") or p.get("thumbUrl")),
-        "title": _str(p.get("title")),
-        "description": _str(p.get("description") or p.get("summary")),
-        "address": _str(p.get("address")),
-        "latitude": _num(p.get("latitude")),
-        "longitude": _num(p.get("longitude")),
-        "app_id": _str(p.get("appId")),
-        "page_path": _str(p.get("pagePath")),
-        "contact_id": _str(p.get("wxid")) if kind == "contact_card" else None,
-    }
-    if kind == "link" and p.get("sourceUrl") and p.get("imageUrl"):
-        fields["url"] = _str(p.get("sourceUrl"))  # the second link-card shape
-        fields["thumbnail_url"] = _str(p.get("imageUrl"))
-    return {k: v for k, v in fields.items() if v is not None}
 
 
 def normalize(
@@ -266,7 +140,7 @@ def chat_fields(
     kind = kind_of(msg.type)
     role, channel = sender_of(msg, conversation_mode)
     payload = msg.payload
-    present = _attachment_fields(kind, payload)
+    present = attachment_fields(kind, payload)
     received = received_iso or iso_utc(received_at)
     return {
         "message_id": msg.message_id,
@@ -292,6 +166,15 @@ def chat_fields(
         "received_at": received,
         "payload": payload,
     }
+
+
+def chat_json(fields: dict[str, Any]) -> bytes | None:
+    """`chat_fields`' dict as JSON, or None where orjson cannot write it (an integer beyond
+    64 bits in the payload, or one computed from a huge float: pydantic writes those)."""
+    try:
+        return orjson.dumps(fields)
+    except orjson.JSONEncodeError:
+        return None
 
 
 _FORMATTED_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
@@ -326,7 +209,9 @@ def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
         raise ValueError("record has no value (a tombstone is not a message callback)")
     fast = parse_fast(record.value)
     if fast is not None:
-        return _handle_fast(record, ctx, fast)
+        done = _handle_fast(record, ctx, fast)
+        if done is not None:
+            return done
     msg = YujuMessage.model_validate_json(record.value)
     seen = ctx.store(SEEN_STORE)
     if msg.message_id in seen:
@@ -354,12 +239,15 @@ def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
     return (OutputRecord(CHAT_MESSAGE, conversation, out, headers),)
 
 
-def _handle_fast(record: InputRecord, ctx: Context, msg: FastMessage) -> Iterable[OutputRecord]:
-    """`handle` on the fast path: the same steps, the output serialized from a dict."""
+def _handle_fast(
+    record: InputRecord, ctx: Context, msg: FastMessage
+) -> Iterable[OutputRecord] | None:
+    """`handle` on the fast path: the same steps, the output serialized from a dict. None
+    (nothing written to the stores) when orjson cannot write the output: the model path
+    takes the record."""
     seen = ctx.store(SEEN_STORE)
     if msg.message_id in seen:
         return ()
-    seen.set(msg.message_id, 1)
     modes = ctx.store(MODE_STORE)
     conversation = msg.conversation_id
     mode = modes.get(conversation)
@@ -372,6 +260,10 @@ def _handle_fast(record: InputRecord, ctx: Context, msg: FastMessage) -> Iterabl
         conversation_mode=mode,
         received_iso=iso_of_ce_time(ce_time) if ce_time else None,
     )
+    value = chat_json(out)
+    if value is None:
+        return None
+    seen.set(msg.message_id, 1)
     if out["direction"] == "outbound" and mode != out["channel"]:
         modes.set(conversation, out["channel"])
     headers = event_headers(
@@ -381,7 +273,7 @@ def _handle_fast(record: InputRecord, ctx: Context, msg: FastMessage) -> Iterabl
         time=ce_time or received_at,
         tenant=tenant,
     )
-    return (OutputRecord(CHAT_MESSAGE, conversation, orjson.dumps(out), headers),)
+    return (OutputRecord(CHAT_MESSAGE, conversation, value, headers),)
 
 
 def configure(settings: ProcessorSettings) -> Processor:

@@ -31,8 +31,8 @@ Exactly-once (default) and why it is built this way
     and the new owner reads all of them: never a half.
 
     Each commit (every `commit_interval_ms`, and on revocation and shutdown) does, per task:
-    expire old store entries, send the changelog writes (latest value per dirty key), await
-    every send of the transaction, then one `send_offsets_to_transaction`, then
+    expire old store entries, send the changelog writes (latest value per dirty key), send
+    the outputs' open record batches, await every send of the transaction, then one `send_offsets_to_transaction`, then
     `commit_transaction`, then begin the next transaction. aiokafka issue 1098 (open) reports
     a KeyError in the sender's TxnOffsetCommit response handling (the pending offsets dict
     is shared between the request handler and the transaction manager, which deletes entries
@@ -65,6 +65,14 @@ State stores
     bounded stores; a disk-backed store with a checkpoint can implement `Store` later).
     `StoreSpec.retention_ms`: entries not written for that long in stream time (the largest
     record timestamp seen by the task) are deleted, with tombstones in the changelog.
+
+Outputs
+    A handler's output records are appended to per-partition record batches
+    (`BatchBuilder`) and sent whole with `send_batch` when a batch is full and at commit
+    time (`_batches.py`): a few µs of CPU per record instead of ~15 µs per `send`. The
+    partition of a keyed record is the default partitioner's (murmur2 of the key over the
+    sorted partitions), so per-key order and co-partitioning are as with `send`; a record
+    without a key goes to a random partition. DLQ records still use `send` (rare).
 
 Poison records
     A record whose handler raises (bad JSON, failed validation, a bug) goes to
