@@ -32,8 +32,9 @@ Exactly-once (default) and why it is built this way
 
     Each commit (every `commit_interval_ms`, and on revocation and shutdown) does, per task:
     expire old store entries, send the changelog writes (latest value per dirty key), send
-    the outputs' open record batches, await every send of the transaction, then one `send_offsets_to_transaction`, then
-    `commit_transaction`, then begin the next transaction. aiokafka issue 1098 (open) reports
+    the outputs' open record batches, await every send of the transaction, then one
+    `send_offsets_to_transaction`, then `commit_transaction`, then begin the next
+    transaction. aiokafka issue 1098 (open) reports
     a KeyError in the sender's TxnOffsetCommit response handling (the pending offsets dict
     is shared between the request handler and the transaction manager, which deletes entries
     as they are acknowledged) on a producer that commits offsets one by one in quick
