@@ -34,17 +34,16 @@ Exactly-once (default) and why it is built this way
     expire old store entries, send the changelog writes (latest value per dirty key), send
     the outputs' open record batches, await every send of the transaction, then one
     `send_offsets_to_transaction`, then `commit_transaction`, then begin the next
-    transaction. aiokafka issue 1098 (open) reports
-    a KeyError in the sender's TxnOffsetCommit response handling (the pending offsets dict
-    is shared between the request handler and the transaction manager, which deletes entries
-    as they are acknowledged) on a producer that commits offsets one by one in quick
-    succession; issue 1004 reports sender failures when produce requests race with the
-    offset commit of the same transaction. The design avoids both patterns: one producer per
-    task, one transaction at a time, exactly one `send_offsets_to_transaction` per
-    transaction, issued only after every produce request of that transaction was
-    acknowledged, and never cancelled (transactional calls are awaited under a deadline;
-    aiokafka shields them). Different tasks' producers
-    commit concurrently; they share nothing.
+    transaction. aiokafka issue 1098 (open) reports a KeyError in the sender's
+    TxnOffsetCommit response handling (the pending offsets dict is shared between the
+    request handler and the transaction manager, which deletes entries as they are
+    acknowledged) on a producer that commits offsets one by one in quick succession; issue
+    1004 reports sender failures when produce requests race with the offset commit of the
+    same transaction. The design avoids both patterns: one producer per task, one
+    transaction at a time, exactly one `send_offsets_to_transaction` per transaction, issued
+    only after every produce request of that transaction was acknowledged, and never
+    cancelled (transactional calls are awaited under a deadline; aiokafka shields them).
+    Different tasks' producers commit concurrently; they share nothing.
 
     Any failure of a commit or of a rebalance callback is handled crash-only: the member is
     closed without committing (open transactions aborted best-effort, else by the next
