@@ -1,0 +1,87 @@
+"""`OutputBatches` without Kafka (pure logic, a stub producer): keyed records go where
+aiokafka's default partitioner would send them, each partition's records stay in order
+across full batches, and `flush` sends what is open."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from processors.engine._batches import OutputBatches
+
+
+class _Batch:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.records: list[tuple[bytes | None, bytes | None]] = []
+
+    def append(self, *, key: Any, value: Any, timestamp: Any, headers: Any) -> object | None:
+        if len(self.records) >= self.capacity:
+            return None
+        self.records.append((key, value))
+        return object()
+
+    def record_count(self) -> int:
+        return len(self.records)
+
+
+class _Producer:
+    def __init__(self, partitions: int, capacity: int) -> None:
+        self.partitions = partitions
+        self.capacity = capacity
+        self.sent: list[tuple[str, int, list[tuple[bytes | None, bytes | None]]]] = []
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
+
+    def create_batch(self) -> _Batch:
+        return _Batch(self.capacity)
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        self.sent.append((topic, partition, batch.records))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+async def test_keyed_records_follow_the_default_partitioner_in_order() -> None:
+    producer = _Producer(partitions=6, capacity=3)
+    futures: list[asyncio.Future[Any]] = []
+    batches = OutputBatches(producer, futures)
+    keys = [f"chat-{i % 37:05d}".encode() for i in range(500)]
+    for n, key in enumerate(keys):
+        await batches.append("out", key, str(n).encode(), [])
+    await batches.flush()
+    assert len(futures) == len(producer.sent)
+    partitioner = DefaultPartitioner()
+    seen: dict[bytes, list[int]] = {}
+    for topic, partition, records in producer.sent:
+        assert topic == "out"
+        assert 0 < len(records) <= 3
+        for rec_key, value in records:
+            assert rec_key is not None
+            assert value is not None
+            assert partition == partitioner(rec_key, list(range(6)), list(range(6)))
+            seen.setdefault(rec_key, []).append(int(value))
+    assert sum(len(v) for v in seen.values()) == 500
+    for key, numbers in seen.items():
+        assert numbers == sorted(numbers), key
+        assert numbers == [n for n, k in enumerate(keys) if k == key]
+
+
+async def test_flush_sends_open_batches_once_and_clear_drops_them() -> None:
+    producer = _Producer(partitions=3, capacity=100)
+    batches = OutputBatches(producer, [])
+    await batches.append("out", b"a", b"1", [])
+    await batches.append("out", None, b"2", [])
+    assert producer.sent == []
+    await batches.flush()
+    assert sum(len(r) for _, _, r in producer.sent) == 2
+    await batches.flush()
+    assert sum(len(r) for _, _, r in producer.sent) == 2
+    await batches.append("out", b"a", b"3", [])
+    batches.clear()
+    await batches.flush()
+    assert sum(len(r) for _, _, r in producer.sent) == 2
