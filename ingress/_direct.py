@@ -2,14 +2,15 @@
 
 `DirectProducer.produce(record)` queues the record and waits for its outcome. One task takes
 everything queued since its last pass, groups it by topic-partition, builds one record batch
-per group (`create_batch`, appended in C) and hands each over with `send_batch`, then waits until Kafka answered
-for every batch of the pass before it takes the next one: one pass in flight, so everything
-that arrives during a round trip goes out together in the next (batching follows the load,
-with no linger at low rates). With a pass taken as soon as the previous one was merely
-queued, batches were half as large and the broker, on the same 2 cores, used about five
-times the CPU per record (55 % vs 11 % of a core at the benchmark's maximum rate). Compared with one
-aiokafka `send()` per record (a partitioner call, a future and accumulator bookkeeping each)
-and one `asyncio.timeout_at` + `asyncio.wait` per request, this costs a fraction of the CPU.
+per group (`create_batch`, appended in C) and hands each over with `send_batch`, then waits
+until Kafka answered for every batch of the pass before it takes the next one: one pass in
+flight, so everything that arrives during a round trip goes out together in the next
+(batching follows the load, with no linger at low rates). With a pass taken as soon as the
+previous one was merely queued, batches were half as large and the broker, on the same 2
+cores, used about five times the CPU per record (55 % vs 11 % of a core at the benchmark's
+maximum rate). Compared with one aiokafka `send()` per record (a partitioner call, a future
+and accumulator bookkeeping each) and one `asyncio.timeout_at` + `asyncio.wait` per request,
+this costs a fraction of the CPU.
 
 Contract, the same as a per-record `send()`:
 - the partition is the one aiokafka's default partitioner gives (murmur2 of the key over all
