@@ -89,7 +89,7 @@ class Member:
             **producer_config(
                 self.bootstrap,
                 compression_type=self.processor.compression_type,
-                linger_ms=5,
+                linger_ms=0,  # the engine batches itself (send_batch): no linger
                 **extra,
             )
         )
