@@ -14,7 +14,8 @@ this costs a fraction of the CPU.
 
 Contract, the same as a per-record `send()`:
 - the partition is the one aiokafka's default partitioner gives (murmur2 of the key over all
-  the topic's partitions; random for records without a key), cached per key;
+  the topic's partitions; random for records without a key), cached per key
+  (`runtime.partitioning.KeyPartitioner`, shared with the engine's output batches);
 - acks and idempotence are the producer's (`acks=all`, idempotent): a record counts as
   delivered only when its batch's future resolves without error;
 - deadline: one timer per pass (`produce_timeout_s` after the pass's first record). A record
@@ -33,10 +34,9 @@ from typing import Any
 from aiokafka.errors import KafkaError
 
 from ingress._frames import SpoolRecord
+from runtime.partitioning import KeyPartitioner
 
 __all__ = ["DirectProducer"]
-
-_PARTITION_CACHE_MAX = 65_536
 
 
 class _Item:
@@ -64,7 +64,7 @@ class DirectProducer:
         self._queued: list[_Item] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._partitions: dict[str, tuple[int, dict[bytes, int]]] = {}
+        self._partitioner = KeyPartitioner(producer)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ingress-direct-produce")
@@ -104,24 +104,6 @@ class DirectProducer:
                 if deliveries:  # one pass in flight: the next takes all that came meanwhile
                     await asyncio.wait(deliveries)
 
-    async def _partition_of(self, topic: str, key: bytes | None) -> int:
-        producer = self._producer
-        partitions = producer.client.cluster.partitions_for_topic(topic)
-        if not partitions:
-            partitions = await producer.partitions_for(topic)  # waits for the metadata
-        cached = self._partitions.get(topic)
-        if cached is None or cached[0] != len(partitions) or len(cached[1]) > _PARTITION_CACHE_MAX:
-            cached = self._partitions[topic] = (len(partitions), {})
-        if key is not None:
-            found = cached[1].get(key)
-            if found is not None:
-                return found
-        # aiokafka's own choice for send(topic, key=key): the configured partitioner
-        partition: int = producer._partition(topic, None, None, None, key, None)
-        if key is not None:
-            cached[1][key] = partition
-        return partition
-
     async def _send(self, items: list[_Item]) -> list[asyncio.Future[Any]]:
         producer = self._producer
         loop = asyncio.get_running_loop()
@@ -129,7 +111,7 @@ class DirectProducer:
         for item in items:
             topic = item.record.topic
             try:
-                partition = await self._partition_of(topic, item.record.key)
+                partition = await self._partitioner.partition(topic, item.record.key)
             except KafkaError as exc:
                 failed: asyncio.Future[Any] = loop.create_future()
                 failed.set_exception(exc)

@@ -6,13 +6,9 @@ the pure-Python murmur2 of the default partitioner); appending to a `BatchBuilde
 sending whole batches costs a few µs. The changelog has been written this way since its
 batching; outputs now are too.
 
-Partitioning is exactly the default partitioner's (`aiokafka.partitioner`, the Java
-client's): a keyed record goes to `murmur2(key) & 0x7fffffff % partition_count` over the
-topic's partitions sorted by id, so per-key order and co-partitioning with anything else
-keyed the same way hold. The partition of a key is cached (bounded), the partition list is
-read once per task (a task lives for one assignment; a topic whose partition count changes
-under a running processor breaks per-key order with either partitioner). A record without
-a key goes to a random partition, as the default partitioner does.
+Partitioning is exactly the default partitioner's, as `send` would choose it
+(`runtime.partitioning.KeyPartitioner`, shared with the ingress): per-key order and
+co-partitioning with anything else keyed the same way hold.
 
 Order: records of one partition are appended to one open batch in handler order; a batch
 that is full is sent before the next one is opened, and `flush` sends every open batch, so
@@ -23,15 +19,13 @@ keep that order too).
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
+
+from runtime.partitioning import KeyPartitioner
 
 __all__ = ["OutputBatches"]
-
-_KEY_CACHE_MAX = 100_000
 
 
 class OutputBatches:
@@ -41,25 +35,7 @@ class OutputBatches:
         self._producer = producer
         self._futures = futures
         self._open: dict[tuple[str, int], Any] = {}
-        self._partitions: dict[str, list[int]] = {}
-        self._key_partition: dict[str, dict[bytes, int]] = {}
-
-    async def _partition(self, topic: str, key: bytes | None) -> int:
-        partitions = self._partitions.get(topic)
-        if partitions is None:
-            partitions = sorted(await self._producer.partitions_for(topic))
-            self._partitions[topic] = partitions
-            self._key_partition[topic] = {}
-        if key is None:
-            return random.choice(partitions)  # noqa: S311 - spreading load, not security
-        cache = self._key_partition[topic]
-        partition = cache.get(key)
-        if partition is None:
-            partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
-            if len(cache) >= _KEY_CACHE_MAX:
-                cache.clear()
-            cache[key] = partition
-        return partition
+        self._partitioner = KeyPartitioner(producer)
 
     async def append(
         self,
@@ -68,7 +44,7 @@ class OutputBatches:
         value: bytes | None,
         headers: list[tuple[str, bytes]],
     ) -> None:
-        partition = await self._partition(topic, key)
+        partition = await self._partitioner.partition(topic, key)
         tp = (topic, partition)
         batch = self._open.get(tp)
         if batch is None:

@@ -27,10 +27,24 @@ class _Batch:
         return len(self.records)
 
 
+class _Cluster:
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
+
+
+class _Client:
+    def __init__(self, partitions: int) -> None:
+        self.cluster = _Cluster(partitions)
+
+
 class _Producer:
     def __init__(self, partitions: int, capacity: int) -> None:
         self.partitions = partitions
         self.capacity = capacity
+        self.client = _Client(partitions)
         self.sent: list[tuple[str, int, list[tuple[bytes | None, bytes | None]]]] = []
 
     async def partitions_for(self, topic: str) -> set[int]:
