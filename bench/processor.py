@@ -13,6 +13,11 @@ at-least-once mode, against a bare aiokafka consume→produce loop measured in t
   offsets), polled every 50 ms.
 - Engine pass-through (diagnostic): the engine in exactly-once mode with a handler that
   forwards each value unchanged and no store, to split the gap into engine and normalizer.
+- Rounds: single runs of ~10 s moved by ±25 % between identical runs, and a fresh
+  broker's JVM is still compiling at first (the ingress benchmark measured ~5x the broker
+  CPU per record cold), so a discarded bare-loop run warms the broker up, then every mode
+  runs `--repeats` times, interleaved round by round; the figures are the medians and the
+  ratios median / median (each round's own ratios are kept in the JSON).
 - Bare loop: consumer group, `getmany(max_records=2000)`, each value produced unchanged
   (idempotent, `acks=all`, same linger) to another topic, acks awaited and offsets committed
   at most every 100 ms: the engine's batching and commit interval.
@@ -28,6 +33,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -172,9 +178,12 @@ async def measure(
 async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict[str, Any]:
     settings = ProcessorSettings()
     await wait_for_broker(bootstrap)
-    results: dict[str, Any] = {}
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.modes}
     counts: tuple[int, int] = (0, 0)
-    for mode in args.modes:
+    schedule = [("warm-up", "bare")] * args.warmup + [
+        (f"round {r + 1}", mode) for r in range(args.repeats) for mode in args.modes
+    ]
+    for label, mode in schedule:
         prefix = f"b{uuid.uuid4().hex[:8]}."
         counts = await preload(bootstrap, prefix, args.records)
         env = dict(
@@ -196,13 +205,28 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
             argv = [sys.executable, "-m", "runtime.cli", "process", "normalizer"]
             marker, group = '"partitions assigned"', f"{prefix}wecom-stream.normalizer"
         result = await measure(mode, argv, env, marker, group, args.records, bootstrap)
-        results[mode] = result
-        print(f"{mode:>14}: {result['records_per_s']:>7} records/s ({result['seconds']} s)")
-    bare = results.get("bare", {}).get("records_per_s")
-    ratios = {
-        mode: round(results[mode]["records_per_s"] / bare, 3)
-        for mode in ("exactly-once", "at-least-once", "engine-passthrough")
-        if bare and mode in results
+        if label != "warm-up":
+            runs[mode].append(result)
+        print(
+            f"{label:>9} {mode:>18}: {result['records_per_s']:>7} records/s "
+            f"({result['seconds']} s)",
+            flush=True,
+        )
+    medians = {
+        mode: round(statistics.median(r["records_per_s"] for r in results))
+        for mode, results in runs.items()
+        if results
+    }
+    bare = medians.get("bare")
+    compared = [m for m in ("exactly-once", "at-least-once", "engine-passthrough") if m in medians]
+    ratios = {mode: round(medians[mode] / bare, 3) for mode in compared if bare}
+    per_round = {
+        mode: [
+            round(r["records_per_s"] / b["records_per_s"], 3)
+            for r, b in zip(runs[mode], runs["bare"], strict=True)
+        ]
+        for mode in compared
+        if bare
     }
     return {
         "date": datetime.now(UTC).date().isoformat(),
@@ -215,8 +239,12 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
         "partitions": 6,
         "max_batch_records": settings.max_batch_records,
         "commit_interval_ms": settings.commit_interval_ms,
-        "runs": results,
+        "warmup_runs": args.warmup,
+        "rounds": args.repeats,
+        "runs": runs,
+        "median_records_per_s": medians,
         "ratio_to_bare_loop": ratios,
+        "ratio_to_bare_loop_per_round": per_round,
         "targets": {"exactly-once": 0.5, "at-least-once": 0.7},
     }
 
@@ -224,6 +252,12 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/processor.py")
     parser.add_argument("--records", type=int, default=220_000)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds of every mode, interleaved (medians)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="bare-loop runs first, not counted (broker JIT)"
+    )
     parser.add_argument(
         "--modes",
         nargs="+",
