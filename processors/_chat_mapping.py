@@ -72,6 +72,11 @@ def sender_of(
     return "customer", conversation_mode or "ai"
 
 
+def _is_mapping(value: Any) -> bool:
+    """A JSON object: a dict (checked first, cheaply) or any other Mapping."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _str(value: Any) -> str | None:
     if isinstance(value, str):
         return value or None
@@ -101,7 +106,7 @@ def _int(value: Any) -> int | None:
 def text_of(kind: MessageKind, payload: Any) -> str | None:
     """The message text: `text` (or the doc example's `content`, or `pureText`) for text
     and system messages, the speech-to-text of a voice message; None for other kinds."""
-    if kind not in _TEXT_KINDS or not isinstance(payload, Mapping):
+    if kind not in _TEXT_KINDS or not _is_mapping(payload):
         return None
     for field in ("text", "content", "pureText"):
         text = _str(payload.get(field))
@@ -112,14 +117,14 @@ def text_of(kind: MessageKind, payload: Any) -> str | None:
 
 def mentions_of(payload: Any) -> list[str]:
     """Contact ids of the payload's `mention` list (strings, or objects with an id)."""
-    if not isinstance(payload, Mapping):
+    if not _is_mapping(payload):
         return []
     raw = payload.get("mention") or payload.get("mentions") or []
     if not isinstance(raw, list):
         return []
     out: list[str] = []
     for item in raw:
-        if isinstance(item, Mapping):
+        if _is_mapping(item):
             item = next(
                 (item[k] for k in ("imContactId", "contactId", "wxid", "id") if item.get(k)),
                 None,
@@ -137,7 +142,7 @@ def attachment_of(kind: MessageKind, payload: Any) -> Attachment | None:
 
 
 def attachment_fields(kind: MessageKind, payload: Any) -> dict[str, Any] | None:
-    if not isinstance(payload, Mapping) or kind in ("text", "unknown"):
+    if kind in ("text", "unknown") or not _is_mapping(payload):
         return None
     p = payload
     fields: dict[str, Any] = {

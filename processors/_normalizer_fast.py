@@ -17,9 +17,9 @@ the same output.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import compress
 from typing import Any
 
 import orjson
@@ -27,7 +27,7 @@ from pydantic.alias_generators import to_camel
 
 from schemas.yuju import YujuMessage, parse_epoch, unwrap_message
 
-__all__ = ["FastMessage", "iso_of_ce_time", "iso_utc", "parse_fast"]
+__all__ = ["FastMessage", "is_canonical_ce_time", "iso_of_ce_time", "iso_utc", "parse_fast"]
 
 _SNAKE_NAMES = frozenset(n for n in YujuMessage.model_fields if to_camel(n) != n)
 """Field names the model would also accept as keys (`populate_by_name`): model path."""
@@ -51,7 +51,8 @@ class FastMessage:
     mention_self: bool | None
     type: int | None
     source: int | None
-    timestamp: datetime | None
+    sent_at: str | None
+    """`timestamp` as the model's datetime serializes (`iso_utc`); None when absent."""
     payload: Any
 
     @property
@@ -67,37 +68,90 @@ _BOOL = frozenset({bool, type(None)})
 _INT = frozenset({int, type(None)})
 
 
+_PLAIN_SHAPES: dict[tuple[str, ...], bool] = {}
+"""Key tuples of dicts seen, and whether none of their keys needs stripping. Callbacks come
+in a handful of shapes, and orjson hands out its cached key strings, so a lookup is cheaper
+than stripping every key. Bounded: starts over at `_SHAPES_MAX` entries."""
+_SHAPES_MAX = 4096
+
+
+def _plain_dict_keys(obj: dict[str, Any]) -> bool:
+    """No key of `obj` itself (not of nested dicts) has whitespace to strip."""
+    keys = tuple(obj)
+    plain = _PLAIN_SHAPES.get(keys)
+    if plain is None:
+        plain = all(map(str.__eq__, map(str.strip, keys), keys))  # JSON keys are str
+        if len(_PLAIN_SHAPES) >= _SHAPES_MAX:
+            _PLAIN_SHAPES.clear()
+        _PLAIN_SHAPES[keys] = plain
+    return plain
+
+
 def _plain_keys(obj: dict[str, Any] | list[Any]) -> bool:
-    """No key anywhere needs stripping, i.e. `strip_keys(obj)` would return `obj` itself
-    (the same test, with the per-key loop in C: JSON keys are str)."""
-    if isinstance(obj, dict):
-        keys = list(obj)
-        if list(map(str.strip, keys)) != keys:
+    """No key anywhere needs stripping, i.e. `strip_keys(obj)` would return `obj` itself."""
+    if type(obj) is dict:
+        if not _plain_dict_keys(obj):
             return False
-        values: list[Any] = list(obj.values())
+        values: Any = obj.values()
     else:
         values = obj
-    # the nested containers, selected in C
-    return all(map(_plain_keys, compress(values, map(_IS_CONTAINER, map(type, values)))))
+    for value in values:
+        kind = type(value)
+        if (kind is dict or kind is list) and not _plain_keys(value):
+            return False
+    return True
 
 
-_IS_CONTAINER = frozenset({dict, list}).__contains__
+def _message_of(body: dict[str, Any]) -> Any:
+    """The message fields of a callback as `unwrap_message(body)` gives them where it
+    matters to `parse_fast`: the `data` object or the body, not copied when neither its keys
+    (nor the top level's, which find `data`) nor any key inside `payload` (which is written
+    out) needs stripping. Keys inside other nested values are left as they are, since no
+    field read from them is used; otherwise `unwrap_message`, which strips them all."""
+    if _plain_dict_keys(body):
+        inner = body.get("data")
+        message = inner if type(inner) is dict else body
+        if message is body or _plain_dict_keys(message):
+            payload: Any = message.get("payload")
+            kind = type(payload)
+            if (kind is not dict and kind is not list) or _plain_keys(payload):
+                return message
+    return unwrap_message(body)
 
 
-def _epoch(value: Any) -> datetime | None:
-    """`parse_epoch(value)`, quicker for the common integer milliseconds (as a number or a
-    string of digits) between 1973 and 2096, where `ms / 1000` as a float is within 0.5 µs
-    of the exact value and so gives the same datetime; anything else goes to `parse_epoch`."""
+def _epoch_text(value: Any) -> str | None:
+    """`iso_utc(parse_epoch(value))` (None for no time), quicker for the common integer
+    milliseconds (as a number or a string of digits) between 1973 and 2096: there the model's
+    datetime is exactly seconds + milliseconds (`ms / 1000` as a float is within 0.5 µs of
+    the exact value), so the text is the second's text, cached, and the milliseconds as six
+    digits (none when zero). Anything else goes to `parse_epoch`."""
     kind = type(value)
     if kind is str and value.isascii() and value.isdigit():
         number = int(value)
     elif kind is int:
         number = value
     else:
-        return parse_epoch(value)
+        number = 0
     if 100_000_000_000 <= number < 4_000_000_000_000:
-        return datetime.fromtimestamp(number / 1000, tz=UTC)
-    return parse_epoch(value)
+        seconds, millis = divmod(number, 1000)
+        second = _SECOND_TEXTS.get(seconds)
+        if second is None:
+            second = _second_text(seconds)
+        return f"{second}.{millis:03d}000Z" if millis else second + "Z"
+    moment = parse_epoch(value)
+    return None if moment is None else iso_utc(moment)
+
+
+_SECOND_TEXTS: dict[int, str] = {}
+"""`YYYY-MM-DDTHH:MM:SS` of recent epoch seconds (bounded: starts over at `_SHAPES_MAX`)."""
+
+
+def _second_text(seconds: int) -> str:
+    text = datetime.fromtimestamp(seconds, tz=UTC).isoformat()[:19]
+    if len(_SECOND_TEXTS) >= _SHAPES_MAX:
+        _SECOND_TEXTS.clear()
+    _SECOND_TEXTS[seconds] = text
+    return text
 
 
 def parse_fast(value: bytes) -> FastMessage | None:
@@ -106,12 +160,9 @@ def parse_fast(value: bytes) -> FastMessage | None:
         body = orjson.loads(value)
     except orjson.JSONDecodeError:
         return None
-    if type(body) is dict and _plain_keys(body):  # `strip_keys(body) is body`: unwrap only
-        inner = body.get("data")
-        if type(inner) is dict:
-            body = inner
-    else:
-        body = unwrap_message(body)  # the model's own unwrapping, keys stripped
+    if type(body) is not dict:
+        return None
+    body = _message_of(body)
     if type(body) is not dict or not _SNAKE_NAMES.isdisjoint(body):
         return None
     get = body.get
@@ -167,7 +218,7 @@ def parse_fast(value: bytes) -> FastMessage | None:
         mention_self,
         type_code,
         source,
-        _epoch(get("timestamp")),
+        _epoch_text(get("timestamp")),
         get("payload"),
     )
 
@@ -187,3 +238,28 @@ def iso_of_ce_time(ce_time: str) -> str:
     if ce_time[20:23] == "000":
         return ce_time[:19] + "Z"
     return ce_time[:23] + "000Z"
+
+
+_MILLIS_TAILS = frozenset(f".{n:03d}Z" for n in range(1000))
+_SECOND_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
+_VALID_SECONDS: dict[str, bool] = {}
+
+
+def is_canonical_ce_time(ce_time: str) -> bool:
+    """`ce_time` is in `format_time`'s exact shape and `parse_time` accepts it: checked by
+    parts, the `YYYY-MM-DDTHH:MM:SS` part once per second (cached, bounded)."""
+    if ce_time[19:] not in _MILLIS_TAILS:
+        return False
+    second = ce_time[:19]
+    valid = _VALID_SECONDS.get(second)
+    if valid is None:
+        valid = _SECOND_SHAPE.fullmatch(second) is not None
+        if valid:
+            try:
+                datetime.fromisoformat(second)
+            except ValueError:
+                valid = False
+        if len(_VALID_SECONDS) >= _SHAPES_MAX:
+            _VALID_SECONDS.clear()
+        _VALID_SECONDS[second] = valid
+    return valid

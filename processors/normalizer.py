@@ -57,7 +57,13 @@ from processors._chat_mapping import (
     sender_of,
     text_of,
 )
-from processors._normalizer_fast import FastMessage, iso_of_ce_time, iso_utc, parse_fast
+from processors._normalizer_fast import (
+    FastMessage,
+    is_canonical_ce_time,
+    iso_of_ce_time,
+    iso_utc,
+    parse_fast,
+)
 from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec
 from runtime.settings import ProcessorSettings
 from schemas.chat import Attachment, Channel, ChatMessage
@@ -128,7 +134,7 @@ _ATTACHMENT_FIELDS = tuple(Attachment.model_fields)
 def chat_fields(
     msg: FastMessage,
     *,
-    received_at: datetime,
+    received_at: datetime | None,
     tenant: str | None,
     conversation_mode: Channel | None = None,
     received_iso: str | None = None,
@@ -136,12 +142,16 @@ def chat_fields(
     """`normalize` for the fast path: the `ChatMessage` as the dict its JSON is, built
     directly (same fields, same order, same values; `tests/unit/test_normalizer_fast.py`
     proves it against `normalize` and validates the result as a `ChatMessage`).
-    `received_iso`: `received_at` already formatted (from a canonical `ce_time`)."""
+    `received_iso`: `received_at` already formatted (then `received_at` may be None)."""
     kind = kind_of(msg.type)
     role, channel = sender_of(msg, conversation_mode)
     payload = msg.payload
     present = attachment_fields(kind, payload)
-    received = received_iso or iso_utc(received_at)
+    if received_iso is None:
+        if received_at is None:
+            raise ValueError("chat_fields needs received_at or received_iso")
+        received_iso = iso_utc(received_at)
+    received = received_iso
     return {
         "message_id": msg.message_id,
         "conversation_id": msg.conversation_id,
@@ -162,7 +172,7 @@ def chat_fields(
         "mentions_bot": bool(msg.mention_self),
         "attachment": {f: present.get(f) for f in _ATTACHMENT_FIELDS} if present else None,
         "source": msg.source,
-        "sent_at": received if msg.timestamp is None else iso_utc(msg.timestamp),
+        "sent_at": msg.sent_at or received,
         "received_at": received,
         "payload": payload,
     }
@@ -193,6 +203,16 @@ def _received(record: InputRecord) -> tuple[datetime, str | None]:
         else:
             return moment, ce_time if _FORMATTED_TIME.fullmatch(ce_time) else None
     return datetime.fromtimestamp(record.timestamp_ms / 1000, tz=UTC), None
+
+
+def _received_fast(record: InputRecord) -> tuple[str, str | datetime]:
+    """`_received` for the fast path: (`received_at` as ISO text, the `ce_time` to write).
+    A canonical `ce_time` is checked by its parts instead of parsed and formatted again."""
+    ce_time = record.headers.get("ce_time")
+    if ce_time and is_canonical_ce_time(ce_time):
+        return iso_of_ce_time(ce_time), ce_time
+    received_at, canonical = _received(record)
+    return iso_utc(received_at), canonical or received_at
 
 
 def received_at_of(record: InputRecord) -> datetime:
@@ -251,14 +271,10 @@ def _handle_fast(
     modes = ctx.store(MODE_STORE)
     conversation = msg.conversation_id
     mode = modes.get(conversation)
-    received_at, ce_time = _received(record)
+    received_iso, ce_time = _received_fast(record)
     tenant = record.headers.get("tenant") or None
     out = chat_fields(
-        msg,
-        received_at=received_at,
-        tenant=tenant,
-        conversation_mode=mode,
-        received_iso=iso_of_ce_time(ce_time) if ce_time else None,
+        msg, received_at=None, tenant=tenant, conversation_mode=mode, received_iso=received_iso
     )
     value = chat_json(out)
     if value is None:
@@ -270,7 +286,7 @@ def _handle_fast(
         ce_id=msg.message_id,
         source=CE_SOURCE,
         ce_type=_CE_TYPE,
-        time=ce_time or received_at,
+        time=ce_time,
         tenant=tenant,
     )
     return (OutputRecord(CHAT_MESSAGE, conversation, value, headers),)

@@ -18,7 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from processors._normalizer_fast import _epoch, _plain_keys, iso_of_ce_time, iso_utc, parse_fast
+from processors._normalizer_fast import (
+    _epoch_text,
+    _message_of,
+    _plain_keys,
+    is_canonical_ce_time,
+    iso_of_ce_time,
+    iso_utc,
+    parse_fast,
+)
 from processors.engine.testing import LocalRun, input_record
 from processors.normalizer import KINDS, PROCESSOR, chat_fields, chat_json, normalize
 from schemas._lenient import strip_keys
@@ -39,11 +47,13 @@ scalars = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=12),
 )
+padded_keys = st.tuples(spaces, st.text(max_size=4), spaces).map("".join)
+"""Keys that may need stripping, nested anywhere (payload, unused fields)."""
 json_values = st.recursive(
     scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=4),
-        st.dictionaries(st.text(max_size=6), inner, max_size=4),
+        st.dictionaries(st.one_of(st.text(max_size=6), padded_keys), inner, max_size=4),
     ),
     max_leaves=12,
 )
@@ -299,7 +309,66 @@ def test_handler_outputs_equal_on_both_paths() -> None:
     )
 )
 def test_epoch_shortcut_is_parse_epoch(value: Any) -> None:
-    assert _epoch(value) == parse_epoch(value)
+    moment = parse_epoch(value)
+    assert _epoch_text(value) == (None if moment is None else iso_utc(moment))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.one_of(
+        st.datetimes(timezones=st.just(UTC)).map(format_time),
+        st.from_regex(
+            r"\A[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9]\.[0-9]{3}Z\Z"
+        ),
+        st.text(max_size=30),
+        st.sampled_from(
+            [
+                "2026-02-30T08:00:00.000Z",
+                "2026-11-22T24:00:00.000Z",
+                "2026-11-22T08:00:60.000Z",
+                "2026-11-22T08:00:00.000+00:00",
+                "2026-11-22T08:00:00Z",
+                "2026-11-22 08:00:00.000Z",
+                "2026-11-22T08:00:00.0000Z",
+                "２026-11-22T08:00:00.000Z",
+            ]
+        ),
+    )
+)
+def test_canonical_ce_time_is_format_and_parse(ce_time: str) -> None:
+    """`is_canonical_ce_time` is the handler's old test: `format_time`'s shape (the regex)
+    and `parse_time` accepts it; the cache answers the same the second time."""
+    import re
+
+    shape = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"
+    shaped = re.fullmatch(shape, ce_time)
+    try:
+        parse_time(ce_time)
+    except ValueError:
+        parses = False
+    else:
+        parses = True
+    expected = bool(shaped) and parses
+    assert is_canonical_ce_time(ce_time) is expected
+    assert is_canonical_ce_time(ce_time) is expected
+
+
+def test_keys_to_strip_outside_the_used_fields_keep_the_fast_path() -> None:
+    """A padded key inside an unused nested field is not copied away (`_message_of` returns
+    the message dict itself), and the output still equals the model's; one inside the
+    payload, which is written out, is stripped first."""
+    unused = {"data": {"messageId": "m", "type": 7, "extra": {" k ": 1}, "payload": {"text": "t"}}}
+    assert _message_of(unused) is unused["data"]
+    payload = {"text\t": "t", "x": [{" y": 1}]}
+    in_payload = {"data": {"messageId": "m", "type": 7, "payload": payload}}
+    stripped = _message_of(in_payload)
+    assert stripped["payload"] == {"text": "t", "x": [{"y": 1}]}
+    for body in (unused, in_payload):
+        value = orjson.dumps(body)
+        fast = parse_fast(value)
+        assert fast is not None
+        got = orjson.dumps(chat_fields(fast, received_at=RECEIVED, tenant="acme"))
+        assert got == model_output(value)
 
 
 def test_output_orjson_cannot_write_takes_the_model_path() -> None:
