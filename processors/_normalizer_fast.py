@@ -68,29 +68,34 @@ _BOOL = frozenset({bool, type(None)})
 _INT = frozenset({int, type(None)})
 
 
-_PLAIN_SHAPES: dict[tuple[str, ...], bool] = {}
-"""Key tuples of dicts seen, and whether none of their keys needs stripping. Callbacks come
-in a handful of shapes, and orjson hands out its cached key strings, so a lookup is cheaper
-than stripping every key. Bounded: starts over at `_SHAPES_MAX` entries."""
+_SHAPES: dict[tuple[str, ...], int] = {}
+"""Key tuples of dicts seen and their `_PLAIN` / `_SNAKE` flags. Callbacks come in a handful
+of shapes and orjson hands out its cached key strings, so a lookup is cheaper than stripping
+and checking every key. Bounded: starts over at `_SHAPES_MAX` entries."""
 _SHAPES_MAX = 4096
+_PLAIN = 1
+"""No key needs stripping."""
+_SNAKE = 2
+"""A snake_case field name is among the keys (the model path reads those)."""
 
 
-def _plain_dict_keys(obj: dict[str, Any]) -> bool:
-    """No key of `obj` itself (not of nested dicts) has whitespace to strip."""
+def _shape(obj: dict[str, Any]) -> int:
+    """The flags of the keys of `obj` itself (not of nested dicts)."""
     keys = tuple(obj)
-    plain = _PLAIN_SHAPES.get(keys)
-    if plain is None:
+    flags = _SHAPES.get(keys)
+    if flags is None:
         plain = all(map(str.__eq__, map(str.strip, keys), keys))  # JSON keys are str
-        if len(_PLAIN_SHAPES) >= _SHAPES_MAX:
-            _PLAIN_SHAPES.clear()
-        _PLAIN_SHAPES[keys] = plain
-    return plain
+        flags = (_PLAIN if plain else 0) | (0 if _SNAKE_NAMES.isdisjoint(keys) else _SNAKE)
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        _SHAPES[keys] = flags
+    return flags
 
 
 def _plain_keys(obj: dict[str, Any] | list[Any]) -> bool:
     """No key anywhere needs stripping, i.e. `strip_keys(obj)` would return `obj` itself."""
     if type(obj) is dict:
-        if not _plain_dict_keys(obj):
+        if not _shape(obj) & _PLAIN:
             return False
         values: Any = obj.values()
     else:
@@ -102,21 +107,28 @@ def _plain_keys(obj: dict[str, Any] | list[Any]) -> bool:
     return True
 
 
-def _message_of(body: dict[str, Any]) -> Any:
-    """The message fields of a callback as `unwrap_message(body)` gives them where it
-    matters to `parse_fast`: the `data` object or the body, not copied when neither its keys
-    (nor the top level's, which find `data`) nor any key inside `payload` (which is written
-    out) needs stripping. Keys inside other nested values are left as they are, since no
-    field read from them is used; otherwise `unwrap_message`, which strips them all."""
-    if _plain_dict_keys(body):
-        inner = body.get("data")
-        message = inner if type(inner) is dict else body
-        if message is body or _plain_dict_keys(message):
-            payload: Any = message.get("payload")
-            kind = type(payload)
-            if (kind is not dict and kind is not list) or _plain_keys(payload):
-                return message
-    return unwrap_message(body)
+def _plain_message(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The message fields of a callback, the `data` object or the body, where
+    `unwrap_message(body)` would give the same fields without copying, and none of them is a
+    snake_case name: no key of the message (nor of the top level, which finds `data`) and no
+    key inside `payload` (which is written out) needs stripping. Keys inside other nested
+    values are not looked at: no field read from them is used. None: let `unwrap_message`
+    strip them all and check the names."""
+    flags = _shape(body)
+    if not flags & _PLAIN:
+        return None
+    inner = body.get("data")
+    message = body
+    if type(inner) is dict:
+        message = inner
+        flags = _shape(inner)
+    if flags != _PLAIN:
+        return None
+    payload: Any = message.get("payload")
+    kind = type(payload)
+    if (kind is dict or kind is list) and not _plain_keys(payload):
+        return None
+    return message
 
 
 def _epoch_text(value: Any) -> str | None:
@@ -162,9 +174,12 @@ def parse_fast(value: bytes) -> FastMessage | None:
         return None
     if type(body) is not dict:
         return None
-    body = _message_of(body)
-    if type(body) is not dict or not _SNAKE_NAMES.isdisjoint(body):
-        return None
+    message = _plain_message(body)
+    if message is None:
+        message = unwrap_message(body)  # keys stripped
+        if type(message) is not dict or not _SNAKE_NAMES.isdisjoint(message):
+            return None
+    body = message
     get = body.get
     message_id = get("messageId")
     chat_id = get("chatId")

@@ -38,6 +38,14 @@ class KeyPartitioner:
         current = self._producer.client.cluster.partitions_for_topic(topic)
         if not current:
             current = await self._producer.partitions_for(topic)  # waits for the metadata
+        return self._choose(topic, key, current)
+
+    def partition_now(self, topic: str, key: bytes | None) -> int | None:
+        """`partition` without waiting: None while the topic's metadata is not known."""
+        current = self._producer.client.cluster.partitions_for_topic(topic)
+        return self._choose(topic, key, current) if current else None
+
+    def _choose(self, topic: str, key: bytes | None, current: Any) -> int:
         known = self._topics.get(topic)
         if known is None or len(known[0]) != len(current) or len(known[1]) >= self._cache_max:
             known = self._topics[topic] = (sorted(current), {})

@@ -65,9 +65,30 @@ def event_headers(
     return headers
 
 
+_REPEATING = frozenset({"ce_specversion", "ce_source", "ce_type", "content-type", "tenant"})
+"""Headers with a handful of distinct values across a topic: decoded once, then looked up."""
+_DECODED: dict[bytes | None, str] = {}
+_DECODED_MAX = 1024
+
+
 def header_map(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:
-    """Kafka headers as a dict of str (the last value wins; undecodable bytes replaced)."""
-    return {k: (v or b"").decode("utf-8", "replace") for k, v in headers}
+    """Kafka headers as a dict of str (the last value wins; undecodable bytes replaced).
+
+    The processors' per-record hot path: the values of `_REPEATING` headers come from a
+    bounded cache (a lookup is cheaper than a decode and a new str)."""
+    out: dict[str, str] = {}
+    for key, raw in headers:
+        if key in _REPEATING:
+            text = _DECODED.get(raw)
+            if text is None:
+                text = (raw or b"").decode("utf-8", "replace")
+                if len(_DECODED) >= _DECODED_MAX:
+                    _DECODED.clear()
+                _DECODED[raw] = text
+        else:
+            text = (raw or b"").decode("utf-8", "replace")
+        out[key] = text
+    return out
 
 
 def stable_id(body: Mapping[str, Any]) -> str:

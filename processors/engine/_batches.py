@@ -54,6 +54,25 @@ class OutputBatches:
             batch = self._open[tp] = self._producer.create_batch()
             batch.append(key=key, value=value, timestamp=None, headers=headers)  # a first fits
 
+    def try_append(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> bool:
+        """`append` where it needs no wait (the common case, spared two coroutines per
+        record); False, with nothing appended, where it would wait: the topic's metadata is
+        not known yet or the open batch is full. Then call `append`."""
+        partition = self._partitioner.partition_now(topic, key)
+        if partition is None:
+            return False
+        tp = (topic, partition)
+        batch = self._open.get(tp)
+        if batch is None:
+            batch = self._open[tp] = self._producer.create_batch()
+        return batch.append(key=key, value=value, timestamp=None, headers=headers) is not None
+
     async def _send(self, tp: tuple[str, int], batch: Any) -> None:
         self._futures.append(await self._producer.send_batch(batch, tp[0], partition=tp[1]))
 

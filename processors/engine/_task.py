@@ -68,6 +68,8 @@ def _key_bytes(key: bytes | str | None) -> bytes | None:
 
 
 def _value_bytes(value: bytes | BaseModel | None) -> bytes | None:
+    if type(value) is bytes:
+        return value
     if isinstance(value, BaseModel):
         return value.__pydantic_serializer__.to_json(value)
     return value
@@ -122,12 +124,14 @@ class Task:
         handle = self.processor.handle
         stores = list(self.stores.values())
         append = self._batches.append
+        try_append = self._batches.try_append
+        out_counts = self._out_counts
         for rec in records:
             ts = rec.timestamp
-            if ts > self.stream_time:
+            if ts > self.stream_time:  # the stores' write time follows the stream time
                 self.stream_time = ts
-            for store in stores:
-                store.now_ms = self.stream_time
+                for store in stores:
+                    store.now_ms = ts
             try:
                 inp = InputRecord(
                     logical,
@@ -147,8 +151,9 @@ class Task:
                 for store in stores:
                     store.end_record(ok=True)
                 for topic, key, value, headers in outputs:
-                    await append(topic, key, value, headers)
-                    self._out_counts[topic] = self._out_counts.get(topic, 0) + 1
+                    if not try_append(topic, key, value, headers):
+                        await append(topic, key, value, headers)
+                    out_counts[topic] = out_counts.get(topic, 0) + 1
         self.offsets[tp] = records[-1].offset + 1
         self._in_counts[tp.topic] = self._in_counts.get(tp.topic, 0) + len(records)
         self.dirty = True
@@ -161,7 +166,9 @@ class Task:
                 f"which is not among its declared outputs {list(self._outputs)}"
             )
         key, value, headers = _key_bytes(out.key), _value_bytes(out.value), list(out.headers)
-        size = len(key or b"") + len(value or b"") + sum(len(k) + len(v) for k, v in headers)
+        size = len(key or b"") + len(value or b"")
+        for name, header in headers:  # a loop, not sum() over a generator: per record
+            size += len(name) + len(header)
         if size > self._limits[out.topic]:
             raise OutputTooLargeError(
                 f"output record for {out.topic} is {size} bytes, over the topic's limit "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from processors.engine._batches import OutputBatches
@@ -60,13 +61,17 @@ class _Producer:
         return future
 
 
-async def test_keyed_records_follow_the_default_partitioner_in_order() -> None:
+@pytest.mark.parametrize("engine_way", [False, True])
+async def test_keyed_records_follow_the_default_partitioner_in_order(engine_way: bool) -> None:
+    """Through `append`, or as the engine appends: `try_append`, and `append` only when
+    that returns False (a full batch here, so both branches run)."""
     producer = _Producer(partitions=6, capacity=3)
     futures: list[asyncio.Future[Any]] = []
     batches = OutputBatches(producer, futures)
     keys = [f"chat-{i % 37:05d}".encode() for i in range(500)]
     for n, key in enumerate(keys):
-        await batches.append("out", key, str(n).encode(), [])
+        if not (engine_way and batches.try_append("out", key, str(n).encode(), [])):
+            await batches.append("out", key, str(n).encode(), [])
     await batches.flush()
     assert len(futures) == len(producer.sent)
     partitioner = DefaultPartitioner()
@@ -83,6 +88,18 @@ async def test_keyed_records_follow_the_default_partitioner_in_order() -> None:
     for key, numbers in seen.items():
         assert numbers == sorted(numbers), key
         assert numbers == [n for n, k in enumerate(keys) if k == key]
+
+
+async def test_try_append_without_metadata_appends_nothing() -> None:
+    producer = _Producer(partitions=3, capacity=100)
+    producer.client.cluster.partitions = 0  # metadata not known yet
+    batches = OutputBatches(producer, [])
+    assert batches.try_append("out", b"a", b"1", []) is False
+    await batches.flush()
+    assert producer.sent == []
+    await batches.append("out", b"a", b"1", [])  # waits for `partitions_for`
+    await batches.flush()
+    assert [len(r) for _, _, r in producer.sent] == [1]
 
 
 async def test_flush_sends_open_batches_once_and_clear_drops_them() -> None:
