@@ -149,11 +149,13 @@ def _epoch_text(value: Any) -> str | None:
         second = _SECOND_TEXTS.get(seconds)
         if second is None:
             second = _second_text(seconds)
-        return f"{second}.{millis:03d}000Z" if millis else second + "Z"
+        return second + _MILLIS_TEXTS[millis]
     moment = parse_epoch(value)
     return None if moment is None else iso_utc(moment)
 
 
+_MILLIS_TEXTS = ("Z", *(f".{n:03d}000Z" for n in range(1, 1000)))
+"""The end of the text per millisecond: six digits, none when zero (as pydantic writes)."""
 _SECOND_TEXTS: dict[int, str] = {}
 """`YYYY-MM-DDTHH:MM:SS` of recent epoch seconds (bounded: starts over at `_SHAPES_MAX`)."""
 

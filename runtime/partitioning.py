@@ -12,7 +12,10 @@ a record without a key goes to a random partition. murmur2 is pure Python in aio
 µs), so the partition of each key is cached, per topic, up to `cache_max` keys (then the
 cache starts over). The cache is rebuilt when the producer's metadata shows a different
 partition count for the topic, so after partitions are added new records follow what `send`
-does (per-key order across such a change is lost with any partitioner).
+does (per-key order across such a change is lost with any partitioner). The metadata is
+looked at again every `recheck_every` choices per topic (aiokafka builds a new set per
+look, a cost per record otherwise): a change is followed within that many records, while
+the producer itself learns of it only at its next metadata refresh (`metadata_max_age_ms`).
 """
 
 from __future__ import annotations
@@ -25,34 +28,65 @@ from aiokafka.partitioner import murmur2
 __all__ = ["KeyPartitioner"]
 
 
+class _Choices:
+    """One topic's sorted partitions, the cached choice per key, and how many choices are
+    left before the metadata is looked at again."""
+
+    __slots__ = ("cache", "left", "partitions")
+
+    def __init__(self, partitions: list[int]) -> None:
+        self.partitions = partitions
+        self.cache: dict[bytes, int] = {}
+        self.left = 0
+
+
 class KeyPartitioner:
     """Default-partitioner choices for one started `AIOKafkaProducer`, cached per key."""
 
-    def __init__(self, producer: Any, cache_max: int = 100_000) -> None:
+    def __init__(self, producer: Any, cache_max: int = 100_000, recheck_every: int = 1000) -> None:
         self._producer = producer
         self._cache_max = cache_max
-        self._topics: dict[str, tuple[list[int], dict[bytes, int]]] = {}
+        self._recheck_every = recheck_every
+        self._topics: dict[str, _Choices] = {}
 
     async def partition(self, topic: str, key: bytes | None) -> int:
         """The partition for `key` on `topic` (waits for the topic's metadata if unknown)."""
-        current = self._producer.client.cluster.partitions_for_topic(topic)
-        if not current:
+        partition = self.partition_now(topic, key)
+        if partition is None:
             current = await self._producer.partitions_for(topic)  # waits for the metadata
-        return self._choose(topic, key, current)
+            partition = self._pick(self._checked(topic, current), key)
+        return partition
 
     def partition_now(self, topic: str, key: bytes | None) -> int | None:
         """`partition` without waiting: None while the topic's metadata is not known."""
-        current = self._producer.client.cluster.partitions_for_topic(topic)
-        return self._choose(topic, key, current) if current else None
-
-    def _choose(self, topic: str, key: bytes | None, current: Any) -> int:
         known = self._topics.get(topic)
-        if known is None or len(known[0]) != len(current) or len(known[1]) >= self._cache_max:
-            known = self._topics[topic] = (sorted(current), {})
-        partitions, cache = known
+        if known is None or known.left <= 0:
+            current = self._producer.client.cluster.partitions_for_topic(topic)
+            if not current:
+                return None
+            known = self._checked(topic, current)
+        known.left -= 1
+        return self._pick(known, key)
+
+    def _checked(self, topic: str, current: Any) -> _Choices:
+        """The topic's choices, started over if the partition count changed or the cache is
+        full; the metadata was just looked at."""
+        known = self._topics.get(topic)
+        if (
+            known is None
+            or len(known.partitions) != len(current)
+            or len(known.cache) >= self._cache_max
+        ):
+            known = self._topics[topic] = _Choices(sorted(current))
+        known.left = self._recheck_every
+        return known
+
+    @staticmethod
+    def _pick(known: _Choices, key: bytes | None) -> int:
         if key is None:
-            return random.choice(partitions)  # noqa: S311 - spreading load, not security
-        partition = cache.get(key)
+            return random.choice(known.partitions)  # noqa: S311 - spreading load, not security
+        partition = known.cache.get(key)
         if partition is None:
-            partition = cache[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+            partitions = known.partitions
+            partition = known.cache[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
         return partition

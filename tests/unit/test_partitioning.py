@@ -25,7 +25,7 @@ class _Metadata:
 
 async def test_keyed_choices_equal_the_default_partitioner_and_follow_a_new_count() -> None:
     producer: Any = _Metadata(6)
-    chooser = KeyPartitioner(producer, cache_max=50)
+    chooser = KeyPartitioner(producer, cache_max=50, recheck_every=1)
     default = DefaultPartitioner()
     keys = [f"chat-{i}".encode() for i in range(200)] * 2  # cached on the second round
     for count in (6, 12):
@@ -35,3 +35,16 @@ async def test_keyed_choices_equal_the_default_partitioner_and_follow_a_new_coun
             for key in keys:
                 assert await chooser.partition(topic, key) == default(key, every, every)
     assert {await chooser.partition("known", None) for _ in range(200)} <= set(range(12))
+
+
+async def test_a_new_count_is_followed_within_recheck_every_choices() -> None:
+    producer: Any = _Metadata(6)
+    chooser = KeyPartitioner(producer, recheck_every=10)
+    default = DefaultPartitioner()
+    keys = [f"chat-{i}".encode() for i in range(40)]
+    assert chooser.partition_now("known", keys[0]) is not None
+    producer.count = 12
+    twelve = list(range(12))
+    choices = [chooser.partition_now("known", key) for key in keys]
+    assert choices[9:] == [default(k, twelve, twelve) for k in keys[9:]]
+    assert chooser.partition_now("unknown", keys[0]) is None
