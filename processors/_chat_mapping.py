@@ -18,6 +18,7 @@ __all__ = [
     "KINDS",
     "attachment_fields",
     "attachment_of",
+    "attachment_values",
     "kind_of",
     "mentions_of",
     "sender_of",
@@ -142,6 +143,14 @@ def attachment_of(kind: MessageKind, payload: Any) -> Attachment | None:
 
 
 def attachment_fields(kind: MessageKind, payload: Any) -> dict[str, Any] | None:
+    """The attachment fields that have a value, or None (`attachment_of` without the model)."""
+    every = attachment_values(kind, payload)
+    return None if every is None else {k: v for k, v in every.items() if v is not None}
+
+
+def attachment_values(kind: MessageKind, payload: Any) -> dict[str, Any] | None:
+    """Every `Attachment` field in the model's order, None where absent, as the attachment
+    serializes; None when no field has a value (then there is no attachment)."""
     if kind in ("text", "unknown") or not _is_mapping(payload):
         return None
     p = payload
@@ -172,4 +181,7 @@ def attachment_fields(kind: MessageKind, payload: Any) -> dict[str, Any] | None:
     if kind == "link" and p.get("sourceUrl") and p.get("imageUrl"):
         fields["url"] = _str(p.get("sourceUrl"))  # the second link-card shape
         fields["thumbnail_url"] = _str(p.get("imageUrl"))
-    return {k: v for k, v in fields.items() if v is not None}
+    for value in fields.values():
+        if value is not None:
+            return fields
+    return None

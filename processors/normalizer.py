@@ -50,8 +50,8 @@ import orjson
 
 from processors._chat_mapping import (
     KINDS,
-    attachment_fields,
     attachment_of,
+    attachment_values,
     kind_of,
     mentions_of,
     sender_of,
@@ -66,7 +66,7 @@ from processors._normalizer_fast import (
 )
 from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec
 from runtime.settings import ProcessorSettings
-from schemas.chat import Attachment, Channel, ChatMessage
+from schemas.chat import Channel, ChatMessage
 from schemas.cloudevents import event_headers, parse_time
 from schemas.registry import CHAT_MESSAGE, RAW_YUJU_MESSAGE, by_name
 from schemas.yuju import YujuMessage
@@ -128,9 +128,6 @@ def normalize(
     )
 
 
-_ATTACHMENT_FIELDS = tuple(Attachment.model_fields)
-
-
 def chat_fields(
     msg: FastMessage,
     *,
@@ -146,7 +143,6 @@ def chat_fields(
     kind = kind_of(msg.type)
     role, channel = sender_of(msg, conversation_mode)
     payload = msg.payload
-    present = attachment_fields(kind, payload)
     if received_iso is None:
         if received_at is None:
             raise ValueError("chat_fields needs received_at or received_iso")
@@ -170,7 +166,7 @@ def chat_fields(
         "text": text_of(kind, payload),
         "mentions": mentions_of(payload),
         "mentions_bot": bool(msg.mention_self),
-        "attachment": {f: present.get(f) for f in _ATTACHMENT_FIELDS} if present else None,
+        "attachment": attachment_values(kind, payload),
         "source": msg.source,
         "sent_at": msg.sent_at or received,
         "received_at": received,

@@ -382,3 +382,17 @@ def test_output_orjson_cannot_write_takes_the_model_path() -> None:
     assert out.value.attachment is not None
     assert out.value.attachment.size == 19_000_000_000_000_000_000
     assert run.feed(input_record("raw.yuju.message.v1", value)) == []
+
+
+def test_attachment_values_are_in_the_models_order() -> None:
+    """`chat_fields` writes the attachment dict as it is: its keys must be `Attachment`'s
+    fields in order (None where absent), and no attachment when nothing has a value."""
+    from processors._chat_mapping import attachment_fields, attachment_values
+    from schemas.chat import Attachment
+
+    values = attachment_values("image", {"imageUrl": "u", "width": 3})
+    assert values is not None
+    assert list(values) == list(Attachment.model_fields)
+    assert attachment_fields("image", {"imageUrl": "u", "width": 3}) == {"url": "u", "width": 3}
+    assert attachment_values("image", {"other": 1}) is None
+    assert attachment_values("text", {"imageUrl": "u"}) is None
