@@ -13,11 +13,15 @@ at-least-once mode, against a bare aiokafka consume→produce loop measured in t
   offsets), polled every 50 ms.
 - Engine pass-through (diagnostic): the engine in exactly-once mode with a handler that
   forwards each value unchanged and no store, to split the gap into engine and normalizer.
-- Rounds: single runs of ~10 s moved by ±25 % between identical runs, and a fresh
-  broker's JVM is still compiling at first (the ingress benchmark measured ~5x the broker
-  CPU per record cold), so a discarded bare-loop run warms the broker up, then every mode
-  runs `--repeats` times, interleaved round by round; the figures are the medians and the
-  ratios median / median (each round's own ratios are kept in the JSON).
+- Rounds: single runs of ~10 s moved by ±25 % between identical runs (the bare loop most:
+  35.9k-52.0k records/s on one day), and a fresh broker's JVM is still compiling at first
+  (the ingress benchmark measured ~5x the broker CPU per record cold), so a discarded
+  bare-loop run warms the broker up, then every mode runs `--repeats` times (5),
+  interleaved round by round; the figures are the medians and the ratios median / median;
+  each round's own ratios and their median are kept in the JSON too.
+- CPU: each process's user + system CPU time within the measured window (`/proc`), per
+  record, and bare / mode of their medians: the cost ratio, which the machine's noise moves
+  less than wall-clock throughput (both processes are close to CPU-bound: 0.8-0.9 of a core).
 - Bare loop: consumer group, `getmany(max_records=2000)`, each value produced unchanged
   (idempotent, `acks=all`, same linger) to another topic, acks awaited and offsets committed
   at most every 100 ms: the engine's batching and commit interval.
@@ -161,18 +165,34 @@ async def measure(
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not start; see {log}")
             await asyncio.sleep(0.02)
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), _cpu_seconds(proc.pid)
         deadline = started + 1200
         while await committed_total(boot, group) < n:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} stopped before the end; see {log}")
             await asyncio.sleep(0.05)
-        seconds = time.monotonic() - started
+        seconds, cpu_ended = time.monotonic() - started, _cpu_seconds(proc.pid)
     finally:
         proc.terminate()
         proc.wait(60)
     log.unlink()  # noqa: ASYNC240
-    return {"seconds": round(seconds, 2), "records_per_s": round(n / seconds)}
+    cpu = None if cpu_started is None or cpu_ended is None else cpu_ended - cpu_started
+    return {
+        "seconds": round(seconds, 2),
+        "records_per_s": round(n / seconds),
+        "cpu_us_per_record": None if cpu is None else round(cpu / n * 1e6, 1),
+        "cpu_utilization": None if cpu is None else round(cpu / seconds, 2),
+    }
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux `/proc`), None elsewhere: the
+    measured window's CPU per record, which the machine's noise moves less than wall time."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict[str, Any]:
@@ -209,7 +229,7 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
             runs[mode].append(result)
         print(
             f"{label:>9} {mode:>18}: {result['records_per_s']:>7} records/s "
-            f"({result['seconds']} s)",
+            f"({result['seconds']} s, {result['cpu_us_per_record']} µs CPU/record)",
             flush=True,
         )
     medians = {
@@ -228,6 +248,16 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
         for mode in compared
         if bare
     }
+    cpu = {
+        mode: round(statistics.median(r["cpu_us_per_record"] for r in results), 1)
+        for mode, results in runs.items()
+        if results and all(r["cpu_us_per_record"] for r in results)
+    }
+    cpu_ratios = {
+        mode: round(cpu["bare"] / cpu[mode], 3)
+        for mode in compared
+        if "bare" in cpu and mode in cpu
+    }
     return {
         "date": datetime.now(UTC).date().isoformat(),
         "machine": args.machine,
@@ -245,6 +275,9 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
         "median_records_per_s": medians,
         "ratio_to_bare_loop": ratios,
         "ratio_to_bare_loop_per_round": per_round,
+        "median_of_round_ratios": {m: round(statistics.median(r), 3) for m, r in per_round.items()},
+        "median_cpu_us_per_record": cpu,
+        "cpu_ratio_bare_over_mode": cpu_ratios,
         "targets": {"exactly-once": 0.5, "at-least-once": 0.7},
     }
 
@@ -253,7 +286,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/processor.py")
     parser.add_argument("--records", type=int, default=220_000)
     parser.add_argument(
-        "--repeats", type=int, default=3, help="rounds of every mode, interleaved (medians)"
+        "--repeats", type=int, default=5, help="rounds of every mode, interleaved (medians)"
     )
     parser.add_argument(
         "--warmup", type=int, default=1, help="bare-loop runs first, not counted (broker JIT)"
