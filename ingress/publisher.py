@@ -154,7 +154,10 @@ class Publisher:
     # ------------------------------------------------------------------ state
     @property
     def backlog(self) -> int:
-        return self.spool.backlog + sum(s.pending for s in self.adopted)
+        """Records waiting in the spools (asked per request: no generator when none is
+        adopted, the usual case)."""
+        adopted = self.adopted
+        return self.spool.backlog + (sum(s.pending for s in adopted) if adopted else 0)
 
     @property
     def spool_bytes(self) -> int:
