@@ -159,6 +159,11 @@ class Task:
         self.dirty = True
 
     def _serialize(self, out: OutputRecord) -> tuple[str, bytes | None, bytes | None, list[Any]]:
+        if not isinstance(out, OutputRecord):  # a bare record returned is iterated as fields
+            raise TypeError(
+                f"handler of {self.processor.name} must return an iterable of OutputRecord, "
+                f"got an item of type {type(out).__name__}"
+            )
         topic = self._outputs.get(out.topic)
         if topic is None:
             raise UndeclaredOutputError(

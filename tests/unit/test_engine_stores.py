@@ -182,3 +182,6 @@ def test_outputs_are_checked_before_they_can_fail_a_transaction() -> None:
         task._serialize(OutputRecord("chat.message.v1", "k", b"x" * 4_194_304))
     with pytest.raises(UndeclaredOutputError):
         task._serialize(OutputRecord("room.membership.v1", "k", b"v"))
+    with pytest.raises(TypeError, match="iterable of OutputRecord"):
+        # a handler that returns one record instead of an iterable of them: its fields
+        task._serialize("chat.message.v1")  # type: ignore[arg-type]
