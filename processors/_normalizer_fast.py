@@ -138,8 +138,8 @@ def _epoch_text(value: Any) -> str | None:
     the exact value), so the text is the second's text, cached, and the milliseconds as six
     digits (none when zero). Anything else goes to `parse_epoch`."""
     kind = type(value)
-    if kind is str and value.isascii() and value.isdigit():
-        number = int(value)
+    if kind is str and len(value) <= 13 and value.isascii() and value.isdigit():
+        number = int(value)  # short: a digit string past 4,300 digits would raise here
     elif kind is int:
         number = value
     else:
