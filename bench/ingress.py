@@ -75,7 +75,9 @@ end
 
 def message_template() -> str:
     """The sample message callback as a realistic text message, with id placeholders."""
-    sample = json.loads((REPO.parent / "shared" / "samples" / "yuju-message.json").read_text())
+    from tests.support.samples import SAMPLES
+
+    sample = json.loads((SAMPLES / "yuju-message.json").read_text())
     data = sample["data"]
     data.update(
         messageId="__MSGID__",

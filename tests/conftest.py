@@ -21,7 +21,6 @@ from runtime.local_kafka import LocalKafka
 from schemas.registry import REGISTRY, TopicSpec
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO.parent / "shared" / "samples"
 
 
 def _docker_answers() -> bool:

@@ -17,12 +17,11 @@ from ingress.app import PUBLISHER, create_app
 from runtime.local_kafka import free_port
 from runtime.settings import IngressSettings
 from tests.support.processes import CliProcess, CliProcesses, wait_for
-
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
+from tests.support.samples import SAMPLES
 
 
 def sample(name: str, **changes: Any) -> dict[str, Any]:
-    """A sample body from ../shared/samples with top-level fields replaced."""
+    """A sample body (`tests/samples/`) with top-level fields replaced."""
     body: dict[str, Any] = orjson.loads((SAMPLES / name).read_bytes())
     body.update(changes)
     return body

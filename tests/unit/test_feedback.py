@@ -24,7 +24,7 @@ from processors.feedback import (
 from schemas.cloudevents import format_time
 from schemas.feedback import FeedbackEvent, FeedbackStats, stats_key, window_bounds
 from schemas.insight import FeedbackStatus
-from tests.conftest import SAMPLES
+from tests.support.samples import SAMPLES
 
 T0 = int(datetime(2026, 11, 22, 9, 59, 30, tzinfo=UTC).timestamp() * 1000)
 HOUR = 3_600_000

@@ -1,4 +1,5 @@
-"""Every file in ../shared/samples/ parses with its model, and the platforms' quirks do too."""
+"""Every sample body (`tests/samples/`, a copy of ../shared/samples/) parses with its model,
+and the platforms' quirks do too."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from schemas.chat_record import ChatRecordRequest, ChatRecordResponse
 from schemas.insight import InsightFeedback
 from schemas.yuju import RoomJoin, RoomLeave, RoomTopic, YujuMessage, classify_room
-from tests.conftest import SAMPLES
+from tests.support.samples import SAMPLES, SHARED_SAMPLES
 
 
 def load(name: str) -> Any:
@@ -30,6 +31,15 @@ def test_every_sample_file_is_covered() -> None:
         "yuju-room-leave.json",
     }
     assert {p.name for p in Path(SAMPLES).iterdir()} == covered
+
+
+def test_the_copy_equals_the_shared_samples() -> None:
+    """`tests/samples/` is the shared samples, byte for byte (checked where they are beside
+    the clone: the project's working tree; a lone clone has only the copy)."""
+    if not SHARED_SAMPLES.is_dir():
+        pytest.skip("../shared/samples is not beside this clone")
+    shared = {p.name: p.read_bytes() for p in SHARED_SAMPLES.iterdir()}
+    assert {p.name: p.read_bytes() for p in SAMPLES.iterdir()} == shared
 
 
 def test_message_sample_group_level_format() -> None:

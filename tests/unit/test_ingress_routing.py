@@ -19,7 +19,7 @@ from ingress.routing import (
     split_token,
 )
 from schemas.cloudevents import header_map
-from tests.conftest import SAMPLES
+from tests.support.samples import SAMPLES
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

@@ -26,7 +26,6 @@ from schemas.registry import (
     ROOM_MEMBERSHIP,
 )
 from schemas.room import RoomMembership
-from tests.conftest import SAMPLES
 from tests.support.membership_harness import (
     T0,
     Harness,
@@ -37,6 +36,7 @@ from tests.support.membership_harness import (
     member,
     snapshots,
 )
+from tests.support.samples import SAMPLES
 
 # ------------------------------------------------------------------ parsing, event time
 

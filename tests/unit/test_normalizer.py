@@ -14,7 +14,7 @@ from processors.engine.testing import LocalRun, input_record
 from processors.normalizer import KINDS, PROCESSOR, configure
 from runtime.settings import ProcessorSettings
 from schemas.chat import ChatMessage
-from tests.conftest import SAMPLES
+from tests.support.samples import SAMPLES
 
 TOPIC = "raw.yuju.message.v1"
 CE_TIME = "2026-11-22T08:00:00.123Z"

@@ -33,7 +33,7 @@ from schemas._lenient import strip_keys
 from schemas.chat import ChatMessage
 from schemas.cloudevents import format_time, header_map, parse_time
 from schemas.yuju import YujuMessage, parse_epoch
-from tests.conftest import SAMPLES
+from tests.support.samples import SAMPLES
 from tests.support.yuju_messages import raw_messages
 
 RECEIVED = datetime(2026, 11, 22, 8, 0, 0, 123000, tzinfo=UTC)
