@@ -16,6 +16,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import ValidationError
 
+from schemas._lenient import orjson_reads_exactly
 from schemas.cloudevents import event_headers, stable_id
 from schemas.insight import InsightFeedback
 from schemas.registry import (
@@ -66,9 +67,6 @@ SOURCE_YUJU = "wecom-stream/ingress/yuju"
 SOURCE_INSIGHT = "wecom-stream/ingress/insight"
 _BOM = b"\xef\xbb\xbf"
 _MAX_ID_CHARS = 256
-_DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
-"""`bytes.translate` table: every digit to `0`, everything else to a space."""
-_LONG_NUMBER = b"0" * 19
 
 
 class BodyError(ValueError):
@@ -93,7 +91,7 @@ def parse_body(raw: bytes) -> Any:
         raw = raw[len(_BOM) :]
     if not raw.strip():
         raise BodyError("the request body is empty; a callback body is a JSON object")
-    if _LONG_NUMBER not in raw.translate(_DIGITS):  # orjson reads ints over 64 bits as floats
+    if orjson_reads_exactly(raw):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -4,8 +4,9 @@ read of the fields the `ChatMessage` needs, instead of `YujuMessage.model_valida
 normalizer.
 
 `parse_fast` returns None for anything it is not sure to read exactly as the model does,
-and the normalizer then takes the model path: a body that orjson cannot parse; a body that
-is not an object; a used field whose JSON type is not the plain one (a number or junk where
+and the normalizer then takes the model path: a body that orjson cannot parse, or would
+read inexactly (an integer beyond 64 bits, which it reads as a float); a body that is not
+an object; a used field whose JSON type is not the plain one (a number or junk where
 a string is expected, a string or number for a boolean, anything but an integer for `type` /
 `source`, a non-string `messageId` / `chatId`); a snake_case field name (the model also
 accepts those, `populate_by_name`). What it does read, it reads with the model's own
@@ -25,6 +26,7 @@ from typing import Any
 import orjson
 from pydantic.alias_generators import to_camel
 
+from schemas._lenient import orjson_reads_exactly
 from schemas.yuju import YujuMessage, parse_epoch, unwrap_message
 
 __all__ = ["FastMessage", "is_canonical_ce_time", "iso_of_ce_time", "iso_utc", "parse_fast"]
@@ -170,6 +172,8 @@ def _second_text(seconds: int) -> str:
 
 def parse_fast(value: bytes) -> FastMessage | None:
     """The message fields of a raw callback, or None: then parse with `YujuMessage`."""
+    if not orjson_reads_exactly(value):
+        return None
     try:
         body = orjson.loads(value)
     except orjson.JSONDecodeError:

@@ -1,18 +1,31 @@
 """Parsing helpers for the platforms' quirks: stray whitespace in keys, loose timestamps,
-numbers sent as strings. Private to `schemas`."""
+numbers sent as strings, integers beyond 64 bits. Used by `schemas`, and by the two hot
+paths that read bodies with orjson first (the ingress's body parse, the normalizer's fast
+parse)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["coerce_int", "parse_epoch", "strip_keys"]
+__all__ = ["coerce_int", "orjson_reads_exactly", "parse_epoch", "strip_keys"]
 
 _MS_THRESHOLD = 100_000_000_000  # 1e11: in seconds that is year 5138; in ms, 1973.
 _US_THRESHOLD = 100_000_000_000_000  # 1e14: microseconds from here on.
 
 
 _CONTAINERS = (dict, list)
+_DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+"""`bytes.translate` table: every digit to `0`, everything else to a space."""
+_LONG_NUMBER = b"0" * 19
+
+
+def orjson_reads_exactly(raw: bytes) -> bool:
+    """No run of 19 or more digits in the JSON text `raw`, so every integer in it fits in 64
+    bits: orjson reads larger ones as floats, losing digits (`json` keeps them). A long
+    run elsewhere (a string, a long fraction) only sends the text to the slower parser.
+    A translate and one substring search, in C (a regex cost ~15 µs per body, this ~2)."""
+    return _LONG_NUMBER not in raw.translate(_DIGITS)
 
 
 def strip_keys(value: Any) -> Any:

@@ -274,6 +274,7 @@ def test_fast_path_takes_the_realistic_shapes() -> None:
         b'{"data": {"messageId": "m", "isSelf": "true"}}',
         b'{"data": {"messageId": "m", "type": "7"}}',
         b'{"data": {"message_id": "m"}}',
+        b'{"messageId": "m", "payload": {"text": [-9223372036854775809]}}',  # found by hypothesis
     ],
 )
 def test_unusual_bodies_take_the_model_path(value: bytes) -> None:
