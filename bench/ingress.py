@@ -47,6 +47,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _proc_cpu import group_cpu_seconds  # noqa: E402 - bench/, the script's directory
+
 TOKEN = "bench-token-0001"  # noqa: S105 - a benchmark tenant, not a secret
 RESULTS = REPO / "bench" / "results" / "ingress.json"
 CONNECTIONS = 64
@@ -185,20 +187,6 @@ def _ms(text: str) -> float:
     return float(value) * _UNITS[unit]
 
 
-def group_cpu_s(pgid: int) -> float:
-    """CPU seconds (user + system) used so far by every live process of a process group."""
-    total = 0
-    tick = os.sysconf("SC_CLK_TCK")
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # field 5 of stat: process group
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
-
-
 def machine_busy_s() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -221,8 +209,8 @@ def run_wrk(
         check=True,
         capture_output=True,
     )
-    cpu_before = group_cpu_s(pgid) if pgid else 0.0
-    broker_before = group_cpu_s(broker_pgid) if broker_pgid else 0.0
+    cpu_before = group_cpu_seconds(pgid) if pgid else 0.0
+    broker_before = group_cpu_seconds(broker_pgid) if broker_pgid else 0.0
     busy_before, total_before = machine_busy_s()
     out = subprocess.run(
         [
@@ -239,8 +227,8 @@ def run_wrk(
         capture_output=True,
         text=True,
     ).stdout
-    cpu = group_cpu_s(pgid) - cpu_before if pgid else 0.0
-    broker_cpu = group_cpu_s(broker_pgid) - broker_before if broker_pgid else 0.0
+    cpu = group_cpu_seconds(pgid) - cpu_before if pgid else 0.0
+    broker_cpu = group_cpu_seconds(broker_pgid) - broker_before if broker_pgid else 0.0
     busy_after, total_after = machine_busy_s()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]

@@ -50,6 +50,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _proc_cpu import cpu_seconds  # noqa: E402 - bench/, the script's directory
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from processors.engine import (  # noqa: E402
@@ -165,13 +166,13 @@ async def measure(
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not start; see {log}")
             await asyncio.sleep(0.02)
-        started, cpu_started = time.monotonic(), _cpu_seconds(proc.pid)
+        started, cpu_started = time.monotonic(), cpu_seconds(proc.pid)
         deadline = started + 1200
         while await committed_total(boot, group) < n:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} stopped before the end; see {log}")
             await asyncio.sleep(0.05)
-        seconds, cpu_ended = time.monotonic() - started, _cpu_seconds(proc.pid)
+        seconds, cpu_ended = time.monotonic() - started, cpu_seconds(proc.pid)
     finally:
         proc.terminate()
         proc.wait(60)
@@ -183,16 +184,6 @@ async def measure(
         "cpu_us_per_record": None if cpu is None else round(cpu / n * 1e6, 1),
         "cpu_utilization": None if cpu is None else round(cpu / seconds, 2),
     }
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (Linux `/proc`), None elsewhere: the
-    measured window's CPU per record, which the machine's noise moves less than wall time."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from pydantic.alias_generators import to_camel
@@ -73,12 +73,24 @@ _INT = frozenset({int, type(None)})
 _SHAPES: dict[tuple[str, ...], int] = {}
 """Key tuples of dicts seen and their `_PLAIN` / `_SNAKE` flags. Callbacks come in a handful
 of shapes and orjson hands out its cached key strings, so a lookup is cheaper than stripping
-and checking every key. Bounded: starts over at `_SHAPES_MAX` entries."""
-_SHAPES_MAX = 4096
+and checking every key (bounded, as every cache here: `_remember`)."""
+_CACHE_MAX = 4096
+"""Entries of each cache here before it starts over."""
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 _PLAIN = 1
 """No key needs stripping."""
 _SNAKE = 2
 """A snake_case field name is among the keys (the model path reads those)."""
+
+
+def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+    """Store `value` in one of this module's caches (each starts over at `_CACHE_MAX`
+    entries: callbacks repeat a handful of shapes and nearby seconds) and return it."""
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _shape(obj: dict[str, Any]) -> int:
@@ -87,10 +99,8 @@ def _shape(obj: dict[str, Any]) -> int:
     flags = _SHAPES.get(keys)
     if flags is None:
         plain = all(map(str.__eq__, map(str.strip, keys), keys))  # JSON keys are str
-        flags = (_PLAIN if plain else 0) | (0 if _SNAKE_NAMES.isdisjoint(keys) else _SNAKE)
-        if len(_SHAPES) >= _SHAPES_MAX:
-            _SHAPES.clear()
-        _SHAPES[keys] = flags
+        snake = not _SNAKE_NAMES.isdisjoint(keys)
+        flags = _remember(_SHAPES, keys, (_PLAIN if plain else 0) | (_SNAKE if snake else 0))
     return flags
 
 
@@ -150,7 +160,8 @@ def _epoch_text(value: Any) -> str | None:
         seconds, millis = divmod(number, 1000)
         second = _SECOND_TEXTS.get(seconds)
         if second is None:
-            second = _second_text(seconds)
+            text = datetime.fromtimestamp(seconds, tz=UTC).isoformat()[:19]
+            second = _remember(_SECOND_TEXTS, seconds, text)
         return second + _MILLIS_TEXTS[millis]
     moment = parse_epoch(value)
     return None if moment is None else iso_utc(moment)
@@ -159,15 +170,7 @@ def _epoch_text(value: Any) -> str | None:
 _MILLIS_TEXTS = ("Z", *(f".{n:03d}000Z" for n in range(1, 1000)))
 """The end of the text per millisecond: six digits, none when zero (as pydantic writes)."""
 _SECOND_TEXTS: dict[int, str] = {}
-"""`YYYY-MM-DDTHH:MM:SS` of recent epoch seconds (bounded: starts over at `_SHAPES_MAX`)."""
-
-
-def _second_text(seconds: int) -> str:
-    text = datetime.fromtimestamp(seconds, tz=UTC).isoformat()[:19]
-    if len(_SECOND_TEXTS) >= _SHAPES_MAX:
-        _SECOND_TEXTS.clear()
-    _SECOND_TEXTS[seconds] = text
-    return text
+"""`YYYY-MM-DDTHH:MM:SS` of recent epoch seconds."""
 
 
 def parse_fast(value: bytes) -> FastMessage | None:
@@ -280,7 +283,5 @@ def is_canonical_ce_time(ce_time: str) -> bool:
                 datetime.fromisoformat(second)
             except ValueError:
                 valid = False
-        if len(_VALID_SECONDS) >= _SHAPES_MAX:
-            _VALID_SECONDS.clear()
-        _VALID_SECONDS[second] = valid
+        _remember(_VALID_SECONDS, second, valid)
     return valid

@@ -41,7 +41,6 @@ the chat-record API (AI对话 / 人工对话) files it; before any agent message
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -131,23 +130,17 @@ def normalize(
 def chat_fields(
     msg: FastMessage,
     *,
-    received_at: datetime | None,
+    received_iso: str,
     tenant: str | None,
     conversation_mode: Channel | None = None,
-    received_iso: str | None = None,
 ) -> dict[str, Any]:
     """`normalize` for the fast path: the `ChatMessage` as the dict its JSON is, built
     directly (same fields, same order, same values; `tests/unit/test_normalizer_fast.py`
     proves it against `normalize` and validates the result as a `ChatMessage`).
-    `received_iso`: `received_at` already formatted (then `received_at` may be None)."""
+    `received_iso`: `received_at` as `iso_utc` writes it."""
     kind = kind_of(msg.type)
     role, channel = sender_of(msg, conversation_mode)
     payload = msg.payload
-    if received_iso is None:
-        if received_at is None:
-            raise ValueError("chat_fields needs received_at or received_iso")
-        received_iso = iso_utc(received_at)
-    received = received_iso
     return {
         "message_id": msg.message_id,
         "conversation_id": msg.conversation_id,
@@ -168,8 +161,8 @@ def chat_fields(
         "mentions_bot": bool(msg.mention_self),
         "attachment": attachment_values(kind, payload),
         "source": msg.source,
-        "sent_at": msg.sent_at or received,
-        "received_at": received,
+        "sent_at": msg.sent_at or received_iso,
+        "received_at": received_iso,
         "payload": payload,
     }
 
@@ -183,10 +176,6 @@ def chat_json(fields: dict[str, Any]) -> bytes | None:
         return None
 
 
-_FORMATTED_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
-"""The shape `format_time` writes: such a `ce_time` that parses is passed on as it is."""
-
-
 def _received(record: InputRecord) -> tuple[datetime, str | None]:
     """`received_at_of`, and the `ce_time` header when it is what `format_time` would write
     for that moment (the ingress wrote it so), which spares formatting it again."""
@@ -197,7 +186,7 @@ def _received(record: InputRecord) -> tuple[datetime, str | None]:
         except ValueError:
             pass
         else:
-            return moment, ce_time if _FORMATTED_TIME.fullmatch(ce_time) else None
+            return moment, ce_time if is_canonical_ce_time(ce_time) else None
     return datetime.fromtimestamp(record.timestamp_ms / 1000, tz=UTC), None
 
 
@@ -207,8 +196,8 @@ def _received_fast(record: InputRecord) -> tuple[str, str | datetime]:
     ce_time = record.headers.get("ce_time")
     if ce_time and is_canonical_ce_time(ce_time):
         return iso_of_ce_time(ce_time), ce_time
-    received_at, canonical = _received(record)
-    return iso_utc(received_at), canonical or received_at
+    received_at = received_at_of(record)  # not canonical: the header is written anew
+    return iso_utc(received_at), received_at
 
 
 def received_at_of(record: InputRecord) -> datetime:
@@ -269,9 +258,7 @@ def _handle_fast(
     mode = modes.get(conversation)
     received_iso, ce_time = _received_fast(record)
     tenant = record.headers.get("tenant") or None
-    out = chat_fields(
-        msg, received_at=None, tenant=tenant, conversation_mode=mode, received_iso=received_iso
-    )
+    out = chat_fields(msg, received_iso=received_iso, tenant=tenant, conversation_mode=mode)
     value = chat_json(out)
     if value is None:
         return None

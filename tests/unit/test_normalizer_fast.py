@@ -214,7 +214,9 @@ def test_fast_path_equals_model_path(value: bytes, mode: Any, tenant: str | None
     assert expected is not None, "the fast path accepted a body the model rejects"
     msg = YujuMessage.model_validate_json(value)
     assert fast.conversation_id == msg.conversation_id
-    got = chat_json(chat_fields(fast, received_at=RECEIVED, tenant=tenant, conversation_mode=mode))
+    got = chat_json(
+        chat_fields(fast, received_iso=iso_utc(RECEIVED), tenant=tenant, conversation_mode=mode)
+    )
     if got is None:
         return  # orjson cannot write it (an int over 64 bits): the handler takes the model path
     assert got == expected
@@ -260,7 +262,7 @@ def test_fast_path_takes_the_realistic_shapes() -> None:
     for value in [*values, sample, flat, tab]:
         fast = parse_fast(value)
         assert fast is not None
-        got = orjson.dumps(chat_fields(fast, received_at=RECEIVED, tenant="acme"))
+        got = orjson.dumps(chat_fields(fast, received_iso=iso_utc(RECEIVED), tenant="acme"))
         assert got == model_output(value)
 
 
@@ -369,7 +371,7 @@ def test_keys_to_strip_outside_the_used_fields_keep_the_fast_path() -> None:
         value = orjson.dumps(body)
         fast = parse_fast(value)
         assert fast is not None
-        got = orjson.dumps(chat_fields(fast, received_at=RECEIVED, tenant="acme"))
+        got = orjson.dumps(chat_fields(fast, received_iso=iso_utc(RECEIVED), tenant="acme"))
         assert got == model_output(value)
 
 
