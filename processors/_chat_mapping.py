@@ -79,7 +79,11 @@ def _is_mapping(value: Any) -> bool:
 
 
 def _str(value: Any) -> str | None:
-    if isinstance(value, str):
+    """Text, or a number as text; None for an empty string, a bool or anything else.
+    (`None` and plain `str`, most of what is asked, are answered first.)"""
+    if value is None:
+        return None
+    if type(value) is str or isinstance(value, str):
         return value or None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
@@ -87,7 +91,8 @@ def _str(value: Any) -> str | None:
 
 
 def _num(value: Any) -> float | None:
-    if isinstance(value, bool):
+    """A number, or a numeric string, as float; None for a bool or anything else."""
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         return float(value)
@@ -100,6 +105,9 @@ def _num(value: Any) -> float | None:
 
 
 def _int(value: Any) -> int | None:
+    """`_num` when it is a whole number, as int."""
+    if value is None:
+        return None
     num = _num(value)
     return int(num) if num is not None and num.is_integer() else None
 
@@ -153,34 +161,34 @@ def attachment_values(kind: MessageKind, payload: Any) -> dict[str, Any] | None:
     serializes; None when no field has a value (then there is no attachment)."""
     if kind in ("text", "unknown") or not _is_mapping(payload):
         return None
-    p = payload
+    get = payload.get
     fields: dict[str, Any] = {
         "url": _str(
-            p.get("fileUrl")
-            or p.get("voiceUrl")
-            or p.get("imageUrl")
-            or p.get("videoUrl")
-            or p.get("url")
-            or p.get("sourceUrl")
+            get("fileUrl")
+            or get("voiceUrl")
+            or get("imageUrl")
+            or get("videoUrl")
+            or get("url")
+            or get("sourceUrl")
         ),
-        "name": _str(p.get("name")),
-        "size": _int(p.get("size")),
-        "duration": _num(p.get("duration")),
-        "width": _int(p.get("width")),
-        "height": _int(p.get("height")),
-        "thumbnail_url": _str(p.get("thumbnailUrl") or p.get("thumbUrl")),
-        "title": _str(p.get("title")),
-        "description": _str(p.get("description") or p.get("summary")),
-        "address": _str(p.get("address")),
-        "latitude": _num(p.get("latitude")),
-        "longitude": _num(p.get("longitude")),
-        "app_id": _str(p.get("appId")),
-        "page_path": _str(p.get("pagePath")),
-        "contact_id": _str(p.get("wxid")) if kind == "contact_card" else None,
+        "name": _str(get("name")),
+        "size": _int(get("size")),
+        "duration": _num(get("duration")),
+        "width": _int(get("width")),
+        "height": _int(get("height")),
+        "thumbnail_url": _str(get("thumbnailUrl") or get("thumbUrl")),
+        "title": _str(get("title")),
+        "description": _str(get("description") or get("summary")),
+        "address": _str(get("address")),
+        "latitude": _num(get("latitude")),
+        "longitude": _num(get("longitude")),
+        "app_id": _str(get("appId")),
+        "page_path": _str(get("pagePath")),
+        "contact_id": _str(get("wxid")) if kind == "contact_card" else None,
     }
-    if kind == "link" and p.get("sourceUrl") and p.get("imageUrl"):
-        fields["url"] = _str(p.get("sourceUrl"))  # the second link-card shape
-        fields["thumbnail_url"] = _str(p.get("imageUrl"))
+    if kind == "link" and get("sourceUrl") and get("imageUrl"):
+        fields["url"] = _str(get("sourceUrl"))  # the second link-card shape
+        fields["thumbnail_url"] = _str(get("imageUrl"))
     for value in fields.values():
         if value is not None:
             return fields

@@ -5,8 +5,10 @@ normalizer.
 
 `parse_fast` returns None for anything it is not sure to read exactly as the model does,
 and the normalizer then takes the model path: a body that orjson cannot parse, or would
-read inexactly (an integer beyond 64 bits, which it reads as a float); a body that is not
-an object; a used field whose JSON type is not the plain one (a number or junk where
+read inexactly where it matters (an integer beyond 64 bits, which orjson reads as a float,
+in `timestamp` or `payload`; the text is searched for such a number only when a float is
+there, as a used field of another type rejects a float anyway); a body that is not an
+object; a used field whose JSON type is not the plain one (a number or junk where
 a string is expected, a string or number for a boolean, anything but an integer for `type` /
 `source`, a non-string `messageId` / `chatId`); a snake_case field name (the model also
 accepts those, `populate_by_name`). What it does read, it reads with the model's own
@@ -82,6 +84,8 @@ _PLAIN = 1
 """No key needs stripping."""
 _SNAKE = 2
 """A snake_case field name is among the keys (the model path reads those)."""
+_FLOAT = 4
+"""A float is among the values (`_payload_flags`)."""
 
 
 def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
@@ -104,28 +108,40 @@ def _shape(obj: dict[str, Any]) -> int:
     return flags
 
 
-def _plain_keys(obj: dict[str, Any] | list[Any]) -> bool:
-    """No key anywhere needs stripping, i.e. `strip_keys(obj)` would return `obj` itself."""
-    if type(obj) is dict:
-        if not _shape(obj) & _PLAIN:
-            return False
-        values: Any = obj.values()
+def _payload_flags(value: Any) -> int:
+    """`_PLAIN` when no key anywhere in `value` needs stripping (`strip_keys(value)` would
+    return `value` itself), with `_FLOAT` when a float is anywhere in it; 0 when a key
+    needs stripping."""
+    kind = type(value)
+    if kind is dict:
+        if not _shape(value) & _PLAIN:
+            return 0
+        values: Any = value.values()
+    elif kind is list:
+        values = value
     else:
-        values = obj
-    for value in values:
-        kind = type(value)
-        if (kind is dict or kind is list) and not _plain_keys(value):
-            return False
-    return True
+        return _PLAIN | _FLOAT if kind is float else _PLAIN
+    flags = _PLAIN
+    for item in values:
+        kind = type(item)
+        if kind is dict or kind is list:
+            inner = _payload_flags(item)
+            if not inner:
+                return 0
+            flags |= inner
+        elif kind is float:
+            flags |= _FLOAT
+    return flags
 
 
-def _plain_message(body: dict[str, Any]) -> dict[str, Any] | None:
+def _plain_message(body: dict[str, Any]) -> tuple[dict[str, Any], int] | None:
     """The message fields of a callback, the `data` object or the body, where
     `unwrap_message(body)` would give the same fields without copying, and none of them is a
     snake_case name: no key of the message (nor of the top level, which finds `data`) and no
     key inside `payload` (which is written out) needs stripping. Keys inside other nested
-    values are not looked at: no field read from them is used. None: let `unwrap_message`
-    strip them all and check the names."""
+    values are not looked at: no field read from them is used. With it, the payload's
+    `_payload_flags` (`_FLOAT`: a float is in it). None: let `unwrap_message` strip them all
+    and check the names."""
     flags = _shape(body)
     if not flags & _PLAIN:
         return None
@@ -136,11 +152,10 @@ def _plain_message(body: dict[str, Any]) -> dict[str, Any] | None:
         flags = _shape(inner)
     if flags != _PLAIN:
         return None
-    payload: Any = message.get("payload")
-    kind = type(payload)
-    if (kind is dict or kind is list) and not _plain_keys(payload):
+    payload = _payload_flags(message.get("payload"))
+    if not payload:
         return None
-    return message
+    return message, payload
 
 
 def _epoch_text(value: Any) -> str | None:
@@ -175,19 +190,20 @@ _SECOND_TEXTS: dict[int, str] = {}
 
 def parse_fast(value: bytes) -> FastMessage | None:
     """The message fields of a raw callback, or None: then parse with `YujuMessage`."""
-    if not orjson_reads_exactly(value):
-        return None
     try:
         body = orjson.loads(value)
     except orjson.JSONDecodeError:
         return None
     if type(body) is not dict:
         return None
-    message = _plain_message(body)
-    if message is None:
+    plain = _plain_message(body)
+    if plain is None:
         message = unwrap_message(body)  # keys stripped
         if type(message) is not dict or not _SNAKE_NAMES.isdisjoint(message):
             return None
+        payload_flags = _FLOAT  # not walked: check the text
+    else:
+        message, payload_flags = plain
     body = message
     get = body.get
     message_id = get("messageId")
@@ -212,6 +228,9 @@ def parse_fast(value: bytes) -> FastMessage | None:
     coworker = get("coworker")
     mention_self = get("mentionSelf")
     source = get("source")
+    timestamp = get("timestamp")
+    if (payload_flags & _FLOAT or type(timestamp) is float) and not orjson_reads_exactly(value):
+        return None  # the float may be an integer beyond 64 bits, which orjson reads so
     if (
         type(message_id) is not str
         or type(chat_id) not in _STR
@@ -242,7 +261,7 @@ def parse_fast(value: bytes) -> FastMessage | None:
         mention_self,
         type_code,
         source,
-        _epoch_text(get("timestamp")),
+        _epoch_text(timestamp),
         get("payload"),
     )
 

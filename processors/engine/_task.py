@@ -63,10 +63,6 @@ class _Context:
             raise KeyError(f"no store {name!r}; declared: {sorted(self._stores)}") from None
 
 
-def _key_bytes(key: bytes | str | None) -> bytes | None:
-    return key.encode() if isinstance(key, str) else key
-
-
 def _value_bytes(value: bytes | BaseModel | None) -> bytes | None:
     if type(value) is bytes:
         return value
@@ -159,25 +155,30 @@ class Task:
         self.dirty = True
 
     def _serialize(self, out: OutputRecord) -> tuple[str, bytes | None, bytes | None, list[Any]]:
-        if not isinstance(out, OutputRecord):  # a bare record returned is iterated as fields
-            raise TypeError(
+        if type(out) is not OutputRecord and not isinstance(out, OutputRecord):
+            raise TypeError(  # a bare record returned is iterated as its fields
                 f"handler of {self.processor.name} must return an iterable of OutputRecord, "
                 f"got an item of type {type(out).__name__}"
             )
-        topic = self._outputs.get(out.topic)
+        logical, key, value, headers = out
+        topic = self._outputs.get(logical)
         if topic is None:
             raise UndeclaredOutputError(
-                f"handler of {self.processor.name} returned a record for {out.topic!r}, "
+                f"handler of {self.processor.name} returned a record for {logical!r}, "
                 f"which is not among its declared outputs {list(self._outputs)}"
             )
-        key, value, headers = _key_bytes(out.key), _value_bytes(out.value), list(out.headers)
+        if isinstance(key, str):
+            key = key.encode()
+        if type(value) is not bytes:
+            value = _value_bytes(value)
+        headers = list(headers)  # a copy: the handler may reuse its list
         size = len(key or b"") + len(value or b"")
         for name, header in headers:  # a loop, not sum() over a generator: per record
             size += len(name) + len(header)
-        if size > self._limits[out.topic]:
+        if size > self._limits[logical]:
             raise OutputTooLargeError(
-                f"output record for {out.topic} is {size} bytes, over the topic's limit "
-                f"{self._limits[out.topic]}"
+                f"output record for {logical} is {size} bytes, over the topic's limit "
+                f"{self._limits[logical]}"
             )
         return topic, key, value, headers
 

@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from processors._normalizer_fast import (
+    _FLOAT,
+    _PLAIN,
     _epoch_text,
-    _plain_keys,
+    _payload_flags,
     _plain_message,
     is_canonical_ce_time,
     iso_of_ce_time,
@@ -44,6 +46,7 @@ scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-(2**63), 2**63 - 1),
+    st.integers(2**64, 2**70) | st.integers(-(2**70), -(2**63) - 1),  # orjson reads as float
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=12),
 )
@@ -226,13 +229,25 @@ def test_fast_path_equals_model_path(value: bytes, mode: Any, tenant: str | None
 
 @settings(max_examples=500, deadline=None)
 @given(json_values, st.lists(st.tuples(spaces, spaces), max_size=3))
-def test_plain_keys_is_strip_keys_identity(value: Any, pads: list[tuple[str, str]]) -> None:
+def test_payload_flags_are_strip_keys_identity_and_floats(
+    value: Any, pads: list[tuple[str, str]]
+) -> None:
     if isinstance(value, dict) and value and pads:
         key = next(iter(value))
         for before, after in pads:
             value[before + key + after] = value.get(key)
-    if isinstance(value, dict | list):
-        assert _plain_keys(value) == (strip_keys(value) is value)
+    flags = _payload_flags(value)
+    assert bool(flags & _PLAIN) == (strip_keys(value) is value)
+    if flags:
+        assert bool(flags & _FLOAT) == _has_float(value)
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return isinstance(value, float)
 
 
 @settings(max_examples=300, deadline=None)
@@ -277,10 +292,30 @@ def test_fast_path_takes_the_realistic_shapes() -> None:
         b'{"data": {"messageId": "m", "type": "7"}}',
         b'{"data": {"message_id": "m"}}',
         b'{"messageId": "m", "payload": {"text": [-9223372036854775809]}}',  # found by hypothesis
+        b'{"messageId": "m", "payload": 123456789012345678901}',
+        b'{"messageId": "m", "timestamp": 1234567890123456789012}',
+        b'{"messageId": "m", "payload": {" text": "t", "n": 123456789012345678901}}',
     ],
 )
 def test_unusual_bodies_take_the_model_path(value: bytes) -> None:
     assert parse_fast(value) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # an integer orjson reads inexactly, in a field the output does not use
+        b'{"messageId": "m", "extra": 123456789012345678901, "payload": {"text": "t"}}',
+        # floats that are floats (the text is searched for long numbers, finds none)
+        b'{"messageId": "m", "type": 8, "payload": {"latitude": 39.9, "longitude": 116.4}}',
+        b'{"messageId": "m", "timestamp": 1700000000.5, "payload": {"text": "t"}}',
+    ],
+)
+def test_bodies_whose_floats_do_not_matter_keep_the_fast_path(value: bytes) -> None:
+    fast = parse_fast(value)
+    assert fast is not None
+    got = orjson.dumps(chat_fields(fast, received_iso=iso_utc(RECEIVED), tenant="acme"))
+    assert got == model_output(value)
 
 
 def test_handler_outputs_equal_on_both_paths() -> None:
@@ -363,7 +398,9 @@ def test_keys_to_strip_outside_the_used_fields_keep_the_fast_path() -> None:
     returns the message dict itself), and the output still equals the model's; one inside
     the payload, which is written out, is stripped first (by `unwrap_message`)."""
     unused = {"data": {"messageId": "m", "type": 7, "extra": {" k ": 1}, "payload": {"text": "t"}}}
-    assert _plain_message(unused) is unused["data"]
+    plain = _plain_message(unused)
+    assert plain is not None
+    assert plain[0] is unused["data"]
     payload = {"text\t": "t", "x": [{" y": 1}]}
     in_payload = {"data": {"messageId": "m", "type": 7, "payload": payload}}
     assert _plain_message(in_payload) is None
