@@ -51,11 +51,15 @@ Exactly-once (default) and why it is built this way
     resumes from the committed offsets. Readers of our outputs use `read_committed`.
 
 At-least-once (comparison mode, `WECOM_STREAM_PROCESSING_GUARANTEE=at-least-once`)
-    One idempotent producer per member; per commit: outputs acknowledged, then changelog
-    writes sent and acknowledged, then the input offsets committed by the consumer (a
-    generation-checked OffsetCommit). A crash replays records since the last commit: outputs
-    may be duplicated, never lost (the changelog is written after the outputs, so a store
-    never remembers a record whose output was lost).
+    One idempotent producer per member; per commit: outputs acknowledged, then the changelog
+    writes sent and the input offsets committed by the consumer (a generation-checked
+    OffsetCommit) at the same time, both awaited: two round trips per commit, as a bare
+    consume-produce loop has, instead of three. A crash replays records since the last
+    commit: outputs may be duplicated, never lost (the changelog is written only after the
+    outputs are acknowledged, so a store never remembers a record whose output was lost).
+    A changelog write lost in a crash after its offsets were committed only makes the store
+    forget an entry (a deduplicating processor may then emit a later retry again: a
+    duplicate, which this mode allows).
 
 State stores
     In memory, per task, scoped to the partition; writes of a record whose handler raised

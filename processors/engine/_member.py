@@ -220,9 +220,14 @@ class Member:
                 await asyncio.gather(*(t.commit_transaction(self.names.group) for t in dirty))
                 await asyncio.gather(*(t.begin() for t in dirty))
             else:
-                await asyncio.gather(*(t.flush_at_least_once() for t in dirty))
+                # outputs acknowledged; then changelog writes and the offset commit together
+                # (one round trip, not two: see "At-least-once" in the package docstring)
+                await asyncio.gather(*(t.flush_outputs() for t in dirty))
+                await asyncio.gather(*(t.send_changelog() for t in dirty))
                 offsets = {tp: off for t in dirty for tp, off in t.offsets.items()}
-                await self.consumer.commit(offsets)
+                await asyncio.gather(
+                    self.consumer.commit(offsets), *(t.await_changelog() for t in dirty)
+                )
                 for t in dirty:
                     t.committed()
         except Exception as exc:

@@ -255,14 +255,21 @@ class Task:
         self.in_transaction = False
         self._committed()
 
-    async def flush_at_least_once(self) -> None:
-        """At-least-once, before the member commits offsets: outputs acknowledged first, then
-        the changelog (so a store never remembers a record whose output was lost)."""
-        if not self.dirty:
-            return
-        await self._await_sends()  # the outputs first
-        self.expire()
-        await self._send_changelog()
+    async def flush_outputs(self) -> None:
+        """At-least-once, first step of a commit: every output sent and acknowledged."""
+        if self.dirty:
+            await self._await_sends()
+
+    async def send_changelog(self) -> None:
+        """At-least-once, second step, only once the outputs are acknowledged (so a store
+        never remembers a record whose output was lost): expire, and hand the changelog
+        writes to the producer; `await_changelog` waits for them, while the member commits
+        the offsets."""
+        if self.dirty:
+            self.expire()
+            await self._send_changelog()
+
+    async def await_changelog(self) -> None:
         await self._await_sends()
 
     def committed(self) -> None:
