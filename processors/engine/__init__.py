@@ -51,15 +51,20 @@ Exactly-once (default) and why it is built this way
     resumes from the committed offsets. Readers of our outputs use `read_committed`.
 
 At-least-once (comparison mode, `WECOM_STREAM_PROCESSING_GUARANTEE=at-least-once`)
-    One idempotent producer per member; per commit: outputs acknowledged, then the changelog
-    writes sent and the input offsets committed by the consumer (a generation-checked
-    OffsetCommit) at the same time, both awaited: two round trips per commit, as a bare
-    consume-produce loop has, instead of three. A crash replays records since the last
-    commit: outputs may be duplicated, never lost (the changelog is written only after the
-    outputs are acknowledged, so a store never remembers a record whose output was lost).
-    A changelog write lost in a crash after its offsets were committed only makes the store
-    forget an entry (a deduplicating processor may then emit a later retry again: a
-    duplicate, which this mode allows).
+    One idempotent producer per member. A commit is sealed in line: the open output batches
+    are handed to the producer, and the sends so far, the stores' changelog entries (values
+    as of now) and the input offsets are taken out of the tasks, which go on processing.
+    It finishes in the background: the sealed outputs acknowledged, then the changelog
+    entries sent and the offsets committed by the consumer (a generation-checked
+    OffsetCommit) at the same time, both awaited. One commit is in flight at a time: the
+    next seal, a revocation and the final commit wait for it, and its failure fails the
+    member (crash-only, as above) before anything later is committed. A crash replays
+    records since the last commit: outputs may be duplicated, never lost (the changelog is
+    written only after the outputs are acknowledged, so a store never remembers a record
+    whose output was lost; `tests/integration/test_engine_at_least_once.py` shows it with
+    outputs the broker refuses). A changelog write lost in a crash after its offsets were
+    committed only makes the store forget an entry (a deduplicating processor may then emit
+    a later retry again: a duplicate, which this mode allows).
 
 State stores
     In memory, per task, scoped to the partition; writes of a record whose handler raised
@@ -72,11 +77,16 @@ State stores
 
 Outputs
     A handler's output records are appended to per-partition record batches
-    (`BatchBuilder`) and sent whole with `send_batch` when a batch is full and at commit
-    time (`_batches.py`): a few µs of CPU per record instead of ~15 µs per `send`. The
-    partition of a keyed record is the default partitioner's (murmur2 of the key over the
-    sorted partitions), so per-key order and co-partitioning are as with `send`; a record
-    without a key goes to a random partition. DLQ records still use `send` (rare).
+    (`BatchBuilder`) and sent whole with `send_batch` when a batch is full and after each
+    fetched batch of input records (`_batches.py`): a few µs of CPU per record instead of
+    ~15 µs per `send`. Sending after each fetched batch, rather than holding the batches
+    until the commit, overlaps the sends with processing: in an A/B of the normalizer
+    (exactly-once, 4 pairs of 220k records) it ran at 27.6k against 25.9k records/s, with
+    28.7 against 32.3 µs of CPU per record; at-least-once came out the same.
+    The partition of a keyed record is the default partitioner's (murmur2 of the key over
+    the sorted partitions), so per-key order and co-partitioning are as with `send`; a
+    record without a key goes to a random partition.
+    DLQ records still use `send` (rare).
 
 Poison records
     A record whose handler raises (bad JSON, failed validation, a bug) goes to

@@ -77,7 +77,8 @@ class OutputBatches:
         self._futures.append(await self._producer.send_batch(batch, tp[0], partition=tp[1]))
 
     async def flush(self) -> None:
-        """Send every open batch (at commit time, before the sends are awaited)."""
+        """Send every open batch (after each fetched batch, and at commit time before the
+        sends are awaited)."""
         open_batches, self._open = self._open, {}
         for tp, batch in open_batches.items():
             if batch.record_count():

@@ -15,7 +15,7 @@ from processors.engine._metrics import EngineMetrics, Health
 from processors.engine._restore import restore_stores
 from processors.engine._setup import Names
 from processors.engine._stores import MemoryStore
-from processors.engine._task import Task
+from processors.engine._task import SealedCommit, Task
 from processors.engine.api import Processor
 from runtime.kafka import consumer_config, producer_config
 from runtime.logs import get_logger
@@ -69,6 +69,8 @@ class Member:
         self._lock = asyncio.Lock()
         self._failure: BaseException | None = None
         self._shared_producer: AIOKafkaProducer | None = None
+        self._background: asyncio.Future[None] | None = None
+        """The at-least-once commit finishing while the next records are processed."""
         self._last_commit = time.monotonic()
         self.consumer = AIOKafkaConsumer(
             **consumer_config(
@@ -206,6 +208,11 @@ class Member:
 
     # ---------------------------------------------------------------- commit
     async def _commit(self, *, force: bool = False) -> None:
+        """Commit every task with records since its last commit, once per commit interval
+        (`force`: now, and the at-least-once commit in flight finished first)."""
+        background = self._background
+        if background is not None and (force or background.done()):
+            await self._settle_background()  # raises its failure
         interval = self.settings.commit_interval_ms / 1000
         if not force and time.monotonic() - self._last_commit < interval:
             return
@@ -213,29 +220,59 @@ class Member:
         self._last_commit = time.monotonic()
         if not dirty:
             return
+        if not self.exactly_once:
+            await self._commit_at_least_once(dirty, force=force)
+            return
         started = time.monotonic()
         name = self.processor.name
         try:
-            if self.exactly_once:
-                await asyncio.gather(*(t.commit_transaction(self.names.group) for t in dirty))
-                await asyncio.gather(*(t.begin() for t in dirty))
-            else:
-                # outputs acknowledged; then changelog writes and the offset commit together
-                # (one round trip, not two: see "At-least-once" in the package docstring)
-                await asyncio.gather(*(t.flush_outputs() for t in dirty))
-                await asyncio.gather(*(t.send_changelog() for t in dirty))
-                offsets = {tp: off for t in dirty for tp, off in t.offsets.items()}
-                await asyncio.gather(
-                    self.consumer.commit(offsets), *(t.await_changelog() for t in dirty)
-                )
-                for t in dirty:
-                    t.committed()
+            await asyncio.gather(*(t.commit_transaction(self.names.group) for t in dirty))
+            await asyncio.gather(*(t.begin() for t in dirty))
         except Exception as exc:
             self.metrics.commits.labels(name, "failed").inc()
             raise MemberFailedError(f"commit failed: {exc!r}") from exc
         self.metrics.commits.labels(name, "ok").inc()
         self.metrics.commit_seconds.labels(name).observe(time.monotonic() - started)
         self._update_lag(dirty)
+
+    async def _commit_at_least_once(self, dirty: list[Task], *, force: bool) -> None:
+        """Seal the tasks' commits in line, finish them in the background (one in flight;
+        the next seal waits for it): see "At-least-once" in the package docstring."""
+        await self._settle_background()
+        try:
+            sealed = [(t, await t.seal_at_least_once()) for t in dirty]
+        except Exception as exc:
+            self.metrics.commits.labels(self.processor.name, "failed").inc()
+            raise MemberFailedError(f"commit failed: {exc!r}") from exc
+        finish = self._finish_at_least_once(sealed)
+        if force:
+            await finish
+        else:
+            self._background = asyncio.ensure_future(finish)
+
+    async def _finish_at_least_once(self, sealed: list[tuple[Task, SealedCommit]]) -> None:
+        started = time.monotonic()
+        name = self.processor.name
+        try:
+            changelog = await asyncio.gather(*(t.finish_at_least_once(s) for t, s in sealed))
+            offsets = {tp: off for _, s in sealed for tp, off in s.offsets.items()}
+            await asyncio.gather(
+                self.consumer.commit(offsets), *(f for fs in changelog for f in fs)
+            )
+        except Exception as exc:
+            self.metrics.commits.labels(name, "failed").inc()
+            raise MemberFailedError(f"commit failed: {exc!r}") from exc
+        for task, s in sealed:
+            task.count_committed(s)
+        self.metrics.commits.labels(name, "ok").inc()
+        self.metrics.commit_seconds.labels(name).observe(time.monotonic() - started)
+        self._update_lag([t for t, _ in sealed])
+
+    async def _settle_background(self) -> None:
+        """Wait for the at-least-once commit in flight, if any; its failure is raised."""
+        background, self._background = self._background, None
+        if background is not None:
+            await background
 
     def _update_lag(self, tasks: list[Task]) -> None:
         name = self.processor.name
@@ -262,6 +299,7 @@ class Member:
         await self.consumer.start()
         self.consumer.subscribe(self.inputs, listener=_Listener(self))
         max_records = self.settings.max_batch_records
+        processed: set[Task] = set()
         while not stop.is_set():
             batch = await self.consumer.getmany(timeout_ms=_POLL_MS, max_records=max_records)
             self.health.last_poll = time.monotonic()
@@ -279,6 +317,10 @@ class Member:
                         if not records:
                             continue
                     await task.process(tp, records)
+                    processed.add(task)
+                for task in processed:  # outputs on their way now, not at commit time
+                    await task.send_outputs()
+                processed.clear()
                 await self._commit()
             if batch:
                 self.metrics.batch_seconds.labels(self.processor.name).observe(
@@ -291,6 +333,12 @@ class Member:
     async def close(self, *, clean: bool) -> None:
         """Leave the group. `clean`: the last commit succeeded (tasks hold nothing to keep);
         otherwise the tasks are dropped without committing."""
+        background, self._background = self._background, None
+        if background is not None:  # a failed member's commit in flight: not needed now
+            background.cancel()
+            await asyncio.wait([background])
+            if not background.cancelled():
+                background.exception()  # retrieved: it was the failure being handled
         async with self._lock:
             await asyncio.gather(*(task.close() for task in self.tasks.values()))
             self.tasks.clear()

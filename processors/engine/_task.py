@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
@@ -22,7 +22,7 @@ from runtime.logs import get_logger
 from schemas.cloudevents import header_map
 from schemas.registry import by_name
 
-__all__ = ["Task", "UndeclaredOutputError"]
+__all__ = ["SealedCommit", "Task", "UndeclaredOutputError"]
 
 _COMMIT_TIMEOUT_S = 60.0
 _CLOSE_TIMEOUT_S = 10.0
@@ -69,6 +69,16 @@ def _value_bytes(value: bytes | BaseModel | None) -> bytes | None:
     if isinstance(value, BaseModel):
         return value.__pydantic_serializer__.to_json(value)
     return value
+
+
+class SealedCommit(NamedTuple):
+    """An at-least-once commit taken out of a task (`Task.seal_at_least_once`)."""
+
+    outputs: list[asyncio.Future[Any]]
+    changelog: list[tuple[str, list[tuple[bytes, bytes | None]]]]
+    offsets: dict[TopicPartition, int]
+    out_counts: dict[str, int]
+    in_counts: dict[str, int]
 
 
 class Task:
@@ -154,6 +164,11 @@ class Task:
         self._in_counts[tp.topic] = self._in_counts.get(tp.topic, 0) + len(records)
         self.dirty = True
 
+    async def send_outputs(self) -> None:
+        """Hand every open output batch to the producer (after each fetched batch): the
+        sends overlap the next records' processing instead of all waiting for the commit."""
+        await self._batches.flush()
+
     def _serialize(self, out: OutputRecord) -> tuple[str, bytes | None, bytes | None, list[Any]]:
         if type(out) is not OutputRecord and not isinstance(out, OutputRecord):
             raise TypeError(  # a bare record returned is iterated as its fields
@@ -211,26 +226,37 @@ class Task:
             store.expire(self.stream_time)
 
     async def _send_changelog(self) -> None:
-        """Each store's dirty entries to its changelog partition, as whole record batches
+        """Each store's dirty entries to its changelog partition (exactly-once: inside the
+        open transaction)."""
+        for topic, entries in self._changelog_entries():
+            self._futures.extend(await self._send_entries(topic, entries))
+
+    def _changelog_entries(self) -> list[tuple[str, list[tuple[bytes, bytes | None]]]]:
+        """(changelog topic, its entries) of every store with dirty keys, latest values
+        only; the stores' dirty sets are cleared."""
+        return [
+            (self.names.changelog(name), store.changelog_batch())
+            for name, store in self.stores.items()
+            if store.has_dirty
+        ]
+
+    async def _send_entries(
+        self, topic: str, entries: list[tuple[bytes, bytes | None]]
+    ) -> list[asyncio.Future[Any]]:
+        """Changelog entries to this task's partition of `topic` as whole record batches
         (`send_batch`: one call per batch instead of one `send` per entry, which cost about
         15 µs of CPU per entry; a deduplicating store writes an entry per record)."""
         producer = self.producer
-        for name, store in self.stores.items():
-            if not store.has_dirty:
-                continue
-            topic = self.names.changelog(name)
-            batch = producer.create_batch()
-            for key, value in store.changelog_batch():
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                    self._futures.append(
-                        await producer.send_batch(batch, topic, partition=self.partition)
-                    )
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)  # a first one fits
-            if batch.record_count():
-                self._futures.append(
-                    await producer.send_batch(batch, topic, partition=self.partition)
-                )
+        futures = []
+        batch = producer.create_batch()
+        for key, value in entries:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                futures.append(await producer.send_batch(batch, topic, partition=self.partition))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)  # a first one fits
+        if batch.record_count():
+            futures.append(await producer.send_batch(batch, topic, partition=self.partition))
+        return futures
 
     async def _await_sends(self) -> None:
         await self._batches.flush()
@@ -255,36 +281,54 @@ class Task:
         self.in_transaction = False
         self._committed()
 
-    async def flush_outputs(self) -> None:
-        """At-least-once, first step of a commit: every output sent and acknowledged."""
-        if self.dirty:
-            await self._await_sends()
-
-    async def send_changelog(self) -> None:
-        """At-least-once, second step, only once the outputs are acknowledged (so a store
-        never remembers a record whose output was lost): expire, and hand the changelog
-        writes to the producer; `await_changelog` waits for them, while the member commits
-        the offsets."""
-        if self.dirty:
-            self.expire()
-            await self._send_changelog()
-
-    async def await_changelog(self) -> None:
-        await self._await_sends()
-
-    def committed(self) -> None:
-        """At-least-once: the member committed this task's offsets."""
-        self._committed()
-
-    def _committed(self) -> None:
-        name = self.processor.name
-        for topic, n in self._out_counts.items():
-            self.metrics.records_out.labels(name, self.names.logical(topic)).inc(n)
-        for topic, n in self._in_counts.items():
-            self.metrics.records_in.labels(name, self.names.logical(topic)).inc(n)
+    async def seal_at_least_once(self) -> SealedCommit:
+        """At-least-once, the part of a commit that runs in line: every open output batch
+        handed to the producer, and the sends so far, the changelog entries (the store
+        values as of now) and the offsets taken out of the task, which goes on processing
+        while `finish_at_least_once` completes the commit."""
+        await self._batches.flush()
+        outputs = self._futures[:]
+        self._futures.clear()  # in place: `_batches` appends to this list
+        self.expire()
+        sealed = SealedCommit(
+            outputs,
+            self._changelog_entries(),
+            dict(self.offsets),
+            dict(self._out_counts),
+            dict(self._in_counts),
+        )
         self._out_counts.clear()
         self._in_counts.clear()
         self.dirty = False
+        return sealed
+
+    async def finish_at_least_once(self, sealed: SealedCommit) -> list[asyncio.Future[Any]]:
+        """Await the sealed outputs, then send the sealed changelog entries (after the
+        acknowledgement, so a store never remembers a record whose output was lost); their
+        futures, for the member to await along with the offset commit."""
+        if sealed.outputs:
+            await asyncio.gather(*sealed.outputs)
+        futures: list[asyncio.Future[Any]] = []
+        for topic, entries in sealed.changelog:
+            futures.extend(await self._send_entries(topic, entries))
+        return futures
+
+    def count_committed(self, sealed: SealedCommit) -> None:
+        """At-least-once: the member committed the sealed offsets."""
+        self._count(sealed.out_counts, sealed.in_counts)
+
+    def _committed(self) -> None:
+        self._count(self._out_counts, self._in_counts)
+        self._out_counts.clear()
+        self._in_counts.clear()
+        self.dirty = False
+
+    def _count(self, out_counts: dict[str, int], in_counts: dict[str, int]) -> None:
+        name = self.processor.name
+        for topic, n in out_counts.items():
+            self.metrics.records_out.labels(name, self.names.logical(topic)).inc(n)
+        for topic, n in in_counts.items():
+            self.metrics.records_in.labels(name, self.names.logical(topic)).inc(n)
 
     async def close(self) -> None:
         """Drop the task without committing: an open transaction is aborted (best effort;
