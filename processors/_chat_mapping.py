@@ -80,10 +80,10 @@ def _is_mapping(value: Any) -> bool:
 
 def _str(value: Any) -> str | None:
     """Text, or a number as text; None for an empty string, a bool or anything else.
-    (`None` and plain `str`, most of what is asked, are answered first.)"""
+    (`None`, most of what is asked, is answered first.)"""
     if value is None:
         return None
-    if type(value) is str or isinstance(value, str):
+    if isinstance(value, str):
         return value or None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)

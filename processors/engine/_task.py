@@ -170,7 +170,7 @@ class Task:
         await self._batches.flush()
 
     def _serialize(self, out: OutputRecord) -> tuple[str, bytes | None, bytes | None, list[Any]]:
-        if type(out) is not OutputRecord and not isinstance(out, OutputRecord):
+        if not isinstance(out, OutputRecord):
             raise TypeError(  # a bare record returned is iterated as its fields
                 f"handler of {self.processor.name} must return an iterable of OutputRecord, "
                 f"got an item of type {type(out).__name__}"

@@ -15,10 +15,10 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec, run_engine
+from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec
 from runtime.kafka import ensure_topics
-from runtime.settings import ProcessorSettings
 from schemas.registry import TopicSpec, by_name
+from tests.support.engine import engine_running
 from tests.support.topics import committed_total, read_topic
 from tests.support.yuju_messages import produce_messages, raw_messages
 
@@ -46,27 +46,16 @@ async def test_a_refused_output_commits_neither_offsets_nor_changelog(
         topic_prefix + RAW,
         list(raw_messages(N, conversations=6, duplicate_ratio=0, prefix="r")),
     )
-    settings = ProcessorSettings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        topic_prefix=topic_prefix,
-        metrics_port=0,
-        processing_guarantee="at-least-once",
-    )
     processor = Processor("normalizer", (RAW,), (OUT,), _remember_and_emit, (StoreSpec("seen"),))
     group = f"{topic_prefix}wecom-stream.normalizer"
-    stop = asyncio.Event()
     HANDLED.clear()
-    engine = asyncio.create_task(run_engine(processor, settings, kafka_bootstrap, stop))
-    try:
+    async with engine_running(processor, kafka_bootstrap, topic_prefix, "at-least-once") as engine:
         async with asyncio.timeout(90):  # every record handled, then again after a restart
             while len(HANDLED) < 2 * N:
                 assert not engine.done(), "a failed commit must restart the member, not stop"
                 await asyncio.sleep(0.1)
         assert not engine.done()
         assert await committed_total(kafka_bootstrap, group) == 0
-    finally:
-        stop.set()
-        await asyncio.wait_for(engine, 60)
     changelog = await read_topic(
         kafka_bootstrap,
         f"{topic_prefix}wecom-stream.normalizer-seen-changelog",

@@ -11,8 +11,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec, run_engine
-from runtime.settings import ProcessorSettings
+from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec
+from runtime.settings import ProcessingGuarantee
+from tests.support.engine import engine_running
 from tests.support.topics import read_topic
 from tests.support.yuju_messages import produce_messages, raw_messages
 
@@ -40,33 +41,24 @@ async def test_a_changelog_spanning_many_batches_is_complete(
     topic_prefix: str,
     registry_topics: list[str],
     producer: AIOKafkaProducer,
-    guarantee: str,
+    guarantee: ProcessingGuarantee,
 ) -> None:
     await produce_messages(
         producer,
         topic_prefix + RAW,
         list(raw_messages(N, conversations=6, duplicate_ratio=0, prefix="c")),
     )
-    settings = ProcessorSettings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        topic_prefix=topic_prefix,
-        metrics_port=0,
-        processing_guarantee=guarantee,  # type: ignore[arg-type]
-    )
     processor = Processor("normalizer", (RAW,), (OUT,), _remember, (StoreSpec("blob"),))
-    stop = asyncio.Event()
-    engine = asyncio.create_task(run_engine(processor, settings, kafka_bootstrap, stop))
-    outputs = asyncio.create_task(
-        read_topic(kafka_bootstrap, topic_prefix + OUT, expect=N, quiet_s=0.5)
-    )
-    try:
-        await asyncio.wait({engine, outputs}, return_when=asyncio.FIRST_COMPLETED)
-        assert not engine.done(), "the engine stopped early"
-        await outputs
-    finally:
-        outputs.cancel()
-        stop.set()
-        await asyncio.wait_for(engine, 60)
+    async with engine_running(processor, kafka_bootstrap, topic_prefix, guarantee) as engine:
+        outputs = asyncio.create_task(
+            read_topic(kafka_bootstrap, topic_prefix + OUT, expect=N, quiet_s=0.5)
+        )
+        try:
+            await asyncio.wait({engine, outputs}, return_when=asyncio.FIRST_COMPLETED)
+            assert not engine.done(), "the engine stopped early"
+            await outputs
+        finally:
+            outputs.cancel()
 
     inputs = await read_topic(kafka_bootstrap, topic_prefix + RAW, expect=N, quiet_s=0.2)
     changelog = await read_topic(
