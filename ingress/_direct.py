@@ -18,10 +18,11 @@ Contract, the same as a per-record `send()`:
   (`runtime.partitioning.KeyPartitioner`, shared with the engine's output batches);
 - acks and idempotence are the producer's (`acks=all`, idempotent): a record counts as
   delivered only when its batch's future resolves without error;
-- deadline: one timer per pass (`produce_timeout_s` after the pass's first record). A record
-  not handed to aiokafka by then is never sent (the caller spools it); one handed over but
-  not acknowledged gets its batch's delivery future back, still pending, so the drainer can
-  skip the spooled copy if the late batch made it.
+- deadline: one timer per pass (`produce_timeout_s` after the pass's first record),
+  cancelled once the pass is answered. A record not handed to aiokafka by then is never
+  sent (the caller spools it); one handed over but not acknowledged gets its batch's
+  delivery future back, still pending, so the drainer can skip the spooled copy if the late
+  batch made it.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class DirectProducer:
         self._producer = producer
         self._timeout = timeout_s
         self._queued: list[_Item] = []
+        self._deadline: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._partitioner = KeyPartitioner(producer)
@@ -86,7 +88,7 @@ class DirectProducer:
         waiter: asyncio.Future[Any] = loop.create_future()
         queued = self._queued
         if not queued:
-            loop.call_at(loop.time() + self._timeout, _expire, queued)
+            self._deadline = loop.call_at(loop.time() + self._timeout, _expire, queued)
             self._wake.set()
         queued.append(_Item(record, waiter))
         result: asyncio.Future[Any] | None = await waiter
@@ -97,12 +99,27 @@ class DirectProducer:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            taken, self._queued = self._queued, []
-            live = [item for item in taken if not item.waiter.done()]
-            if live:
-                deliveries = await self._send(live)
-                if deliveries:  # one pass in flight: the next takes all that came meanwhile
-                    await asyncio.wait(deliveries)
+            await self._pass(*self._take())
+
+    def _take(self) -> tuple[list[_Item], asyncio.TimerHandle | None]:
+        """Everything queued since the last pass, and its deadline timer."""
+        taken, self._queued = self._queued, []
+        deadline, self._deadline = self._deadline, None
+        return taken, deadline
+
+    async def _pass(self, taken: list[_Item], deadline: asyncio.TimerHandle | None) -> None:
+        """Send the records still waiting, wait until Kafka answered all of them (one pass in
+        flight: the next takes all that came meanwhile), then cancel the deadline: every
+        waiter is answered, and the timer would keep the pass's records alive until it
+        fired (at 10k callbacks/s ~25k records, ~250k objects for the garbage collector to
+        walk: 150-190 ms pauses, found 2026-12-02). Nothing of the pass outlives this call."""
+        live = [item for item in taken if not item.waiter.done()]
+        if live:
+            deliveries = await self._send(live)
+            if deliveries:
+                await asyncio.wait(deliveries)
+        if deadline is not None:
+            deadline.cancel()
 
     async def _send(self, items: list[_Item]) -> list[asyncio.Future[Any]]:
         producer = self._producer
