@@ -1,12 +1,13 @@
 """CPU time (user + system) of benchmark processes from Linux `/proc`: the benchmarks'
-CPU-per-record and CPU-per-request figures."""
+CPU-per-record and CPU-per-request figures; and pinning a process group to CPUs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "group_cpu_seconds"]
+__all__ = ["cpu_seconds", "group_cpu_seconds", "pin_group"]
 
 
 def _used(stat: Path) -> tuple[int, float] | None:
@@ -33,3 +34,21 @@ def group_cpu_seconds(pgid: int) -> float:
         if used is not None and used[0] == pgid:
             total += used[1]
     return total
+
+
+def _group_pids(pgid: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        used = _used(stat)
+        if used is not None and used[0] == pgid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def pin_group(pgid: int, cpus: set[int]) -> None:
+    """Every thread of every live process of a process group may run only on `cpus` (threads
+    started later inherit it from the thread that starts them)."""
+    for pid in _group_pids(pgid):
+        for task in Path(f"/proc/{pid}/task").glob("[0-9]*"):
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # gone meanwhile
+                os.sched_setaffinity(int(task.name), cpus)

@@ -19,6 +19,16 @@ with a bare aiohttp `{}` handler measured in the same run as the baseline.
   (against ~35 µs on a warm broker), which on 2 cores is taken from the ingress and `wrk`.
   A production broker is warm, so before the measured ingress runs `wrk` drives the 1-worker
   ingress for `--warmup` seconds (default 90; not part of any measured figure).
+- Placement: unpinned by default (every process may run on every CPU, as in all figures in
+  the README). `--pin` (2+ CPUs) puts the server under test of the bare and 1-worker runs
+  alone on the first CPU and `wrk`, `vegeta` and the broker this run started on the others;
+  the 2-worker run stays unpinned (its workers need both CPUs). Measured on 2026-12-02
+  before the deadline-timer fix (6f71040): pinned, the 1-worker ingress, which sleeps
+  between Kafka round trips and is otherwise woken on whichever CPU is free, used 88-103
+  against 110-124 µs of CPU per request unpinned (3 alternating pairs); but in the one full
+  pinned run the broker, squeezed onto one CPU with `vegeta`, stretched the half-rate p99
+  to 190 ms, and pinning only the server (others free to use its CPU too) was worse than
+  neither (163 µs). So the default stays unpinned.
 - CPU: each wrk run records the server's CPU per request, the broker's (when this run
   started it) and how busy the whole machine was (`machine_busy_percent`: other work on the
   shared machine shows there). These only add figures; what is measured is unchanged.
@@ -47,11 +57,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _proc_cpu import group_cpu_seconds  # noqa: E402 - bench/, the script's directory
+from _proc_cpu import group_cpu_seconds, pin_group  # noqa: E402 - bench/, the script's dir
 
 TOKEN = "bench-token-0001"  # noqa: S105 - a benchmark tenant, not a secret
 RESULTS = REPO / "bench" / "results" / "ingress.json"
 CONNECTIONS = 64
+CPUS = sorted(os.sched_getaffinity(0))
 
 WRK_LUA = r"""
 local counter = 0
@@ -286,6 +297,21 @@ def run_rate(vegeta: str, targets: Path, rate: float, duration: float) -> dict[s
     }
 
 
+def place_load(pin: bool, broker_pgid: int | None) -> None:
+    """Pinned: this process (so `wrk` and `vegeta`, its children) and the broker on every CPU
+    but the first, which is left to the server under test; unpinned: all on every CPU."""
+    cpus = set(CPUS[1:]) if pin else set(CPUS)
+    os.sched_setaffinity(0, cpus)
+    if broker_pgid:
+        pin_group(broker_pgid, cpus)
+
+
+def place_server(pin: bool, pgid: int) -> None:
+    """Pinned: the server under test (every process and thread of its group) on the first
+    CPU only; unpinned: on every CPU (it inherits this process's placement otherwise)."""
+    pin_group(pgid, {CPUS[0]} if pin else set(CPUS))
+
+
 def free_port() -> int:
     from runtime.local_kafka import free_port as free
 
@@ -332,6 +358,14 @@ def main() -> None:
     parser.add_argument(
         "--warmup", type=float, default=90.0, help="seconds warming a broker this run started"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the server under test alone on the first CPU (see the module docstring)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work dir (server logs, broker data)"
+    )
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
@@ -356,6 +390,8 @@ def main() -> None:
     # the broker's own CPU per request (its JVM leads its process group); only for a broker
     # this run started (LocalKafka keeps the process private: read, never changed here)
     broker_pgid = broker._proc.pid if broker is not None and broker._proc else None
+    pin = args.pin and len(CPUS) >= 2
+    place_load(pin, broker_pgid)
     prefix = f"bench{int(time.time())}."
     asyncio.run(wait_for_broker(bootstrap))
     asyncio.run(ensure_topics(bootstrap, [s for s in REGISTRY if s.writer == "ingress"], prefix))
@@ -375,11 +411,15 @@ def main() -> None:
         procs.append(bare)
         bare_url = f"http://127.0.0.1:{port}"
         wait_http(f"{bare_url}/readyz")
+        place_server(pin, bare.proc.pid)
         print("bare aiohttp handler, max rate ...", flush=True)
         results["bare"] = run_wrk(wrk, f"{bare_url}/notice", script, args.duration, bare.proc.pid)
 
         accepted = 0
+        gone = 0  # the client hung up before its answer (wrk stopping mid-request)
         for workers in (1, 2):
+            if workers == 2:
+                place_load(False, broker_pgid)
             port = free_port()
             ingress = Proc(
                 [
@@ -400,6 +440,7 @@ def main() -> None:
             procs.append(ingress)
             url = f"http://127.0.0.1:{port}"
             wait_http(f"{url}/readyz")
+            place_server(pin and workers == 1, ingress.proc.pid)
             if workers == 1 and broker is not None and args.warmup > 0:
                 print(f"warming the new broker up for {args.warmup:.0f}s ...", flush=True)
                 warm = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{args.warmup:.0f}s", "-s", str(script)]
@@ -421,9 +462,11 @@ def main() -> None:
             procs.remove(ingress)
             log = (work / f"ingress-{workers}.log").read_text(errors="replace")
             accepted += log.count('"status":200')
+            gone += log.count('"status":499')
             spooled = log.count('"outcome":"spool"')
             results[f"ingress_workers_{workers}"]["spooled"] = spooled
         print("bare aiohttp handler, open loop at the same rate ...", flush=True)
+        place_load(pin, broker_pgid)  # as in the 1-worker ingress's open-loop run
         half = results["ingress_workers_1"]["requests_per_s"] / 2
         targets = work / "bare-targets.json"
         write_targets(targets, f"{bare_url}/notice", int(half * args.duration) + 1)
@@ -434,7 +477,10 @@ def main() -> None:
             proc.stop()
         if broker is not None:
             broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
     ratio = results["ingress_workers_1"]["requests_per_s"] / results["bare"]["requests_per_s"]
     scaling = (
@@ -449,6 +495,12 @@ def main() -> None:
         "load_generator": "wrk 1 thread (max rate); vegeta v12.13.0 (open-loop constant rate)",
         "kafka": "local broker started by the benchmark" if broker else "KAFKA_BOOTSTRAP_SERVERS",
         "broker_warmup_s": args.warmup if broker else 0,
+        "placement": (
+            f"bare and 1-worker runs: server on CPU {CPUS[0]}, wrk/vegeta/broker on CPUs "
+            f"{CPUS[1:]}; 2-worker run unpinned"
+            if pin
+            else "unpinned"
+        ),
         "body_bytes": len(message_template().encode()),
         **results,
         "ratio_ingress_over_bare_workers_1": round(ratio, 3),
@@ -460,6 +512,7 @@ def main() -> None:
         "throughput_workers_2_over_1": round(scaling, 3),
         "records_on_topic": on_topic,
         "responses_200_logged": accepted,
+        "responses_499_logged": gone,
         "targets": {
             "ratio_at_least": 0.6,
             "p99_ms_at_half_max_below": 50,
@@ -483,7 +536,10 @@ def main() -> None:
         )
     print(f"ratio ingress/bare (1 worker): {ratio:.3f} (target >= 0.6)")
     print(f"throughput 2 workers / 1 worker: {scaling:.3f}")
-    print(f"records on topic: {on_topic}; 200s logged by the ingress: {accepted}")
+    print(
+        f"records on topic: {on_topic}; logged by the ingress: {accepted} answered 200, "
+        f"{gone} whose client hung up first (499)"
+    )
     print(f"wrote {RESULTS}")
 
 
