@@ -75,6 +75,8 @@ function setup(thread)
 end
 function init(args)
   thread_id = tid or 0
+  -- a seed per run: unseeded, every wrk run repeats the same ids (warm-up and measured run)
+  math.randomseed(os.time() * 100 + thread_id)
 end
 request = function()
   counter = counter + 1
