@@ -26,29 +26,25 @@ def cpu_seconds(pid: int) -> float | None:
     return None if used is None else used[1]
 
 
+def _group(pgid: int) -> list[tuple[int, float]]:
+    """(pid, CPU seconds so far) of every live process of a process group."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        used = _used(stat)
+        if used is not None and used[0] == pgid:
+            members.append((int(stat.parent.name), used[1]))
+    return members
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """CPU seconds used so far by every live process of a process group."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        used = _used(stat)
-        if used is not None and used[0] == pgid:
-            total += used[1]
-    return total
-
-
-def _group_pids(pgid: int) -> list[int]:
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        used = _used(stat)
-        if used is not None and used[0] == pgid:
-            pids.append(int(stat.parent.name))
-    return pids
+    return sum(seconds for _, seconds in _group(pgid))
 
 
 def pin_group(pgid: int, cpus: set[int]) -> None:
     """Every thread of every live process of a process group may run only on `cpus` (threads
     started later inherit it from the thread that starts them)."""
-    for pid in _group_pids(pgid):
+    for pid, _ in _group(pgid):
         for task in Path(f"/proc/{pid}/task").glob("[0-9]*"):
             with contextlib.suppress(ProcessLookupError, PermissionError):  # gone meanwhile
                 os.sched_setaffinity(int(task.name), cpus)

@@ -308,12 +308,6 @@ def place_load(pin: bool, broker_pgid: int | None) -> None:
         pin_group(broker_pgid, cpus)
 
 
-def place_server(pin: bool, pgid: int) -> None:
-    """Pinned: the server under test (every process and thread of its group) on the first
-    CPU only; unpinned: on every CPU (it inherits this process's placement otherwise)."""
-    pin_group(pgid, {CPUS[0]} if pin else set(CPUS))
-
-
 def free_port() -> int:
     from runtime.local_kafka import free_port as free
 
@@ -413,12 +407,13 @@ def main() -> None:
         procs.append(bare)
         bare_url = f"http://127.0.0.1:{port}"
         wait_http(f"{bare_url}/readyz")
-        place_server(pin, bare.proc.pid)
+        if pin:  # the server under test alone on the first CPU
+            pin_group(bare.proc.pid, {CPUS[0]})
         print("bare aiohttp handler, max rate ...", flush=True)
         results["bare"] = run_wrk(wrk, f"{bare_url}/notice", script, args.duration, bare.proc.pid)
 
         accepted = 0
-        gone = 0  # the client hung up before its answer (wrk stopping mid-request)
+        gone = 0  # 499: a request cancelled (the server stopping, or the client gone)
         for workers in (1, 2):
             if workers == 2:
                 place_load(False, broker_pgid)
@@ -442,7 +437,8 @@ def main() -> None:
             procs.append(ingress)
             url = f"http://127.0.0.1:{port}"
             wait_http(f"{url}/readyz")
-            place_server(pin and workers == 1, ingress.proc.pid)
+            if pin and workers == 1:
+                pin_group(ingress.proc.pid, {CPUS[0]})
             if workers == 1 and broker is not None and args.warmup > 0:
                 print(f"warming the new broker up for {args.warmup:.0f}s ...", flush=True)
                 warm = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{args.warmup:.0f}s", "-s", str(script)]
@@ -540,7 +536,7 @@ def main() -> None:
     print(f"throughput 2 workers / 1 worker: {scaling:.3f}")
     print(
         f"records on topic: {on_topic}; logged by the ingress: {accepted} answered 200, "
-        f"{gone} whose client hung up first (499)"
+        f"{gone} cancelled (499)"
     )
     print(f"wrote {RESULTS}")
 
