@@ -12,6 +12,7 @@ import time
 from processors.engine._member import Member
 from processors.engine._metrics import EngineMetrics, Health, MetricsServer
 from processors.engine._setup import prepare_topics
+from processors.engine._state import StateManager
 from processors.engine.api import Processor
 from runtime.kafka import wait_for_broker
 from runtime.logs import get_logger
@@ -59,9 +60,10 @@ async def run_engine(
             inputs=list(processor.inputs),
             partitions=partitions,
         )
+        state = StateManager(processor)
         failures = 0
         while not stop.is_set():
-            member = Member(processor, settings, bootstrap, names, metrics, health)
+            member = Member(processor, settings, bootstrap, names, metrics, health, state)
             clean = False
             started = time.monotonic()
             try:
@@ -85,6 +87,7 @@ async def run_engine(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=backoff)
             health.state = "starting"
+        state.close()
     finally:
         health.state = "stopped"
         await server.stop()

@@ -1,5 +1,6 @@
 """One consumer-group member of a processor: the poll-process-commit loop, the rebalance
-listener (restore on assignment, commit and drop on revocation) and the commit policy.
+listener (record and pause on assignment, commit and drop on revocation), the restore of
+new tasks beside the loop, and the commit policy.
 Private to the engine; `processors.engine` explains the guarantees."""
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from processors.engine._metrics import EngineMetrics, Health
-from processors.engine._restore import restore_stores
+from processors.engine._restore import ChangelogReader
 from processors.engine._setup import Names
-from processors.engine._stores import MemoryStore
+from processors.engine._state import StateManager
+from processors.engine._stores import TaskStore
 from processors.engine._task import SealedCommit, Task
 from processors.engine.api import Processor
 from runtime.kafka import consumer_config, producer_config
@@ -55,6 +57,7 @@ class Member:
         names: Names,
         metrics: EngineMetrics,
         health: Health,
+        state: StateManager,
     ) -> None:
         self.processor = processor
         self.settings = settings
@@ -64,7 +67,14 @@ class Member:
         self.health = health
         self.exactly_once = settings.processing_guarantee == "exactly-once"
         self.inputs = [names.topic(t) for t in processor.inputs]
+        self.state = state
         self.tasks: dict[int, Task] = {}
+        """Tasks that process: restored, positioned at their committed offsets."""
+        self._restoring: dict[int, Task | None] = {}
+        """Tasks assigned and not yet restored (None: its producer is starting)."""
+        self._restore_job: asyncio.Task[None] | None = None
+        self._changelog_specs = {names.changelog(s.name): s for s in processor.stores}
+        self.reader = ChangelogReader(bootstrap, f"{names.group}-{health.instance}-restore")
         self._owned: set[TopicPartition] = set()
         self._lock = asyncio.Lock()
         self._failure: BaseException | None = None
@@ -97,6 +107,8 @@ class Member:
         )
 
     async def _new_task(self, partition: int) -> Task:
+        """A task for a newly assigned partition, its stores from the state manager (kept
+        from an earlier assignment where possible) and, exactly-once, its own producer."""
         if self.exactly_once:
             producer = self._producer(
                 transactional_id=self.names.transactional_id(partition),
@@ -119,74 +131,167 @@ class Member:
             producer,
             self.metrics,
             transactional=self.exactly_once,
+            stores=self.state.open(partition),
         )
         try:
             await task.begin()
         except BaseException:
-            await task.close()
+            await self._drop(task, clean=True)
             raise
         return task
 
+    async def _drop(self, task: Task, *, clean: bool) -> None:
+        """Close a task (without committing) and hand its stores back to the state manager;
+        `clean`: they hold no uncommitted write (see `processors.engine._state`)."""
+        try:
+            await task.close()
+        finally:
+            self.state.release(task.partition, task.stores, clean=clean)
+
     # ---------------------------------------------------------------- rebalance
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Record the assignment and pause the new partitions; nothing else here: aiokafka
+        sends no heartbeat until this returns. The member's loop restores the new tasks
+        (`_restore`) while the consumer keeps polling."""
         try:
-            async with self._lock:
-                await self._assign(assigned)
+            self.metrics.rebalances.labels(self.processor.name).inc()
+            self._owned = set(assigned)
+            partitions = {tp.partition for tp in assigned}
+            new = sorted(partitions - self.tasks.keys() - self._restoring.keys())
+            if new:
+                self.consumer.pause(*(tp for tp in assigned if tp.partition in new))
+                self._restoring.update(dict.fromkeys(new))
+                self._restore_job = asyncio.create_task(self._restore(new))
+            self._show_tasks()
+            _log.info(
+                "partitions assigned",
+                processor=self.processor.name,
+                instance=self.health.instance,
+                tasks=sorted(partitions),
+                restoring=new,
+            )
         except Exception as exc:  # noqa: BLE001 - aiokafka would swallow it; fail the member
             _log.exception("assignment failed", processor=self.processor.name)
             self._failure = exc
 
-    async def _assign(self, assigned: set[TopicPartition]) -> None:
-        self.metrics.rebalances.labels(self.processor.name).inc()
-        self._owned = set(assigned)
-        partitions = {tp.partition for tp in assigned}
-        new = sorted(partitions - self.tasks.keys())
+    async def _restore(self, partitions: list[int]) -> None:
+        """Start the new tasks (their producers fence any previous owner), catch their
+        stores up with the changelogs, and hand each task to the loop as soon as its stores
+        are caught up. Runs beside the loop; a revocation cancels it; a failure is raised
+        by the loop (the member fails)."""
         started = time.monotonic()
-        self.health.state = "restoring"
-        created = await asyncio.gather(*(self._new_task(p) for p in new), return_exceptions=True)
-        failures = [c for c in created if isinstance(c, BaseException)]
+        before = self.reader.records
+        try:
+            await self._start_tasks(partitions)
+            await self._catch_up(partitions)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the loop raises it: the member fails
+            _log.exception("restore failed", processor=self.processor.name)
+            self._failure = exc
+            return
+        finally:
+            restored = self.reader.records - before
+            elapsed = time.monotonic() - started
+            self.metrics.restored_records.labels(self.processor.name).inc(restored)
+            self.metrics.restore_seconds.labels(self.processor.name).observe(elapsed)
+        _log.info(
+            "tasks restored",
+            processor=self.processor.name,
+            instance=self.health.instance,
+            tasks=partitions,
+            restored_records=restored,
+            restore_s=round(elapsed, 3),
+            records_per_s=round(restored / elapsed) if elapsed > 0 else None,
+        )
+
+    async def _start_tasks(self, partitions: list[int]) -> None:
+        """The new tasks' producers initialised concurrently (each InitProducerId fences)."""
+        created = await asyncio.gather(
+            *(self._new_task(p) for p in partitions), return_exceptions=True
+        )
         for task in created:
             if isinstance(task, Task):
-                self.tasks[task.partition] = task
-        if failures:
-            raise failures[0]
-        stores: dict[TopicPartition, MemoryStore] = {
-            TopicPartition(self.names.changelog(name), p): store
-            for p in new
-            for name, store in self.tasks[p].stores.items()
-        }
-        restored = await restore_stores(self.bootstrap, stores)
-        # Positions: fetched now, after the producers fenced any previous owner, so they
-        # match the restored state (aiokafka's own fetch may have raced with that).
-        # Records aiokafka fetched before these seeks may still be returned by getmany:
-        # `task.offsets` holds the expected position and the loop skips anything before it.
-        for tp in sorted(assigned):
-            if tp.partition in new:
+                self._restoring[task.partition] = task
+        for failure in created:
+            if isinstance(failure, BaseException):
+                raise failure
+
+    async def _catch_up(self, partitions: list[int]) -> None:
+        waiting: dict[int, set[TopicPartition]] = {p: set() for p in partitions}
+        stores: dict[TopicPartition, TaskStore] = {}
+        for p in partitions:
+            for name, store in self._task(p).stores.items():
+                tp = TopicPartition(self.names.changelog(name), p)
+                stores[tp] = store
+                waiting[p].add(tp)
+
+        async def caught_up(tp: TopicPartition) -> None:
+            waiting[tp.partition].discard(tp)
+            if not waiting[tp.partition]:
+                await self._activate(tp.partition)
+
+        def reset(tp: TopicPartition) -> TaskStore:
+            """A store ahead of its changelog (recreated): rebuilt from an empty one."""
+            task = self._task(tp.partition)
+            spec = self._changelog_specs[tp.topic]
+            task.stores[spec.name].close()
+            store = task.stores[spec.name] = self.state.new_store(tp.partition, spec)
+            return store
+
+        for p in [p for p, tps in waiting.items() if not tps]:  # stateless tasks
+            await self._activate(p)
+        await self.reader.catch_up(stores, caught_up, reset)
+
+    def _task(self, partition: int) -> Task:
+        task = self._restoring.get(partition)
+        assert task is not None, f"task {partition} is not being restored"
+        return task
+
+    async def _activate(self, partition: int) -> None:
+        """A restored task starts processing: its inputs are positioned at the committed
+        offsets (read now, after its producer fenced any previous owner, so they match the
+        restored state) and resumed. Records aiokafka fetched before these seeks may still
+        be returned by getmany: `task.offsets` holds the expected position and the loop
+        skips anything before it."""
+        async with self._lock:
+            task = self._task(partition)
+            tps = sorted(tp for tp in self._owned if tp.partition == partition)
+            offsets = {}
+            for tp in tps:
                 committed = await self.consumer.committed(tp)
                 if committed is None:
                     await self.consumer.seek_to_beginning(tp)
                 else:
                     self.consumer.seek(tp, committed)
-                self.tasks[tp.partition].offsets[tp] = await self.consumer.position(tp)
-        elapsed = time.monotonic() - started
-        if new:
-            self.metrics.restore_seconds.labels(self.processor.name).observe(elapsed)
-            self.metrics.restored_records.labels(self.processor.name).inc(restored)
+                offsets[tp] = await self.consumer.position(tp)
+            # no await from here: a revocation cancels this coroutine only at an await
+            del self._restoring[partition]
+            task.offsets.update(offsets)
+            self.tasks[partition] = task
+            self.consumer.resume(*tps)
+            self._show_tasks()
+
+    def _show_tasks(self) -> None:
         self.metrics.tasks.labels(self.processor.name).set(len(self.tasks))
+        self.metrics.restoring_tasks.labels(self.processor.name).set(len(self._restoring))
         self.health.tasks = sorted(self.tasks)
-        self.health.state = "running"
-        _log.info(
-            "partitions assigned",
-            processor=self.processor.name,
-            instance=self.health.instance,
-            tasks=sorted(self.tasks),
-            new=new,
-            restored_records=restored,
-            restore_s=round(elapsed, 3),
-        )
+        self.health.state = "restoring" if self._restoring else "running"
+
+    async def _stop_restoring(self) -> None:
+        """Cancel the restore in progress; its tasks are dropped, their stores kept (a store
+        revoked mid-restore holds a prefix of the committed changelog)."""
+        job, self._restore_job = self._restore_job, None
+        if job is not None and not job.done():
+            job.cancel()
+            await asyncio.wait([job])
+        restoring = [t for t in self._restoring.values() if t is not None]
+        self._restoring.clear()
+        await asyncio.gather(*(self._drop(task, clean=True) for task in restoring))
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         try:
+            await self._stop_restoring()
             async with self._lock:
                 await self._revoke(revoked)
         except Exception as exc:  # noqa: BLE001 - aiokafka would swallow it; fail the member
@@ -195,15 +300,16 @@ class Member:
 
     async def _revoke(self, revoked: set[TopicPartition]) -> None:
         gone = {tp.partition for tp in revoked}
+        clean = False
         try:
             if self._failure is None:
                 await self._commit(force=True)
+                clean = True
         finally:
             dropped = [self.tasks.pop(p) for p in sorted(gone) if p in self.tasks]
-            await asyncio.gather(*(task.close() for task in dropped))
+            await asyncio.gather(*(self._drop(task, clean=clean) for task in dropped))
             self._owned -= revoked
-            self.metrics.tasks.labels(self.processor.name).set(len(self.tasks))
-            self.health.tasks = sorted(self.tasks)
+            self._show_tasks()
         _log.info("partitions revoked", processor=self.processor.name, dropped=sorted(gone))
 
     # ---------------------------------------------------------------- commit
@@ -257,11 +363,15 @@ class Member:
             changelog = await asyncio.gather(*(t.finish_at_least_once(s) for t, s in sealed))
             offsets = {tp: off for _, s in sealed for tp, off in s.offsets.items()}
             await asyncio.gather(
-                self.consumer.commit(offsets), *(f for fs in changelog for f in fs)
+                self.consumer.commit(offsets),
+                *(f for writes in changelog for w in writes for f, _ in w.sent),
             )
         except Exception as exc:
             self.metrics.commits.labels(name, "failed").inc()
             raise MemberFailedError(f"commit failed: {exc!r}") from exc
+        for writes in changelog:
+            for write in writes:
+                write.apply()
         for task, s in sealed:
             task.count_committed(s)
         self.metrics.commits.labels(name, "ok").inc()
@@ -296,6 +406,7 @@ class Member:
         if not self.exactly_once:
             self._shared_producer = self._producer()
             await self._shared_producer.start()
+        await self.reader.start()
         await self.consumer.start()
         self.consumer.subscribe(self.inputs, listener=_Listener(self))
         max_records = self.settings.max_batch_records
@@ -326,6 +437,7 @@ class Member:
                 self.metrics.batch_seconds.labels(self.processor.name).observe(
                     time.monotonic() - fetched
                 )
+        await self._stop_restoring()
         async with self._lock:
             await self._commit(force=True)
         self.health.state = "stopping"
@@ -339,8 +451,9 @@ class Member:
             await asyncio.wait([background])
             if not background.cancelled():
                 background.exception()  # retrieved: it was the failure being handled
+        await self._stop_restoring()
         async with self._lock:
-            await asyncio.gather(*(task.close() for task in self.tasks.values()))
+            await asyncio.gather(*(self._drop(task, clean=clean) for task in self.tasks.values()))
             self.tasks.clear()
             self._owned.clear()
         try:
@@ -349,6 +462,7 @@ class Member:
         except Exception as exc:  # noqa: BLE001 - best effort: stop() leaves the group anyway
             _log.info("unsubscribe failed", error=repr(exc))
         await self.consumer.stop()
+        await self.reader.stop()
         if self._shared_producer is not None:
             await self._shared_producer.stop()
         self.metrics.tasks.labels(self.processor.name).set(0)

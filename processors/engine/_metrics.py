@@ -86,7 +86,13 @@ class EngineMetrics:
             [*labels, "topic", "partition"],
             registry=reg,
         )
-        self.tasks = Gauge(p + "tasks", "Tasks (input partitions) owned", labels, registry=reg)
+        self.tasks = Gauge(p + "tasks", "Tasks (input partitions) processing", labels, registry=reg)
+        self.restoring_tasks = Gauge(
+            p + "restoring_tasks",
+            "Tasks assigned and restoring their stores (paused until caught up)",
+            labels,
+            registry=reg,
+        )
         self.store_entries = Gauge(
             p + "store_entries", "Entries in state stores", [*labels, "store"], registry=reg
         )

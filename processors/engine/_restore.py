@@ -1,63 +1,135 @@
-"""Restore stores from their changelog partitions: read each from the beginning to its last
-stable offset with `read_committed`, before the task processes anything. Private to the
-engine."""
+"""Catch stores up with their changelog partitions: read each from the offset the store
+already reflects (`TaskStore.changelog_offset`: 0 for a new store, the checkpoint of a
+local one) to the partition's last stable offset with `read_committed`. Private to the
+engine.
+
+The reader runs in the member's own loop, never in a rebalance callback, so the group
+consumer keeps polling and heartbeating while a large state restores (see "State stores"
+in `processors.engine`). One reader per member, reused for every assignment.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from processors.engine._setup import EngineError
-from processors.engine._stores import MemoryStore
+from processors.engine._stores import TaskStore
 from runtime.kafka import consumer_config
+from runtime.logs import get_logger
 
-__all__ = ["restore_stores"]
+__all__ = ["ChangelogReader"]
 
+_log = get_logger(__name__)
 _NO_PROGRESS_TIMEOUT_S = 120.0
+_MAX_RECORDS = 10_000
+"""Records applied per step: a step is CPU work between two awaits, so it is kept well
+under the heartbeat interval (10,000 records: ~10-40 ms)."""
 
 
-async def restore_stores(bootstrap: str, stores: Mapping[TopicPartition, MemoryStore]) -> int:
-    """Replay every changelog partition into its store; returns the records applied.
+class ChangelogReader:
+    """A group-less `read_committed` consumer that replays changelog partitions."""
 
-    The caller has already initialised the task's transactional producer, which completed
-    or aborted any transaction a previous owner left open, so the last stable offset is the
-    true end of the committed state.
-    """
-    if not stores:
-        return 0
-    consumer = AIOKafkaConsumer(
-        **consumer_config(
-            bootstrap, None, isolation_level="read_committed", fetch_max_bytes=16 * 1024 * 1024
+    def __init__(self, bootstrap: str, client_id: str) -> None:
+        self.client_id = client_id
+        self._consumer = AIOKafkaConsumer(
+            **consumer_config(
+                bootstrap,
+                None,
+                isolation_level="read_committed",
+                fetch_max_bytes=16 * 1024 * 1024,
+                client_id=client_id,
+            )
         )
-    )
-    await consumer.start()
-    applied = 0
-    try:
+        self.records = 0
+        """Changelog records applied so far (all restores of this reader)."""
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def catch_up(
+        self,
+        stores: Mapping[TopicPartition, TaskStore],
+        caught_up: Callable[[TopicPartition], Awaitable[None]],
+        reset: Callable[[TopicPartition], TaskStore],
+    ) -> None:
+        """Replay each changelog partition into its store, from the store's offset to the
+        last stable offset as of now; `caught_up(tp)` is awaited as each one gets there.
+
+        The caller has already initialised the task's transactional producer, which
+        completed or aborted any transaction a previous owner left open, so the last stable
+        offset is the true end of the committed state. A store that claims an offset beyond
+        the end (the changelog was deleted and recreated) is replaced by `reset(tp)`, an
+        empty store, and restored from the beginning.
+        """
+        stores = dict(stores)
+        if not stores:
+            return
+        consumer = self._consumer
+        consumer.assign(list(stores))
+        try:
+            await self._replay(stores, caught_up, reset)
+        finally:
+            consumer.assign([])  # no prefetching of partitions that are caught up
+
+    async def _replay(
+        self,
+        stores: dict[TopicPartition, TaskStore],
+        caught_up: Callable[[TopicPartition], Awaitable[None]],
+        reset: Callable[[TopicPartition], TaskStore],
+    ) -> None:
+        consumer = self._consumer
         tps = list(stores)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        starts = await consumer.beginning_offsets(tps)
+        for tp in tps:
+            offset = stores[tp].changelog_offset
+            if offset > ends[tp]:
+                _log.warning(
+                    "local state is ahead of its changelog; rebuilding it",
+                    changelog=tp.topic,
+                    partition=tp.partition,
+                    local_offset=offset,
+                    changelog_end=ends[tp],
+                )
+                stores[tp] = reset(tp)
+                offset = 0
+            consumer.seek(tp, max(offset, starts[tp]))
+        remaining = set()
+        for tp in tps:
+            if await consumer.position(tp) >= ends[tp]:
+                await caught_up(tp)
+            else:
+                remaining.add(tp)
         last_progress = time.monotonic()
         while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=20_000)
+            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=_MAX_RECORDS)
             for tp, records in batch.items():
-                store = stores[tp]
-                for rec in records:
-                    store.restore(rec.key, rec.value)
-                applied += len(records)
+                if not records:
+                    continue
+                stores[tp].restore_batch(
+                    [(rec.key, rec.value) for rec in records], records[-1].offset + 1
+                )
+                self.records += len(records)
             if batch:
                 last_progress = time.monotonic()
             for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
+                position = await consumer.position(tp)
+                if position >= ends[tp]:
                     remaining.discard(tp)
+                    store = stores[tp]
+                    if store.changelog_offset < position:  # control records at the end
+                        store.restore_batch((), position)
+                    await caught_up(tp)
             if remaining and time.monotonic() - last_progress > _NO_PROGRESS_TIMEOUT_S:
                 raise EngineError(
                     f"restoring {sorted(str(tp) for tp in remaining)} made no progress for "
                     f"{_NO_PROGRESS_TIMEOUT_S:.0f}s; check the broker and the changelog topics"
                 )
-    finally:
-        await consumer.stop()
-    return applied
+            await asyncio.sleep(0)  # a step per pass: the group consumer's tasks run between

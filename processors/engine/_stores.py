@@ -1,5 +1,6 @@
-"""The in-memory state store: a dict per (task, store) with per-record rollback, staged
-changelog writes and retention by stream time. Private to the engine.
+"""The engine's side of a state store (`TaskStore`) and the in-memory store: a dict per
+(task, store) with per-record rollback, staged changelog writes and retention by stream time.
+Private to the engine.
 
 Changelog record format (compacted topic, one partition per task): key = the store key
 (UTF-8), value = `orjson([write_time_ms, value])`, or a tombstone (null value) for a delete.
@@ -10,18 +11,70 @@ both use it.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
 
 import orjson
 
 from processors.engine.api import JsonValue, Store, StoreSpec
 
-__all__ = ["MemoryStore"]
+__all__ = ["ChangelogEntry", "MemoryStore", "TaskStore"]
 
-_MISSING = object()
+ChangelogEntry = tuple[bytes, bytes | None]
+"""(key, `orjson([write_time_ms, value])` or None for a tombstone): one changelog record."""
 
 
-class MemoryStore(Store):
+class TaskStore(Store):
+    """What the engine needs of a store besides the handler's `Store` API.
+
+    `changelog_offset` is the store's position in its changelog partition: the store holds
+    exactly the committed changelog records before that offset (plus, between commits, the
+    staged writes of the open transaction, which only `committed` makes durable). A store
+    restored from its changelog catches up from this offset, not from the beginning.
+    """
+
+    spec: StoreSpec
+    now_ms: int
+    """Stream time of the record being processed: the write time of its writes."""
+    changelog_offset: int
+
+    @abstractmethod
+    def end_record(self, ok: bool) -> None:
+        """Keep (`ok`) or undo the writes made since the previous call."""
+
+    @abstractmethod
+    def expire(self, stream_time_ms: int) -> int:
+        """Delete entries last written before `stream_time_ms - retention_ms` (staged, with
+        tombstones for the changelog); how many."""
+
+    @abstractmethod
+    def changelog_batch(self) -> list[ChangelogEntry]:
+        """The dirty keys' latest values (or tombstones); clears the dirty set. The entries
+        become durable in the store only through `committed`."""
+
+    @property
+    @abstractmethod
+    def has_dirty(self) -> bool: ...
+
+    @abstractmethod
+    def restore_batch(self, records: Sequence[ChangelogEntry], next_offset: int) -> None:
+        """Apply committed changelog records (in offset order) and move `changelog_offset`
+        to `next_offset`, atomically where the store is durable."""
+
+    @abstractmethod
+    def committed(self, entries: Sequence[ChangelogEntry], next_offset: int) -> None:
+        """The transaction (or at-least-once changelog write) carrying `entries`, which
+        came from `changelog_batch`, committed; the changelog now ends before
+        `next_offset`. A durable store applies them with the new offset, atomically."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    def close(self) -> None:
+        """Release resources (staged, uncommitted writes are dropped)."""
+
+
+class MemoryStore(TaskStore):
     """A key-value store of one task (input partition), held in a dict.
 
     The engine brackets each record with `begin_record` / `end_record`: writes a handler made
@@ -36,7 +89,7 @@ class MemoryStore(Store):
         self._undo: dict[str, tuple[JsonValue, int] | None] = {}
         self._expiry: list[tuple[int, str]] = []
         self.now_ms = 0
-        """Stream time of the record being processed: the write time of its writes."""
+        self.changelog_offset = 0
 
     # ---------------------------------------------------------------- Store API
     def get(self, key: str, default: JsonValue = None) -> JsonValue:
@@ -106,7 +159,7 @@ class MemoryStore(Store):
                 expired += 1
         return expired
 
-    def changelog_batch(self) -> list[tuple[bytes, bytes | None]]:
+    def changelog_batch(self) -> list[ChangelogEntry]:
         """(key, value-or-tombstone) of every dirty key, latest value only; clears the set."""
         out: list[tuple[bytes, bytes | None]] = []
         for key in self._dirty:
@@ -123,6 +176,15 @@ class MemoryStore(Store):
     @property
     def has_dirty(self) -> bool:
         return bool(self._dirty)
+
+    def restore_batch(self, records: Sequence[ChangelogEntry], next_offset: int) -> None:
+        for key, value in records:
+            self.restore(key, value)
+        self.changelog_offset = next_offset
+
+    def committed(self, entries: Sequence[ChangelogEntry], next_offset: int) -> None:
+        """The dict already holds the values; only the position moves."""
+        self.changelog_offset = next_offset
 
     def restore(self, key: bytes | None, value: bytes | None) -> int:
         """Apply one changelog record; returns the entry's write time (0 for a tombstone)."""

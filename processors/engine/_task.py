@@ -16,13 +16,13 @@ from processors.engine._batches import OutputBatches
 from processors.engine._dlq import describe_error, dlq_headers
 from processors.engine._metrics import EngineMetrics
 from processors.engine._setup import Names
-from processors.engine._stores import MemoryStore
+from processors.engine._stores import ChangelogEntry, MemoryStore, TaskStore
 from processors.engine.api import InputRecord, OutputRecord, Processor, Store
 from runtime.logs import get_logger
 from schemas.cloudevents import header_map
 from schemas.registry import by_name
 
-__all__ = ["SealedCommit", "Task", "UndeclaredOutputError"]
+__all__ = ["ChangelogWrite", "SealedCommit", "Task", "UndeclaredOutputError"]
 
 _COMMIT_TIMEOUT_S = 60.0
 _CLOSE_TIMEOUT_S = 10.0
@@ -53,7 +53,7 @@ def _size_limit(logical_topic: str) -> int:
 class _Context:
     __slots__ = ("_stores",)
 
-    def __init__(self, stores: dict[str, MemoryStore]) -> None:
+    def __init__(self, stores: dict[str, TaskStore]) -> None:
         self._stores = stores
 
     def store(self, name: str) -> Store:
@@ -71,11 +71,26 @@ def _value_bytes(value: bytes | BaseModel | None) -> bytes | None:
     return value
 
 
+class ChangelogWrite(NamedTuple):
+    """One store's changelog entries of a commit and their sends (future, record count)."""
+
+    store: TaskStore
+    entries: list[ChangelogEntry]
+    sent: list[tuple[asyncio.Future[Any], int]]
+
+    def apply(self) -> None:
+        """The sends are acknowledged and committed: the store makes the entries durable at
+        the offset after the last one (the next record there is the commit marker)."""
+        if self.sent:
+            end = max(f.result().offset + count for f, count in self.sent)
+            self.store.committed(self.entries, end)
+
+
 class SealedCommit(NamedTuple):
     """An at-least-once commit taken out of a task (`Task.seal_at_least_once`)."""
 
     outputs: list[asyncio.Future[Any]]
-    changelog: list[tuple[str, list[tuple[bytes, bytes | None]]]]
+    changelog: list[tuple[TaskStore, list[ChangelogEntry]]]
     offsets: dict[TopicPartition, int]
     out_counts: dict[str, int]
     in_counts: dict[str, int]
@@ -94,6 +109,7 @@ class Task:
         metrics: EngineMetrics,
         *,
         transactional: bool,
+        stores: dict[str, TaskStore] | None = None,
     ) -> None:
         self.partition = partition
         self.processor = processor
@@ -101,7 +117,9 @@ class Task:
         self.producer = producer
         self.metrics = metrics
         self.transactional = transactional
-        self.stores = {spec.name: MemoryStore(spec) for spec in processor.stores}
+        self.stores: dict[str, TaskStore] = (
+            stores if stores is not None else {s.name: MemoryStore(s) for s in processor.stores}
+        )
         self._context = _Context(self.stores)
         self._outputs = {t: names.topic(t) for t in processor.outputs}
         self._limits = {t: _size_limit(t) for t in processor.outputs}
@@ -225,38 +243,41 @@ class Task:
         for store in self.stores.values():
             store.expire(self.stream_time)
 
-    async def _send_changelog(self) -> None:
-        """Each store's dirty entries to its changelog partition (exactly-once: inside the
-        open transaction)."""
-        for topic, entries in self._changelog_entries():
-            self._futures.extend(await self._send_entries(topic, entries))
-
-    def _changelog_entries(self) -> list[tuple[str, list[tuple[bytes, bytes | None]]]]:
-        """(changelog topic, its entries) of every store with dirty keys, latest values
-        only; the stores' dirty sets are cleared."""
+    def _changelog_entries(self) -> list[tuple[TaskStore, list[ChangelogEntry]]]:
+        """(store, its entries) of every store with dirty keys, latest values only; the
+        stores' dirty sets are cleared."""
         return [
-            (self.names.changelog(name), store.changelog_batch())
-            for name, store in self.stores.items()
-            if store.has_dirty
+            (store, store.changelog_batch()) for store in self.stores.values() if store.has_dirty
         ]
 
-    async def _send_entries(
-        self, topic: str, entries: list[tuple[bytes, bytes | None]]
-    ) -> list[asyncio.Future[Any]]:
-        """Changelog entries to this task's partition of `topic` as whole record batches
-        (`send_batch`: one call per batch instead of one `send` per entry, which cost about
-        15 µs of CPU per entry; a deduplicating store writes an entry per record)."""
+    async def send_changelog(
+        self, changelog: list[tuple[TaskStore, list[ChangelogEntry]]]
+    ) -> list[ChangelogWrite]:
+        """Each store's entries to this task's partition of its changelog topic as whole
+        record batches (`send_batch`: one call per batch instead of one `send` per entry,
+        which cost about 15 µs of CPU per entry; a deduplicating store writes an entry per
+        record). Exactly-once: inside the open transaction."""
         producer = self.producer
-        futures = []
-        batch = producer.create_batch()
-        for key, value in entries:
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                futures.append(await producer.send_batch(batch, topic, partition=self.partition))
-                batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)  # a first one fits
-        if batch.record_count():
-            futures.append(await producer.send_batch(batch, topic, partition=self.partition))
-        return futures
+        writes = []
+        for store, entries in changelog:
+            topic = self.names.changelog(store.spec.name)
+            sent: list[tuple[asyncio.Future[Any], int]] = []
+            batch = producer.create_batch()
+            for key, value in entries:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                    count = batch.record_count()
+                    sent.append(
+                        (await producer.send_batch(batch, topic, partition=self.partition), count)
+                    )
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)  # a first one fits
+            if batch.record_count():
+                count = batch.record_count()
+                sent.append(
+                    (await producer.send_batch(batch, topic, partition=self.partition), count)
+                )
+            writes.append(ChangelogWrite(store, entries, sent))
+        return writes
 
     async def _await_sends(self) -> None:
         await self._batches.flush()
@@ -273,12 +294,15 @@ class Task:
             return
         async with asyncio.timeout(_COMMIT_TIMEOUT_S):
             self.expire()
-            await self._send_changelog()
+            writes = await self.send_changelog(self._changelog_entries())
+            self._futures.extend(f for w in writes for f, _ in w.sent)
             await self._await_sends()
             offsets = {tp: OffsetAndMetadata(off, "") for tp, off in self.offsets.items()}
             await self.producer.send_offsets_to_transaction(offsets, group)
             await self.producer.commit_transaction()
         self.in_transaction = False
+        for write in writes:
+            write.apply()
         self._committed()
 
     async def seal_at_least_once(self) -> SealedCommit:
@@ -302,16 +326,13 @@ class Task:
         self.dirty = False
         return sealed
 
-    async def finish_at_least_once(self, sealed: SealedCommit) -> list[asyncio.Future[Any]]:
+    async def finish_at_least_once(self, sealed: SealedCommit) -> list[ChangelogWrite]:
         """Await the sealed outputs, then send the sealed changelog entries (after the
-        acknowledgement, so a store never remembers a record whose output was lost); their
-        futures, for the member to await along with the offset commit."""
+        acknowledgement, so a store never remembers a record whose output was lost); the
+        writes, for the member to await along with the offset commit and then `apply`."""
         if sealed.outputs:
             await asyncio.gather(*sealed.outputs)
-        futures: list[asyncio.Future[Any]] = []
-        for topic, entries in sealed.changelog:
-            futures.extend(await self._send_entries(topic, entries))
-        return futures
+        return await self.send_changelog(sealed.changelog)
 
     def count_committed(self, sealed: SealedCommit) -> None:
         """At-least-once: the member committed the sealed offsets."""

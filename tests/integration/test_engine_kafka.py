@@ -94,7 +94,9 @@ async def test_state_is_restored_after_a_restart(
     assert sorted(ids) == sorted(distinct_ids(first) | distinct_ids(later))
     assert proc.terminate() == 0
     (assigned,) = events(proc, "partitions assigned")
-    assert assigned["restored_records"] >= 400  # one `seen` entry per message at least
+    assert assigned["restoring"] == [0, 1, 2, 3, 4, 5]
+    (restored,) = events(proc, "tasks restored")
+    assert restored["restored_records"] >= 400  # one `seen` entry per message at least
 
 
 async def test_two_members_share_partitions_and_output_stays_exact(

@@ -79,7 +79,7 @@ async def test_membership_exact_across_sigkills_mid_stream(
     restored = [
         orjson.loads(line).get("restored_records", 0)
         for line in processor.log_text().splitlines()
-        if '"partitions assigned"' in line
+        if '"tasks restored"' in line
     ]
     assert restored, processor.log_text()[-3000:]
     assert sum(restored) > 0
