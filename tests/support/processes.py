@@ -24,12 +24,18 @@ CLI = [sys.executable, "-m", "runtime.cli"]
 class CliProcess:
     """One `wecom-stream ...` child process; its stderr (JSON logs) goes to `log_path`."""
 
-    def __init__(self, args: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        cli: Sequence[str] = CLI,
+    ) -> None:
         self.args = list(args)
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
-            [*CLI, *self.args],
+            [*cli, *self.args],
             env=dict(env),
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -76,10 +82,13 @@ class CliProcesses:
         self.log_dir = log_dir
         self.started: list[CliProcess] = []
 
-    def start(self, *args: str, env: Mapping[str, str] | None = None) -> CliProcess:
+    def start(
+        self, *args: str, env: Mapping[str, str] | None = None, cli: Sequence[str] = CLI
+    ) -> CliProcess:
+        """`cli`: the command before `args` (default: the `wecom-stream` CLI)."""
         name = "-".join(a for a in args if not a.startswith("-"))[:40] or "cli"
         log = self.log_dir / f"{len(self.started):02d}-{name}.log"
-        proc = CliProcess(args, {**self.env, **(env or {})}, log)
+        proc = CliProcess(args, {**self.env, **(env or {})}, log, cli)
         self.started.append(proc)
         return proc
 
