@@ -14,9 +14,9 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from processors.engine._metrics import EngineMetrics, Health
 from processors.engine._restore import ChangelogReader
+from processors.engine._restoring import Restoration
 from processors.engine._setup import Names
 from processors.engine._state import StateManager
-from processors.engine._stores import TaskStore
 from processors.engine._task import SealedCommit, Task
 from processors.engine.api import Processor
 from runtime.kafka import consumer_config, producer_config
@@ -70,11 +70,9 @@ class Member:
         self.state = state
         self.tasks: dict[int, Task] = {}
         """Tasks that process: restored, positioned at their committed offsets."""
-        self._restoring: dict[int, Task | None] = {}
-        """Tasks assigned and not yet restored (None: its producer is starting)."""
-        self._restore_job: asyncio.Task[None] | None = None
-        self._changelog_specs = {names.changelog(s.name): s for s in processor.stores}
         self.reader = ChangelogReader(bootstrap, f"{names.group}-{health.instance}-restore")
+        self.restoration = Restoration(self, self.reader)
+        """New tasks being restored beside the loop."""
         self._owned: set[TopicPartition] = set()
         self._lock = asyncio.Lock()
         self._failure: BaseException | None = None
@@ -106,7 +104,7 @@ class Member:
             )
         )
 
-    async def _new_task(self, partition: int) -> Task:
+    async def new_task(self, partition: int) -> Task:
         """A task for a newly assigned partition, its stores from the state manager (kept
         from an earlier assignment where possible) and, exactly-once, its own producer."""
         if self.exactly_once:
@@ -136,11 +134,11 @@ class Member:
         try:
             await task.begin()
         except BaseException:
-            await self._drop(task, clean=True)
+            await self.drop(task, clean=True)
             raise
         return task
 
-    async def _drop(self, task: Task, *, clean: bool) -> None:
+    async def drop(self, task: Task, *, clean: bool) -> None:
         """Close a task (without committing) and hand its stores back to the state manager;
         `clean`: they hold no uncommitted write (see `processors.engine._state`)."""
         try:
@@ -151,17 +149,16 @@ class Member:
     # ---------------------------------------------------------------- rebalance
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """Record the assignment and pause the new partitions; nothing else here: aiokafka
-        sends no heartbeat until this returns. The member's loop restores the new tasks
-        (`_restore`) while the consumer keeps polling."""
+        sends no heartbeat until this returns. The new tasks are restored beside the loop
+        (`Restoration`) while the consumer keeps polling."""
         try:
             self.metrics.rebalances.labels(self.processor.name).inc()
             self._owned = set(assigned)
             partitions = {tp.partition for tp in assigned}
-            new = sorted(partitions - self.tasks.keys() - self._restoring.keys())
+            new = sorted(partitions - self.tasks.keys() - self.restoration.partitions())
             if new:
                 self.consumer.pause(*(tp for tp in assigned if tp.partition in new))
-                self._restoring.update(dict.fromkeys(new))
-                self._restore_job = asyncio.create_task(self._restore(new))
+                self.restoration.start(new)
             self._show_tasks()
             _log.info(
                 "partitions assigned",
@@ -174,88 +171,14 @@ class Member:
             _log.exception("assignment failed", processor=self.processor.name)
             self._failure = exc
 
-    async def _restore(self, partitions: list[int]) -> None:
-        """Start the new tasks (their producers fence any previous owner), catch their
-        stores up with the changelogs, and hand each task to the loop as soon as its stores
-        are caught up. Runs beside the loop; a revocation cancels it; a failure is raised
-        by the loop (the member fails)."""
-        started = time.monotonic()
-        before = self.reader.records
-        try:
-            await self._start_tasks(partitions)
-            await self._catch_up(partitions)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the loop raises it: the member fails
-            _log.exception("restore failed", processor=self.processor.name)
-            self._failure = exc
-            return
-        finally:
-            restored = self.reader.records - before
-            elapsed = time.monotonic() - started
-            self.metrics.restored_records.labels(self.processor.name).inc(restored)
-            self.metrics.restore_seconds.labels(self.processor.name).observe(elapsed)
-        _log.info(
-            "tasks restored",
-            processor=self.processor.name,
-            instance=self.health.instance,
-            tasks=partitions,
-            restored_records=restored,
-            restore_s=round(elapsed, 3),
-            records_per_s=round(restored / elapsed) if elapsed > 0 else None,
-        )
-
-    async def _start_tasks(self, partitions: list[int]) -> None:
-        """The new tasks' producers initialised concurrently (each InitProducerId fences)."""
-        created = await asyncio.gather(
-            *(self._new_task(p) for p in partitions), return_exceptions=True
-        )
-        for task in created:
-            if isinstance(task, Task):
-                self._restoring[task.partition] = task
-        for failure in created:
-            if isinstance(failure, BaseException):
-                raise failure
-
-    async def _catch_up(self, partitions: list[int]) -> None:
-        waiting: dict[int, set[TopicPartition]] = {p: set() for p in partitions}
-        stores: dict[TopicPartition, TaskStore] = {}
-        for p in partitions:
-            for name, store in self._task(p).stores.items():
-                tp = TopicPartition(self.names.changelog(name), p)
-                stores[tp] = store
-                waiting[p].add(tp)
-
-        async def caught_up(tp: TopicPartition) -> None:
-            waiting[tp.partition].discard(tp)
-            if not waiting[tp.partition]:
-                await self._activate(tp.partition)
-
-        def reset(tp: TopicPartition) -> TaskStore:
-            """A store ahead of its changelog (recreated): rebuilt from an empty one."""
-            task = self._task(tp.partition)
-            spec = self._changelog_specs[tp.topic]
-            task.stores[spec.name].close()
-            store = task.stores[spec.name] = self.state.new_store(tp.partition, spec)
-            return store
-
-        for p in [p for p, tps in waiting.items() if not tps]:  # stateless tasks
-            await self._activate(p)
-        await self.reader.catch_up(stores, caught_up, reset)
-
-    def _task(self, partition: int) -> Task:
-        task = self._restoring.get(partition)
-        assert task is not None, f"task {partition} is not being restored"
-        return task
-
-    async def _activate(self, partition: int) -> None:
+    async def activate(self, partition: int) -> None:
         """A restored task starts processing: its inputs are positioned at the committed
         offsets (read now, after its producer fenced any previous owner, so they match the
         restored state) and resumed. Records aiokafka fetched before these seeks may still
         be returned by getmany: `task.offsets` holds the expected position and the loop
         skips anything before it."""
         async with self._lock:
-            task = self._task(partition)
+            task = self.restoration.task(partition)
             tps = sorted(tp for tp in self._owned if tp.partition == partition)
             offsets = {}
             for tp in tps:
@@ -266,7 +189,7 @@ class Member:
                     self.consumer.seek(tp, committed)
                 offsets[tp] = await self.consumer.position(tp)
             # no await from here: a revocation cancels this coroutine only at an await
-            del self._restoring[partition]
+            self.restoration.handed_over(partition)
             task.offsets.update(offsets)
             self.tasks[partition] = task
             self.consumer.resume(*tps)
@@ -274,24 +197,14 @@ class Member:
 
     def _show_tasks(self) -> None:
         self.metrics.tasks.labels(self.processor.name).set(len(self.tasks))
-        self.metrics.restoring_tasks.labels(self.processor.name).set(len(self._restoring))
+        restoring = len(self.restoration.partitions())
+        self.metrics.restoring_tasks.labels(self.processor.name).set(restoring)
         self.health.tasks = sorted(self.tasks)
-        self.health.state = "restoring" if self._restoring else "running"
-
-    async def _stop_restoring(self) -> None:
-        """Cancel the restore in progress; its tasks are dropped, their stores kept (a store
-        revoked mid-restore holds a prefix of the committed changelog)."""
-        job, self._restore_job = self._restore_job, None
-        if job is not None and not job.done():
-            job.cancel()
-            await asyncio.wait([job])
-        restoring = [t for t in self._restoring.values() if t is not None]
-        self._restoring.clear()
-        await asyncio.gather(*(self._drop(task, clean=True) for task in restoring))
+        self.health.state = "restoring" if restoring else "running"
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         try:
-            await self._stop_restoring()
+            await self.restoration.stop()
             async with self._lock:
                 await self._revoke(revoked)
         except Exception as exc:  # noqa: BLE001 - aiokafka would swallow it; fail the member
@@ -302,12 +215,12 @@ class Member:
         gone = {tp.partition for tp in revoked}
         clean = False
         try:
-            if self._failure is None:
+            if self._failure is None and self.restoration.failure is None:
                 await self._commit(force=True)
                 clean = True
         finally:
             dropped = [self.tasks.pop(p) for p in sorted(gone) if p in self.tasks]
-            await asyncio.gather(*(self._drop(task, clean=clean) for task in dropped))
+            await asyncio.gather(*(self.drop(task, clean=clean) for task in dropped))
             self._owned -= revoked
             self._show_tasks()
         _log.info("partitions revoked", processor=self.processor.name, dropped=sorted(gone))
@@ -416,6 +329,8 @@ class Member:
             self.health.last_poll = time.monotonic()
             if self._failure is not None:
                 raise MemberFailedError(f"rebalance failed: {self._failure!r}")
+            if self.restoration.failure is not None:
+                raise MemberFailedError(f"restore failed: {self.restoration.failure!r}")
             fetched = time.monotonic()
             async with self._lock:
                 for tp, records in batch.items():
@@ -437,7 +352,7 @@ class Member:
                 self.metrics.batch_seconds.labels(self.processor.name).observe(
                     time.monotonic() - fetched
                 )
-        await self._stop_restoring()
+        await self.restoration.stop()
         async with self._lock:
             await self._commit(force=True)
         self.health.state = "stopping"
@@ -451,9 +366,9 @@ class Member:
             await asyncio.wait([background])
             if not background.cancelled():
                 background.exception()  # retrieved: it was the failure being handled
-        await self._stop_restoring()
+        await self.restoration.stop()
         async with self._lock:
-            await asyncio.gather(*(self._drop(task, clean=clean) for task in self.tasks.values()))
+            await asyncio.gather(*(self.drop(task, clean=clean) for task in self.tasks.values()))
             self.tasks.clear()
             self._owned.clear()
         try:
