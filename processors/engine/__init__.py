@@ -67,11 +67,22 @@ At-least-once (comparison mode, `WECOM_STREAM_PROCESSING_GUARANTEE=at-least-once
     a later retry again: a duplicate, which this mode allows).
 
 State stores
-    In memory, per task, scoped to the partition; writes of a record whose handler raised
-    are undone. Restored on assignment by reading the changelog partition from the beginning
-    to its last stable offset (`read_committed`) before the task processes anything; dropped
-    on revocation (aiokafka rebalances eagerly, so every rebalance restores: cheap for our
-    bounded stores; a disk-backed store with a checkpoint can implement `Store` later).
+    Per task, scoped to the partition; writes of a record whose handler raised are undone.
+    Each store knows the changelog offset it reflects (`TaskStore.changelog_offset`).
+    Restore never runs in aiokafka's rebalance callback (aiokafka sends no heartbeat while
+    one runs, so a restore longer than the session timeout cost the member its place in the
+    group and restarted the restore, over and over): the callback only records the
+    assignment and pauses the new partitions; a restoration beside the poll loop
+    (`_restoring.py`) starts the new tasks' producers concurrently (InitProducerId fences a
+    previous owner before any changelog is read), catches each store up from its offset to
+    the changelog's last stable offset (`read_committed`, `_restore.py`) and hands each task
+    to the loop when its stores are caught up: only then are its committed offsets read and
+    its partitions resumed, so nothing is produced from a partly restored store. The group
+    consumer keeps polling meanwhile, so heartbeats flow and the other tasks keep
+    processing; a revocation cancels the restoration. aiokafka rebalances eagerly (every
+    rebalance revokes everything), so stores released cleanly (their last commit succeeded,
+    or revoked mid-restore: a prefix of the committed changelog) are kept by the process
+    (`_state.py`) and a task that comes back catches up from where its store was.
     `StoreSpec.retention_ms`: entries not written for that long in stream time (the largest
     record timestamp seen by the task) are deleted, with tombstones in the changelog.
 
