@@ -19,10 +19,12 @@ __all__ = [
     "LogFormat",
     "ProcessingGuarantee",
     "ProcessorSettings",
+    "StoreKind",
     "default_cache_dir",
 ]
 
 ProcessingGuarantee = Literal["exactly-once", "at-least-once"]
+StoreKind = Literal["disk", "memory"]
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -135,6 +137,17 @@ class ProcessorSettings(CommonSettings):
         "`--instances N` uses port + i.",
     )
     max_batch_records: int = Field(default=2000, gt=0, description="`getmany` batch limit.")
+    store_kind: StoreKind = Field(
+        default="disk",
+        description="`disk`: RocksDB per task and store under `state_dir`, kept across "
+        "restarts (a restart replays only the changelog beyond its checkpoint); `memory`: "
+        "dicts, restored from the whole changelog at every start.",
+    )
+    state_dir: Path = Field(
+        default_factory=lambda: default_cache_dir() / "state",
+        description="Where disk stores live (`<group>/instance-<i>/<partition>/<store>`); "
+        "a persistent volume per pod in Kubernetes.",
+    )
     commit_interval_ms: int = Field(
         default=100, ge=0, description="Commit (transaction) at most this often per member."
     )

@@ -61,6 +61,15 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every processor of a test (in process or a subprocess started afterwards) keeps its
+    disk stores under the test's own directory, not the user's cache."""
+    path = tmp_path / "state"
+    monkeypatch.setenv("WECOM_STREAM_STATE_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def topic_prefix() -> str:
     """A unique topic/group prefix per test, so tests never see each other's records."""

@@ -43,6 +43,7 @@ async def run_engine(
         settings.metrics_port if metrics_port is None else metrics_port,
     )
     port = await server.start()
+    state: StateManager | None = None
     _log.info(
         "processor starting",
         processor=processor.name,
@@ -60,7 +61,11 @@ async def run_engine(
             inputs=list(processor.inputs),
             partitions=partitions,
         )
-        state = StateManager(processor)
+        state = StateManager(
+            processor,
+            settings.store_kind,
+            settings.state_dir / names.group / f"instance-{instance}",
+        )
         failures = 0
         while not stop.is_set():
             member = Member(processor, settings, bootstrap, names, metrics, health, state)
@@ -87,8 +92,9 @@ async def run_engine(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=backoff)
             health.state = "starting"
-        state.close()
     finally:
+        if state is not None:
+            state.close()
         health.state = "stopped"
         await server.stop()
         _log.info("processor stopped", processor=processor.name, instance=instance)

@@ -28,6 +28,9 @@ _NO_PROGRESS_TIMEOUT_S = 120.0
 _MAX_RECORDS = 10_000
 """Records applied per step: a step is CPU work between two awaits, so it is kept well
 under the heartbeat interval (10,000 records: ~10-40 ms)."""
+_STEP_PAUSE_S = 0.0
+"""A pause after each step: 0 (a plain yield); crash tests raise it to catch a restore
+half-way (`tests/support/slow_restore.py`)."""
 
 
 class ChangelogReader:
@@ -132,4 +135,4 @@ class ChangelogReader:
                     f"restoring {sorted(str(tp) for tp in remaining)} made no progress for "
                     f"{_NO_PROGRESS_TIMEOUT_S:.0f}s; check the broker and the changelog topics"
                 )
-            await asyncio.sleep(0)  # a step per pass: the group consumer's tasks run between
+            await asyncio.sleep(_STEP_PAUSE_S)  # the group consumer's tasks run between steps

@@ -1,43 +1,100 @@
-"""Which stores a task gets when it is assigned, and what is kept when it is revoked.
-Private to the engine.
+"""Which stores a task gets when it is assigned, and what is kept when it is revoked: in
+memory (`MemoryStore`) or on disk (`DiskStore`, `WECOM_STREAM_STORE_KIND=disk`). Private
+to the engine.
 
 aiokafka rebalances eagerly: every rebalance revokes every partition of every member and
 assigns them anew, so most tasks come straight back to the member that had them. A store
 released cleanly (its last commit succeeded, or it was revoked while restoring: it then
-holds a prefix of the committed changelog) is kept by its `changelog_offset`, and a task
-that comes back catches up from there instead of replaying its whole changelog. That is
-safe whatever happened in between: after the new owner's producer fenced any other, the
+holds a prefix of the committed changelog) is kept open by its `changelog_offset`, and a
+task that comes back catches up from there instead of replaying its whole changelog. That
+is safe whatever happened in between: after the new owner's producer fenced any other, the
 committed changelog is the truth, and the store is exactly its prefix before
 `changelog_offset`; records other owners committed meanwhile lie after that offset and are
-replayed. A store released after a failure is discarded (memory) or reopened from its last
-checkpoint (disk), which never holds uncommitted writes.
+replayed. A store released after a failure is closed: a memory store is gone (the task
+restores from the beginning), a disk store reopens at its last checkpoint, which never
+holds uncommitted writes (`_disk_store.py`).
+
+Disk stores live in `<state_dir>/<group>/instance-<i>/<partition>/<store>`: one directory
+tree per group member (`--instances N` children share a state dir without sharing a
+database; in Kubernetes each pod has its own volume). A checkpoint older than the
+changelog's `delete.retention.ms` (Kafka's default, 1 day: our changelogs do not set it) is
+not trusted: compaction may have removed tombstones written after it, so the store is
+wiped and restored from the beginning.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+from processors.engine._disk_store import DiskStore
 from processors.engine._stores import MemoryStore, TaskStore
 from processors.engine.api import Processor, StoreSpec
+from runtime.logs import get_logger
+from runtime.settings import StoreKind
 
-__all__ = ["StateManager"]
+__all__ = ["TOMBSTONE_RETENTION_MS", "StateManager"]
+
+_log = get_logger(__name__)
+TOMBSTONE_RETENTION_MS = 24 * 60 * 60 * 1000
+"""The changelogs' `delete.retention.ms` (Kafka's default): how long compaction keeps a
+tombstone, so how old a local checkpoint may be and still be caught up."""
 
 
 class StateManager:
     """Stores per task for one processor process, kept across members and rebalances."""
 
-    def __init__(self, processor: Processor) -> None:
+    def __init__(
+        self,
+        processor: Processor,
+        kind: StoreKind = "memory",
+        root: Path | None = None,
+    ) -> None:
         self.processor = processor
+        self.kind = kind
+        self.root = root
+        """`<state_dir>/<group>/instance-<i>` for disk stores."""
+        if kind == "disk" and root is None:
+            raise ValueError("disk stores need a state directory")
         self._kept: dict[int, dict[str, TaskStore]] = {}
 
     def open(self, partition: int) -> dict[str, TaskStore]:
-        """The task's stores: those kept from an earlier assignment, else new ones."""
+        """The task's stores: those kept from an earlier assignment, else opened (disk:
+        from the local checkpoint, if any and recent enough) or new."""
         kept = self._kept.pop(partition, None)
         if kept is not None:
             return kept
-        return {spec.name: self.new_store(partition, spec) for spec in self.processor.stores}
+        return {spec.name: self._open(partition, spec) for spec in self.processor.stores}
+
+    def _path(self, partition: int, spec: StoreSpec) -> Path:
+        assert self.root is not None
+        return self.root / str(partition) / spec.name
+
+    def _open(self, partition: int, spec: StoreSpec) -> TaskStore:
+        if self.kind == "memory":
+            return MemoryStore(spec)
+        store = DiskStore.open(self._path(partition, spec), spec)
+        saved = store.checkpoint_time_ms
+        age_ms = None if saved is None else int(time.time() * 1000) - saved
+        if age_ms is not None and age_ms > TOMBSTONE_RETENTION_MS:
+            _log.warning(
+                "local state older than the changelog keeps tombstones; rebuilding it",
+                processor=self.processor.name,
+                partition=partition,
+                store=spec.name,
+                age_h=round(age_ms / 3_600_000, 1),
+            )
+            store.close()
+            return self.new_store(partition, spec)
+        return store
 
     def new_store(self, partition: int, spec: StoreSpec) -> TaskStore:
-        """An empty store (also to rebuild one whose changelog was recreated)."""
-        return MemoryStore(spec)
+        """An empty store (also to rebuild one that cannot be trusted)."""
+        if self.kind == "memory":
+            return MemoryStore(spec)
+        path = self._path(partition, spec)
+        DiskStore.destroy(path)
+        return DiskStore.open(path, spec)
 
     def release(self, partition: int, stores: dict[str, TaskStore], *, clean: bool) -> None:
         """The task is revoked or its member closed. `clean`: every store holds exactly the

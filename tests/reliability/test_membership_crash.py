@@ -75,12 +75,12 @@ async def test_membership_exact_across_sigkills_mid_stream(
     await wait_caught_up(kafka_bootstrap, topic_prefix, total, processor)
     result = await check_against_oracle(kafka_bootstrap, topic_prefix, total)
     assert result["changes"] > 200  # how many depends on the arrival order
-    # The last incarnation started from the changelog, not from nothing.
+    # The last incarnation started from its state (its disk store's checkpoint and the
+    # changelog beyond it), not from nothing: the oracle check above holds it to that.
     restored = [
         orjson.loads(line).get("restored_records", 0)
         for line in processor.log_text().splitlines()
         if '"tasks restored"' in line
     ]
     assert restored, processor.log_text()[-3000:]
-    assert sum(restored) > 0
     assert processor.alive(), processor.log_text()[-3000:]
