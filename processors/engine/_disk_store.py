@@ -93,6 +93,7 @@ _loads = orjson.loads
 _META: Final = b"m"
 _INDEX: Final = b"x"
 _BIAS: Final = 1 << 63  # signed time -> order-preserving unsigned
+_HOT_MAX: Final = 20_000  # values kept in `_hot`; emptied when full (cheap, no LRU book-keeping)
 _ABSENT: Final = object()  # "not in the overlay" (None in the overlay: a staged delete)
 
 _Entry = tuple[JsonValue, int, bytes]  # (value, write time, changelog value bytes)
@@ -140,6 +141,9 @@ class DiskStore(TaskStore):
         self._over: dict[str, _Entry | None] = {}
         self._dirty: set[str] = set()
         self._undo: dict[str, object] = {}  # key -> its overlay entry before (or _ABSENT)
+        self._hot: dict[str, JsonValue] = {}
+        """Values read from the database lately (present keys only), so a hot key, e.g. a
+        conversation's mode, costs a dict lookup instead of a RocksDB get (~7 µs)."""
         self._scanned: dict[bytes, set[str]] = {}  # index record -> keys it waits for
         self._low = _INDEX  # every live index record not read yet sorts at or above
         raw = db.get(_META)
@@ -175,16 +179,26 @@ class DiskStore(TaskStore):
         self._dirty.clear()
         self._undo.clear()
         self._scanned.clear()
+        self._hot.clear()
 
     # ---------------------------------------------------------------- Store API
     def get(self, key: str, default: JsonValue = None) -> JsonValue:
         entry = self._over.get(key, _ABSENT)
         if entry is _ABSENT:
+            hot = self._hot.get(key, _ABSENT)
+            if hot is not _ABSENT:
+                return hot
             try:
                 raw = self._get(b"k" + key.encode())
             except AttributeError:  # not a str: never stored
                 return default
-            return default if raw is None else _loads(raw)[1]
+            if raw is None:
+                return default
+            value = _loads(raw)[1]
+            if len(self._hot) >= _HOT_MAX:
+                self._hot.clear()
+            self._hot[key] = value
+            return value
         return default if entry is None else entry[0]  # type: ignore[index]
 
     def set(self, key: str, value: JsonValue) -> None:
@@ -228,6 +242,8 @@ class DiskStore(TaskStore):
     def __contains__(self, key: object) -> bool:
         entry = self._over.get(key, _ABSENT)  # type: ignore[call-overload]
         if entry is _ABSENT:
+            if key in self._hot:
+                return True
             return isinstance(key, str) and self._get(b"k" + key.encode()) is not None
         return entry is not None
 
@@ -328,8 +344,9 @@ class DiskStore(TaskStore):
                     batch.delete(ik)
                     done.append(ik)
         self._write(batch, next_offset, -len(done))
-        over, dirty, undo = self._over, self._dirty, self._undo
+        over, dirty, undo, hot = self._over, self._dirty, self._undo, self._hot
         for name, (_, value) in zip(names, entries, strict=True):
+            hot.pop(name, None)  # the database has a newer value
             entry = over.get(name, _ABSENT)
             if entry is _ABSENT or name in dirty or name in undo:
                 continue  # written again since `changelog_batch`: still staged
@@ -341,6 +358,7 @@ class DiskStore(TaskStore):
     def restore_batch(self, records: Sequence[ChangelogEntry], next_offset: int) -> None:
         """Apply committed changelog records and the checkpoint `next_offset` atomically.
         The store should have no staged writes (restore comes before processing)."""
+        self._hot.clear()
         self._write(self._batch(records), next_offset, 0)
 
     def _batch(self, records: Sequence[tuple[bytes | None, bytes | None]]) -> WriteBatch:

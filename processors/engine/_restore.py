@@ -11,6 +11,7 @@ in `processors.engine`). One reader per member, reused for every assignment.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -76,9 +77,13 @@ class ChangelogReader:
             return
         consumer = self._consumer
         consumer.assign(list(stores))
+        collecting = gc.isenabled()
+        gc.disable()  # a memory store's millions of new tuples would trigger full collections
         try:
             await self._replay(stores, caught_up, reset)
         finally:
+            if collecting:
+                gc.enable()
             consumer.assign([])  # no prefetching of partitions that are caught up
 
     async def _replay(

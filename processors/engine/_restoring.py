@@ -61,10 +61,11 @@ class Restoration:
         stores up with the changelogs, and hand each task to the loop as soon as its stores
         are caught up. Runs beside the loop; a revocation cancels it; a failure is raised
         by the loop (the member fails)."""
-        started = time.monotonic()
+        started = caught_up_from = time.monotonic()
         before = self._reader.records
         try:
             await self._start_tasks(partitions)
+            caught_up_from = time.monotonic()
             await self._catch_up(partitions)
         except asyncio.CancelledError:
             raise
@@ -75,6 +76,7 @@ class Restoration:
         finally:
             restored = self._reader.records - before
             elapsed = time.monotonic() - started
+            catch_up = time.monotonic() - caught_up_from
             self._member.metrics.restored_records.labels(self._member.processor.name).inc(restored)
             self._member.metrics.restore_seconds.labels(self._member.processor.name).observe(
                 elapsed
@@ -86,7 +88,9 @@ class Restoration:
             tasks=partitions,
             restored_records=restored,
             restore_s=round(elapsed, 3),
-            records_per_s=round(restored / elapsed) if elapsed > 0 else None,
+            producers_s=round(elapsed - catch_up, 3),
+            catch_up_s=round(catch_up, 3),
+            records_per_s=round(restored / catch_up) if catch_up > 0 else None,
         )
 
     async def _start_tasks(self, partitions: list[int]) -> None:

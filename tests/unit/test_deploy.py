@@ -1,5 +1,6 @@
-"""The deploy manifests agree with the code: one scaled Deployment per processor, consumer
-groups and topics as the engine names them, never more replicas than partitions."""
+"""The deploy manifests agree with the code: one scaled StatefulSet (state on a volume) per
+processor, consumer groups and topics as the engine names them, a scaler trigger per input
+topic, never more replicas than partitions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from processors.runner import load_processor
+from runtime.settings import ProcessorSettings
 from schemas.registry import PROCESSOR_NAMES, by_name
 from tests.conftest import REPO
 
@@ -24,16 +27,30 @@ def test_kustomization_lists_every_manifest() -> None:
     assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
 
 
-def test_each_processor_has_a_deployment_and_a_lag_scaler() -> None:
+def test_each_processor_is_a_stateful_set_with_a_state_volume_and_a_lag_scaler() -> None:
     for name in PROCESSOR_NAMES:
         docs = {doc["kind"]: doc for doc in documents(K8S / f"{name}.yaml")}
-        container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+        spec = docs["StatefulSet"]["spec"]
+        assert spec["serviceName"] == docs["Service"]["metadata"]["name"]
+        container = spec["template"]["spec"]["containers"][0]
         assert container["args"] == ["process", name]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        (mount,) = container["volumeMounts"]
+        (claim,) = spec["volumeClaimTemplates"]
+        assert mount["name"] == claim["metadata"]["name"]
+        assert env["WECOM_STREAM_STATE_DIR"] == mount["mountPath"]
+        assert env["WECOM_STREAM_STORE_KIND"] == "disk"
         scaled = docs["ScaledObject"]["spec"]
-        assert scaled["scaleTargetRef"]["name"] == docs["Deployment"]["metadata"]["name"]
-        trigger = scaled["triggers"][0]["metadata"]
-        assert trigger["consumerGroup"] == f"wecom-stream.{name}"
-        assert scaled["maxReplicaCount"] <= by_name(trigger["topic"]).partitions
+        target = scaled["scaleTargetRef"]
+        assert (target["kind"], target["name"]) == (
+            "StatefulSet",
+            docs["StatefulSet"]["metadata"]["name"],
+        )
+        processor = load_processor(name, ProcessorSettings())
+        triggers = [t["metadata"] for t in scaled["triggers"]]
+        assert sorted(t["topic"] for t in triggers) == sorted(processor.inputs)
+        assert {t["consumerGroup"] for t in triggers} == {f"wecom-stream.{name}"}
+        assert scaled["maxReplicaCount"] <= min(by_name(t).partitions for t in processor.inputs)
 
 
 def test_ingress_has_service_and_hpa_and_probes() -> None:

@@ -233,6 +233,23 @@ def test_random_operations_match_the_memory_store(tmp_path: Path, seed: int) -> 
     disk.close()
 
 
+def test_a_value_read_from_the_database_is_not_served_stale_after_a_commit(
+    tmp_path: Path,
+) -> None:
+    disk = DiskStore.open(tmp_path / "db", StoreSpec("s"))
+    disk.set("k", 1)
+    disk.end_record(ok=True)
+    commit(disk, 1)
+    assert disk.get("k") == 1  # read from the database, kept hot
+    disk.set("k", 2)
+    disk.end_record(ok=True)
+    commit(disk, 2)
+    assert disk.get("k") == 2
+    disk.restore_batch([(b"k", orjson.dumps([0, 3]))], 3)
+    assert disk.get("k") == 3
+    disk.close()
+
+
 def test_reopen_after_committed_has_the_committed_state_and_offset(tmp_path: Path) -> None:
     store = DiskStore.open(tmp_path / "db", StoreSpec("s"))
     assert (store.changelog_offset, store.checkpoint_time_ms, len(store)) == (0, None, 0)
