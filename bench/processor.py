@@ -11,6 +11,11 @@ at-least-once mode, against a bare aiokafka consume→produce loop measured in t
   time from the run's partition assignment (its first read) to the moment its group's
   committed offsets cover the whole input (the outputs are committed with, or before, the
   offsets), polled every 50 ms.
+- Stores: `exactly-once` and `at-least-once` run with the default disk stores (RocksDB,
+  a fresh state dir per run), `exactly-once-memory` and `at-least-once-memory` with
+  memory stores; `disk_over_memory` is the ratio of their medians. The window starts at
+  the `tasks restored` log line (processing starts), since 2026-12-03; before, at the
+  `partitions assigned` line, which was logged at the same point then.
 - Engine pass-through (diagnostic): the engine in exactly-once mode with a handler that
   forwards each value unchanged and no store, to split the gap into engine and normalizer.
 - Rounds: single runs of ~10 s moved by ±25 % between identical runs (the bare loop most:
@@ -210,11 +215,16 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
             marker, group = ASSIGNED, f"{prefix}bench.bare"
         elif mode == "engine-passthrough":
             argv = [sys.executable, __file__, "--engine-passthrough", bootstrap, prefix]
-            marker, group = '"partitions assigned"', f"{prefix}wecom-stream.normalizer"
+            marker, group = '"tasks restored"', f"{prefix}wecom-stream.normalizer"
         else:
-            env["WECOM_STREAM_PROCESSING_GUARANTEE"] = mode
+            guarantee = mode.removesuffix("-memory")
+            env["WECOM_STREAM_PROCESSING_GUARANTEE"] = guarantee
+            env["WECOM_STREAM_STORE_KIND"] = "memory" if mode.endswith("-memory") else "disk"
+            env["WECOM_STREAM_STATE_DIR"] = str(Path(tempfile.gettempdir()) / f"{prefix}state")
             argv = [sys.executable, "-m", "runtime.cli", "process", "normalizer"]
-            marker, group = '"partitions assigned"', f"{prefix}wecom-stream.normalizer"
+            # from the moment the restored tasks start processing (before 2026-12-03 the
+            # assignment was logged there; it is now logged before the restore)
+            marker, group = '"tasks restored"', f"{prefix}wecom-stream.normalizer"
         result = await measure(mode, argv, env, marker, group, args.records, bootstrap)
         if label != "warm-up":
             runs[mode].append(result)
@@ -229,7 +239,17 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
         if results
     }
     bare = medians.get("bare")
-    compared = [m for m in ("exactly-once", "at-least-once", "engine-passthrough") if m in medians]
+    compared = [
+        m
+        for m in (
+            "exactly-once",
+            "at-least-once",
+            "exactly-once-memory",
+            "at-least-once-memory",
+            "engine-passthrough",
+        )
+        if m in medians
+    ]
     ratios = {mode: round(medians[mode] / bare, 3) for mode in compared if bare}
     per_round = {
         mode: [
@@ -269,6 +289,11 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
         "median_of_round_ratios": {m: round(statistics.median(r), 3) for m, r in per_round.items()},
         "median_cpu_us_per_record": cpu,
         "cpu_ratio_bare_over_mode": cpu_ratios,
+        "disk_over_memory": {
+            g: round(medians[g] / medians[f"{g}-memory"], 3)
+            for g in ("exactly-once", "at-least-once")
+            if g in medians and f"{g}-memory" in medians
+        },
         "targets": {"exactly-once": 0.5, "at-least-once": 0.7},
     }
 
@@ -286,7 +311,8 @@ def main() -> int:
         "--modes",
         nargs="+",
         default=["bare", "exactly-once", "at-least-once", "engine-passthrough"],
-        help="engine-passthrough: the engine with a forward-as-is handler (diagnostic)",
+        help="engine-passthrough: the engine with a forward-as-is handler (diagnostic); "
+        "exactly-once / at-least-once use disk stores (the default), *-memory memory stores",
     )
     parser.add_argument(
         "--machine", default="2-core / 24 GiB shared VM, broker on the same machine"

@@ -114,10 +114,12 @@ class Restoration:
                 stores[tp] = store
                 waiting[p].add(tp)
 
+        positions = await self._member.start_positions(partitions)
+
         async def caught_up(tp: TopicPartition) -> None:
             waiting[tp.partition].discard(tp)
             if not waiting[tp.partition]:
-                await self._member.activate(tp.partition)
+                await self._member.activate(tp.partition, positions)
 
         def reset(tp: TopicPartition) -> TaskStore:
             """A store ahead of its changelog (recreated): rebuilt from an empty one."""
@@ -128,7 +130,7 @@ class Restoration:
             return store
 
         for p in [p for p, tps in waiting.items() if not tps]:  # stateless tasks
-            await self._member.activate(p)
+            await self._member.activate(p, positions)
         await self._reader.catch_up(stores, caught_up, reset)
 
     def task(self, partition: int) -> Task:
