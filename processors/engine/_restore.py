@@ -117,7 +117,9 @@ class ChangelogReader:
                 remaining.add(tp)
         last_progress = time.monotonic()
         while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=_MAX_RECORDS)
+            # a short wait: a partition whose tail is a commit marker gives no record, and its
+            # position passes the marker as soon as the fetch is answered
+            batch = await consumer.getmany(*remaining, timeout_ms=50, max_records=_MAX_RECORDS)
             for tp, records in batch.items():
                 if not records:
                     continue
