@@ -110,6 +110,3 @@ class StateManager:
             for store in stores.values():
                 store.close()
         self._kept.clear()
-
-    def kept(self) -> list[int]:
-        return sorted(self._kept)

@@ -1,8 +1,9 @@
-"""The engine's in-memory store, DLQ headers, names and processor lookup, without Kafka."""
+"""The engine's in-memory store (restore and retention; the behaviours both kinds of store
+share are tested over both in `test_engine_disk_store.py`), DLQ headers, names and
+processor lookup, without Kafka."""
 
 from __future__ import annotations
 
-import orjson
 import pytest
 from pydantic import BaseModel, ValidationError
 
@@ -13,58 +14,6 @@ from processors.engine.testing import LocalRun, input_record
 from processors.runner import load_processor
 from runtime.errors import ConfigError
 from runtime.settings import ProcessorSettings
-
-
-def test_get_set_delete_and_set_none_deletes() -> None:
-    store = MemoryStore(StoreSpec("s"))
-    assert store.get("k") is None
-    assert store.get("k", 5) == 5
-    store.set("k", {"a": [1, 2]})
-    assert store.get("k") == {"a": [1, 2]}
-    assert "k" in store
-    store.set("k", None)
-    assert "k" not in store
-    store.set("j", 1)
-    store.delete("j")
-    store.delete("never-there")
-    assert list(store.items()) == []
-
-
-def test_rejected_keys_and_values_fail_at_write_time() -> None:
-    store = MemoryStore(StoreSpec("s"))
-    with pytest.raises(TypeError):
-        store.set(3, 1)  # type: ignore[arg-type]  # a handler bug caught at the write
-    with pytest.raises(TypeError):
-        store.set("k", object())
-
-
-def test_failed_record_writes_are_undone_and_kept_ones_become_dirty() -> None:
-    store = MemoryStore(StoreSpec("s"))
-    store.set("a", 1)
-    store.end_record(ok=True)
-    store.set("a", 2)
-    store.set("b", 3)
-    store.delete("a")
-    store.end_record(ok=False)
-    assert dict(store.items()) == {"a": 1}
-    batch = dict(store.changelog_batch())
-    assert batch == {b"a": orjson.dumps([0, 1])}
-    assert not store.has_dirty
-    assert store.changelog_batch() == []
-
-
-def test_changelog_has_latest_value_per_key_and_tombstones() -> None:
-    store = MemoryStore(StoreSpec("s"))
-    for i in range(5):
-        store.now_ms = 100 + i
-        store.set("k", i)
-        store.end_record(ok=True)
-    store.set("gone", 1)
-    store.end_record(ok=True)
-    store.delete("gone")
-    store.end_record(ok=True)
-    batch = dict(store.changelog_batch())
-    assert batch == {b"k": orjson.dumps([104, 4]), b"gone": None}
 
 
 def test_restore_replays_a_changelog_into_an_equal_store() -> None:
