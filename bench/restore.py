@@ -16,6 +16,10 @@ costs in memory and on disk.
   restart after SIGTERM on the same state dir, then restart after SIGKILL (the killed
   member's partitions come back only after the session timeout: 6 s here, the broker's
   minimum, so that figure is session timeout + catch-up).
+- Restore rates of the other processors' main stores: membership's `rooms` (member entries
+  as it writes them, ~350 bytes) and feedback's `replies` (~150 bytes), `--rate-entries`
+  each (1M: 10k rooms x 100 members), per store kind, from a process's `tasks restored`
+  line (all entries share one value, which flatters the disk figure, not the rate).
 - Kafka: `KAFKA_BOOTSTRAP_SERVERS` if set, else a dedicated local broker for the run.
 
 Writes `bench/results/restore.json`.
@@ -35,6 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,20 +62,60 @@ PARTITIONS = 6
 SESSION_MS = "6000"
 
 
-async def fill_changelog(bootstrap: str, prefix: str, n: int, now_ms: int) -> None:
-    """The normalizer's topics created, then N `seen` entries written to its changelog."""
+def _seen_key(i: int) -> bytes:
+    return uuid.UUID(int=i * 2654435761 + 12345).hex.encode()
+
+
+_MEMBER = {  # a member entry as membership writes it (~350 bytes with the write time)
+    "p": True,
+    "t": 1795334400000,
+    "r": 0,
+    "e": "3f0c5d1e9a7b4c2d8e6f1a0b9c8d7e6f",
+    "o": {
+        "contact_id": "7881300085910772",
+        "nickname": "王小明（上海某某科技）",
+        "room_alias": "小明",
+        "avatar_url": "https://wework.qpic.cn/wwpic/123456_abcdefghijklmnop_1700000000/0",
+        "contact_type": 1,
+        "is_friend": False,
+        "is_coworker": False,
+        "is_bot": False,
+        "joined_at": "2026-11-22T08:00:00.000Z",
+    },
+}
+_REPLY = {  # a rated reply as feedback writes it (~150 bytes)
+    "status": "thumb-down",
+    "rated_ms": 1795334400000,
+    "node_ids": ["0ecd34f2-bdfa-43bb-a9ab-8acfcaf67528"],
+    "comment": None,
+    "message_id": None,
+}
+STORES: dict[str, tuple[str, Callable[[int], bytes], Any]] = {
+    # processor: (store, key of entry i, value), the values the processors write
+    "normalizer": ("seen", _seen_key, 1),
+    "membership": ("rooms", lambda i: f"member:12:room-{i % 10_000:06d}:{i:08d}".encode(), _MEMBER),
+    "feedback": ("replies", lambda i: f"bot-{i % 50}|exec-{i:09d}".encode(), _REPLY),
+}
+
+
+async def fill_changelog(
+    bootstrap: str, prefix: str, n: int, now_ms: int, processor: str = "normalizer"
+) -> None:
+    """The processor's topics created, then N entries of its main store (`STORES`) written
+    to that store's changelog."""
     settings = ProcessorSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
-    names, _ = await prepare_topics(load_processor("normalizer", settings), settings, bootstrap)
-    topic = names.changelog("seen")
+    names, _ = await prepare_topics(load_processor(processor, settings), settings, bootstrap)
+    store, key_of, item = STORES[processor]
+    topic = names.changelog(store)
+    value = orjson.dumps([now_ms - 60_000, item])
     producer = AIOKafkaProducer(**producer_config(bootstrap, linger_ms=0))
     await producer.start()
     try:
         futures = []
         for p in range(PARTITIONS):
             batch = producer.create_batch()
-            value = orjson.dumps([now_ms - 60_000, 1])
             for i in range(p, n, PARTITIONS):
-                key = uuid.UUID(int=i * 2654435761 + 12345).hex.encode()
+                key = key_of(i)
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     futures.append(await producer.send_batch(batch, topic, partition=p))
                     batch = producer.create_batch()
@@ -181,6 +226,20 @@ async def start_to_output(
     }
 
 
+def _env(bootstrap: str, prefix: str, kind: str, state: Path) -> dict[str, str]:
+    """A processor's environment: this run's broker, prefix, store kind and state dir."""
+    return dict(
+        os.environ,
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        WECOM_STREAM_TOPIC_PREFIX=prefix,
+        WECOM_STREAM_METRICS_PORT="0",
+        WECOM_STREAM_LOG_FORMAT="json",
+        WECOM_STREAM_STORE_KIND=kind,
+        WECOM_STREAM_STATE_DIR=str(state),
+        WECOM_STREAM_SESSION_TIMEOUT_MS=SESSION_MS,
+    )
+
+
 def _stop(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     os.killpg(proc.pid, sig)
     proc.wait(120)
@@ -198,16 +257,7 @@ async def scenario(bootstrap: str, n: int, kind: str, work: Path) -> dict[str, A
     await fill_changelog(bootstrap, prefix, n, now_ms)
     fill_s = round(time.monotonic() - t0, 1)
     state = work / f"state-{prefix}"
-    env = dict(
-        os.environ,
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        WECOM_STREAM_TOPIC_PREFIX=prefix,
-        WECOM_STREAM_METRICS_PORT="0",
-        WECOM_STREAM_LOG_FORMAT="json",
-        WECOM_STREAM_STORE_KIND=kind,
-        WECOM_STREAM_STATE_DIR=str(state),
-        WECOM_STREAM_SESSION_TIMEOUT_MS=SESSION_MS,
-    )
+    env = _env(bootstrap, prefix, kind, state)
     out: dict[str, Any] = {"entries": n, "store": kind, "fill_s": fill_s}
     proc, out["first_start"] = await start_to_output(bootstrap, prefix, env, work / f"{prefix}1")
     if kind == "disk":
@@ -221,6 +271,45 @@ async def scenario(bootstrap: str, n: int, kind: str, work: Path) -> dict[str, A
             bootstrap, prefix, env, work / f"{prefix}3"
         )
     _stop(proc, signal.SIGTERM)
+    print(json.dumps(out), flush=True)
+    return out
+
+
+async def restore_rate(
+    bootstrap: str, processor: str, n: int, kind: str, work: Path
+) -> dict[str, Any]:
+    """Start `process <processor>` over a changelog of N entries; its restore figures."""
+    prefix = f"b{uuid.uuid4().hex[:8]}."
+    await fill_changelog(bootstrap, prefix, n, int(time.time() * 1000), processor)
+    log = work / f"{prefix}rate"
+    env = _env(bootstrap, prefix, kind, work / f"state-{prefix}")
+    with log.open("ab") as out:
+        proc = subprocess.Popen(  # noqa: ASYNC220 - started once
+            [sys.executable, "-m", "runtime.cli", "process", processor],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=REPO,
+        )
+    try:
+        deadline = time.monotonic() + 600
+        restored: dict[str, Any] = {}
+        while not restored.get("restored_records") and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            restored = _restored(log)
+        rss = _rss_mib(proc.pid)
+    finally:
+        _stop(proc, signal.SIGTERM)
+    out = {
+        "processor": processor,
+        "store": kind,
+        "entries": n,
+        "restored_records": restored.get("restored_records"),
+        "catch_up_s": restored.get("catch_up_s"),
+        "restore_records_per_s": restored.get("records_per_s"),
+        "rss_mib": rss,
+    }
     print(json.dumps(out), flush=True)
     return out
 
@@ -241,12 +330,18 @@ async def run(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
                     r["disk_bytes_per_entry"] = round(r["disk_mib"] * 2**20 / n)
                 results.append(r)
             results.append(base)
+        rates = [
+            await restore_rate(bootstrap, processor, args.rate_entries, kind, work)
+            for processor in ("membership", "feedback")
+            for kind in args.stores
+        ]
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}",
         "session_timeout_ms": int(SESSION_MS),
         "results": results,
+        "restore_rates": rates,
     }
 
 
@@ -255,6 +350,9 @@ def main() -> int:
     parser.add_argument("--entries", type=int, nargs="+", default=[1_000_000, 3_000_000])
     parser.add_argument("--stores", nargs="+", default=["memory", "disk"])
     parser.add_argument("--keep-logs", type=Path, help="write the processes' logs here")
+    parser.add_argument(
+        "--rate-entries", type=int, default=1_000_000, help="membership / feedback restore runs"
+    )
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     with tempfile.TemporaryDirectory() as tmp:
