@@ -55,6 +55,10 @@ bench-processor: kafka-jars ## normalizer throughput vs a bare aiokafka loop (be
 bench-membership: kafka-jars ## membership: 2,000-member room, 1,000 joins/leaves; time/event, snapshot bytes (bench/results/membership.json)
 	$(BIN)/python bench/membership.py
 
+.PHONY: bench-restore
+bench-restore: kafka-jars ## state: restore rates, start to next output with 1M/3M ids, memory and disk per entry (bench/results/restore.json)
+	$(BIN)/python bench/restore.py
+
 .PHONY: schemas
 schemas: $(STAMP) ## regenerate schemas/json/ (JSON Schemas + AsyncAPI) from the models
 	$(BIN)/python -m schemas.export
