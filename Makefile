@@ -59,6 +59,10 @@ bench-membership: kafka-jars ## membership: 2,000-member room, 1,000 joins/leave
 bench-restore: kafka-jars ## state: restore rates, start to next output with 1M/3M ids, memory and disk per entry (bench/results/restore.json)
 	$(BIN)/python bench/restore.py
 
+.PHONY: bench-peers
+bench-peers: kafka-jars ## normalizer vs Quix Streams, same handler, exactly-once, side by side (bench/results/peers.json; makes .venv-quix)
+	$(BIN)/python bench/peers.py
+
 .PHONY: schemas
 schemas: $(STAMP) ## regenerate schemas/json/ (JSON Schemas + AsyncAPI) from the models
 	$(BIN)/python -m schemas.export
