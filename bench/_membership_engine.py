@@ -21,7 +21,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from processors.engine import Names
-from runtime.kafka import admin_client, consumer_config, ensure_topics, producer_config
+from runtime.kafka import admin_client, consumer_config, producer_config
+from runtime.topics import ensure_topics
 from schemas.cloudevents import event_headers, stable_id
 from schemas.registry import (
     RAW_YUJU_ROOM_JOIN,

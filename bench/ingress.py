@@ -368,8 +368,9 @@ def main() -> None:
         bare_server(args.bare_server)
         return
 
-    from runtime.kafka import ensure_topics, wait_for_broker
+    from runtime.kafka import wait_for_broker
     from runtime.local_kafka import LocalKafka
+    from runtime.topics import ensure_topics
     from schemas.registry import REGISTRY
 
     wrk = ensure_wrk()

@@ -248,7 +248,8 @@ async def through_broker(
     registry, then read them back: the broker accepts them and consumers get them whole."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    from runtime.kafka import consumer_config, ensure_topics, producer_config
+    from runtime.kafka import consumer_config, producer_config
+    from runtime.topics import ensure_topics
 
     spec = by_name(ROOM_MEMBERSHIP)
     prefix = f"bench{uuid.uuid4().hex[:8]}."

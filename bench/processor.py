@@ -65,15 +65,11 @@ from processors.engine import (  # noqa: E402
     Processor,
     run_engine,
 )
-from runtime.kafka import (  # noqa: E402
-    consumer_config,
-    ensure_topics,
-    producer_config,
-    wait_for_broker,
-)
+from runtime.kafka import consumer_config, producer_config, wait_for_broker  # noqa: E402
 from runtime.local_kafka import KAFKA_VERSION, LocalKafka  # noqa: E402
 from runtime.logs import configure_logging  # noqa: E402
 from runtime.settings import ProcessorSettings  # noqa: E402
+from runtime.topics import ensure_topics  # noqa: E402
 from schemas.registry import REGISTRY, TopicSpec  # noqa: E402
 from tests.support.topics import committed_total  # noqa: E402
 from tests.support.yuju_messages import raw_messages  # noqa: E402

@@ -37,8 +37,10 @@ from aiokafka.errors import (
 from ingress._direct import DirectProducer
 from ingress._metrics import IngressMetrics
 from ingress.spool import Position, Spool, SpoolFullError, SpoolRecord
-from runtime.kafka import ensure_topics, producer_config
+from runtime.errors import ConfigError
+from runtime.kafka import producer_config
 from runtime.logs import get_logger
+from runtime.topics import ensure_topics
 from schemas.registry import REGISTRY
 
 __all__ = ["Outcome", "Publisher"]
@@ -129,10 +131,7 @@ class Publisher:
             producer = AIOKafkaProducer(**producer_config(self.bootstrap, linger_ms=0))
             try:
                 await producer.start()
-                with contextlib.suppress(KafkaError, OSError):
-                    await ensure_topics(
-                        self.bootstrap, _INGRESS_TOPICS, self.prefix, self.replication_factor
-                    )
+                await self._ensure_topics()
                 for spec in _INGRESS_TOPICS:
                     await producer.partitions_for(self.prefix + spec.name)
             except (KafkaError, OSError) as exc:
@@ -150,6 +149,20 @@ class Publisher:
             self._wake.set()
             log.info("kafka_connected", bootstrap=self.bootstrap)
             return
+
+    async def _ensure_topics(self) -> None:
+        """Create or fix the ingress topics; a misconfiguration is logged, not fatal: the
+        ingress keeps answering and spooling, so no callback is lost meanwhile."""
+        try:
+            report = await ensure_topics(
+                self.bootstrap, _INGRESS_TOPICS, self.prefix, self.replication_factor
+            )
+        except (KafkaError, OSError):
+            return
+        except ConfigError as exc:
+            log.error("topics_misconfigured", error=str(exc))  # noqa: TRY400 - no traceback
+            return
+        report.log(log)
 
     # ------------------------------------------------------------------ state
     @property

@@ -16,36 +16,46 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from runtime.errors import WecomStreamError
-from runtime.kafka import ensure_topics, wait_for_broker
+from runtime.kafka import security_options, wait_for_broker
+from runtime.local_cluster import LocalCluster
 from runtime.local_kafka import local_broker, resolve_bootstrap
 from runtime.logs import configure_logging
-from runtime.settings import CommonSettings, IngressSettings, ProcessorSettings
+from runtime.settings import CommonSettings, IngressSettings, KafkaSecurity, ProcessorSettings
 from runtime.supervisor import child_commands, supervise
 from runtime.tail import tail
+from runtime.topics import TopicsReport, ensure_topics
 from schemas.registry import PROCESSOR_NAMES, REGISTRY
 
 __all__ = ["build_parser", "main"]
 
 
 def _cmd_kafka(args: argparse.Namespace, settings: CommonSettings) -> int:
-    local = local_broker(settings, port=args.port, data_dir=args.data_dir)
-    if args.action == "start":
-        already = local.running()
-        broker = already or local.start()
-        state = "already running" if already else "started"
-        print(f"Kafka {state} (pid {broker.pid}); bootstrap servers: {broker.bootstrap}")
-        print(f"  log: {local.log_file}")
+    local = local_broker(settings, port=args.port, data_dir=args.data_dir, nodes=args.nodes)
+    if args.action == "stop":
+        stopped = local.stop()
+        print("Kafka stopped" if stopped else f"no Kafka running from {local.data_dir}")
         return 0
-    stopped = local.stop()
-    print("Kafka stopped" if stopped else f"no Kafka running from {local.data_dir}")
+    if isinstance(local, LocalCluster):
+        already = len(local.running()) == local.size
+        bootstrap = local.start()
+        state = "already running" if already else "started"
+        print(f"Kafka cluster of {local.size} nodes {state}; bootstrap servers: {bootstrap}")
+        print(f"  logs: {local.data_dir}/node-*/server.log")
+        print(f"  topics replicated: WECOM_STREAM_REPLICATION_FACTOR={min(3, local.size)}")
+        return 0
+    already_one = local.running()
+    broker = already_one or local.start()
+    state = "already running" if already_one else "started"
+    print(f"Kafka {state} (pid {broker.pid}); bootstrap servers: {broker.bootstrap}")
+    print(f"  log: {local.log_file}")
     return 0
 
 
-def _create_topics(settings: CommonSettings, bootstrap: str) -> list[str]:
-    async def create() -> list[str]:
+def _create_topics(settings: CommonSettings, bootstrap: str) -> TopicsReport:
+    async def create() -> TopicsReport:
         await wait_for_broker(bootstrap, timeout_s=settings.kafka_connect_timeout_s)
         return await ensure_topics(
-            bootstrap, REGISTRY, settings.topic_prefix, settings.replication_factor
+            bootstrap, REGISTRY, settings.topic_prefix, settings.replication_factor, fix=True
         )
 
     return asyncio.run(create())
@@ -53,24 +63,27 @@ def _create_topics(settings: CommonSettings, bootstrap: str) -> list[str]:
 
 def _cmd_topics(args: argparse.Namespace, settings: CommonSettings) -> int:
     bootstrap = resolve_bootstrap(settings)
-    created = _create_topics(settings, bootstrap)
+    report = _create_topics(settings, bootstrap)
     print(
-        f"{len(created)} topics created, {len(REGISTRY) - len(created)} already existed "
-        f"({bootstrap})"
+        f"{len(report.created)} topics created, {len(REGISTRY) - len(report.created)} already "
+        f"existed, {len(report.fixed)} configs fixed, {len(report.differences)} differences "
+        f"left ({bootstrap})"
     )
-    for name in created:
-        print(f"  + {name}")
+    for line in report.lines():
+        print(line)
     return 0
 
 
 def _cmd_run(args: argparse.Namespace, settings: CommonSettings) -> int:
     bootstrap = resolve_bootstrap(settings, start_local=True)
-    created = _create_topics(settings, bootstrap)
+    report = _create_topics(settings, bootstrap)
     print(
-        f"Kafka listening at {bootstrap}; {len(created)} topics created, "
+        f"Kafka listening at {bootstrap}; {len(report.created)} topics created, "
         f"{len(REGISTRY)} in the registry",
         flush=True,
     )
+    for line in report.lines()[len(report.created) :]:
+        print(line, flush=True)
     if args.kafka_only:
         return 0
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
@@ -144,8 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     topics = sub.add_parser("topics", help="manage the registry's topics")
     topics.add_argument("action", choices=["create"])
 
-    kafka = sub.add_parser("kafka", help="the local Apache Kafka (KRaft, one node)")
+    kafka = sub.add_parser("kafka", help="the local Apache Kafka (KRaft; one node or a cluster)")
     kafka.add_argument("action", choices=["start", "stop"])
+    kafka.add_argument(
+        "--nodes",
+        type=int,
+        default=None,
+        help="start: broker+controller nodes (default 1; 3 = a replicated cluster); stop: "
+        "found in the data dir",
+    )
     kafka.add_argument("--port", type=int, default=None, help="default WECOM_STREAM_KAFKA_PORT")
     kafka.add_argument(
         "--data-dir", type=Path, default=None, help="default WECOM_STREAM_KAFKA_DATA_DIR"
@@ -166,11 +186,12 @@ _COMMANDS = {
 def _settings_error(exc: ValidationError) -> str:
     """A settings validation error as one line naming the env vars (values never echoed:
     they may be credentials)."""
+    prefix = "WECOM_STREAM_KAFKA_" if exc.title == KafkaSecurity.__name__ else "WECOM_STREAM_"
     problems = []
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "settings"
-        env = field if field.isupper() else f"WECOM_STREAM_{field.upper()}"
-        problems.append(f"{env}: {error['msg']}")
+        field = ".".join(str(part) for part in error["loc"])
+        env = field if field.isupper() else f"{prefix}{field.upper()}"
+        problems.append(f"{env}: {error['msg']}" if field else error["msg"])
     return "invalid configuration: " + "; ".join(problems) + " (see the README's table)"
 
 
@@ -179,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = CommonSettings()
         configure_logging(settings.log_level, settings.log_format)
+        security_options()  # Kafka authentication settings checked before anything starts
         return _COMMANDS[args.command](args, settings)
     except WecomStreamError as exc:
         print(f"wecom-stream: error: {exc}", file=sys.stderr)

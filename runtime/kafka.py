@@ -1,26 +1,51 @@
-"""Kafka client configuration shared by every process, broker readiness, and topic creation."""
+"""Kafka client configuration shared by every process, and broker readiness (topics:
+`runtime.topics`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import Iterable
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 
 from runtime.errors import KafkaUnavailableError
-from schemas.registry import TopicSpec
+from runtime.settings import KafkaSecurity
 
 __all__ = [
     "admin_client",
     "consumer_config",
-    "ensure_topics",
     "producer_config",
+    "security_options",
     "wait_for_broker",
 ]
+
+
+@functools.cache
+def security_options() -> dict[str, Any]:
+    """Authentication and TLS options for every Kafka client, from `KafkaSecurity` (env,
+    read once per process). Empty for `PLAINTEXT`, the default."""
+    security = KafkaSecurity()
+    options: dict[str, Any] = {}
+    if security.security_protocol == "PLAINTEXT":
+        return options
+    options["security_protocol"] = security.security_protocol
+    if security.security_protocol.startswith("SASL_"):
+        password = security.sasl_password
+        options["sasl_mechanism"] = security.sasl_mechanism
+        options["sasl_plain_username"] = security.sasl_username
+        options["sasl_plain_password"] = password.get_secret_value() if password else None
+    if security.security_protocol.endswith("SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(security.ssl_ca_file) if security.ssl_ca_file else None,
+            certfile=str(security.ssl_cert_file) if security.ssl_cert_file else None,
+            keyfile=str(security.ssl_key_file) if security.ssl_key_file else None,
+        )
+    return options
 
 
 def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
@@ -33,6 +58,7 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
         "max_batch_size": 256 * 1024,
         "request_timeout_ms": 30_000,
         "max_request_size": 4 * 1024 * 1024,
+        **security_options(),
     }
     config.update(overrides)
     return config
@@ -47,26 +73,32 @@ def consumer_config(bootstrap: str, group_id: str | None, **overrides: Any) -> d
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed",
         "max_partition_fetch_bytes": 4 * 1024 * 1024,
+        **security_options(),
     }
     config.update(overrides)
     return config
 
 
 def admin_client(bootstrap: str) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    return AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=15_000, **security_options()
+    )
 
 
 async def _port_open(bootstrap: str) -> bool:
-    """A cheap TCP probe of the first bootstrap address (keeps aiokafka's retry noise away)."""
-    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 2.0)
-    except (OSError, TimeoutError, ValueError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
+    """A cheap TCP probe of the bootstrap addresses (keeps aiokafka's retry noise away):
+    true once any of them accepts a connection."""
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 2.0)
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
 
 
 async def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
@@ -93,60 +125,3 @@ async def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
         f"no Kafka broker answered at {bootstrap} within {timeout_s:.0f}s ({last_error!r}); "
         "start one with `wecom-stream kafka start` or fix KAFKA_BOOTSTRAP_SERVERS"
     )
-
-
-async def _wait_for_leaders(
-    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0
-) -> None:
-    """Wait until every partition of `names` has a leader, so a first produce does not retry."""
-    deadline = time.monotonic() + timeout_s
-    pending = set(names)
-    while pending and time.monotonic() < deadline:
-        for topic in await admin.describe_topics(sorted(pending)):
-            partitions = topic.get("partitions") or []
-            if (
-                topic.get("error_code") == 0
-                and partitions
-                and all(p.get("leader", -1) >= 0 for p in partitions)
-            ):
-                pending.discard(topic["topic"])
-        if pending:
-            await asyncio.sleep(0.05)
-    if pending:
-        raise KafkaUnavailableError(f"topics without a leader after {timeout_s:.0f}s: {pending}")
-
-
-async def ensure_topics(
-    bootstrap: str,
-    specs: Iterable[TopicSpec],
-    prefix: str = "",
-    replication_factor: int = 1,
-) -> list[str]:
-    """Create the topics that do not exist yet (idempotent); return the names created."""
-    admin = admin_client(bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(
-                name=prefix + spec.name,
-                num_partitions=spec.partitions,
-                replication_factor=replication_factor,
-                topic_configs=spec.configs(),
-            )
-            for spec in specs
-            if prefix + spec.name not in existing
-        ]
-        if not wanted:
-            return []
-        response = await admin.create_topics(wanted)
-        created = []
-        for name, code, *_ in response.topic_errors:
-            if code == 0:
-                created.append(name)
-            elif code != TopicAlreadyExistsError.errno:
-                raise KafkaUnavailableError(f"could not create topic {name}: error code {code}")
-        await _wait_for_leaders(admin, [t.name for t in wanted])
-        return created
-    finally:
-        await admin.close()

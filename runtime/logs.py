@@ -39,6 +39,13 @@ _RETRIED: tuple[tuple[re.Pattern[str], str], ...] = (
         "retried: partition leader not ready yet (normal just after a broker starts or a "
         "topic is created)",
     ),
+    (
+        # aiokafka.conn: one broker of the bootstrap list or of the cluster does not accept
+        # connections; the client reconnects and uses the others meanwhile.
+        re.compile(r"^Unable connect to "),
+        "retried: a broker does not accept connections (normal while it restarts; the "
+        "others serve meanwhile)",
+    ),
 )
 """(error names, the text put before the original message) of conditions aiokafka retries."""
 

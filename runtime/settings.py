@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "CommonSettings",
     "IngressSettings",
+    "KafkaSecurity",
     "LogFormat",
     "ProcessingGuarantee",
     "ProcessorSettings",
@@ -77,6 +78,43 @@ class CommonSettings(BaseSettings):
     def topic(self, name: str) -> str:
         """The physical topic (or group) name for a logical registry name."""
         return f"{self.topic_prefix}{name}"
+
+
+class KafkaSecurity(BaseSettings):
+    """How every process authenticates to Kafka and encrypts its connections (all clients:
+    producers, consumers, admin). Env names are `WECOM_STREAM_KAFKA_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="WECOM_STREAM_KAFKA_", frozen=True, extra="ignore")
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="With a `SASL_*` protocol."
+    )
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle that signed the brokers' certificates (`SSL`, "
+        "`SASL_SSL`); unset: the system's CAs.",
+    )
+    ssl_cert_file: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    ssl_key_file: Path | None = Field(default=None, description="Its private key (mTLS).")
+
+    @model_validator(mode="after")
+    def _complete(self) -> KafkaSecurity:
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"{self.security_protocol} needs WECOM_STREAM_KAFKA_SASL_USERNAME and "
+                "WECOM_STREAM_KAFKA_SASL_PASSWORD"
+            )
+        if bool(self.ssl_cert_file) != bool(self.ssl_key_file):
+            raise ValueError(
+                "set both WECOM_STREAM_KAFKA_SSL_CERT_FILE and WECOM_STREAM_KAFKA_SSL_KEY_FILE "
+                "(client certificate and key), or neither"
+            )
+        return self
 
 
 class IngressSettings(CommonSettings):

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from runtime.kafka import consumer_config, ensure_topics, producer_config, wait_for_broker
+from runtime.kafka import consumer_config, producer_config, wait_for_broker
 from runtime.local_kafka import LocalKafka
+from runtime.topics import ensure_topics
 from schemas.registry import REGISTRY, TopicSpec
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,11 +8,15 @@ from dataclasses import dataclass
 
 from processors.engine.api import Processor
 from runtime.errors import ConfigError
-from runtime.kafka import admin_client, ensure_topics
+from runtime.kafka import admin_client
+from runtime.logs import get_logger
 from runtime.settings import ProcessorSettings
+from runtime.topics import ensure_topics
 from schemas.registry import TopicSpec, by_name, dlq_topic
 
 __all__ = ["EngineError", "Names", "prepare_topics"]
+
+_log = get_logger(__name__)
 
 
 class EngineError(ConfigError):
@@ -81,9 +85,10 @@ async def prepare_topics(
         raise EngineError(f"processor {processor.name} declares no input topics")
     registry_specs = [_spec(t) for t in (*processor.inputs, *processor.outputs)]
     registry_specs.append(_spec(dlq_topic(processor.name)))
-    await ensure_topics(
+    report = await ensure_topics(
         bootstrap, registry_specs, settings.topic_prefix, settings.replication_factor
     )
+    report.log(_log)
     inputs = [names.topic(t) for t in processor.inputs]
     counts = await _partition_counts(bootstrap, inputs)
     missing = [t for t in inputs if t not in counts]
@@ -108,9 +113,10 @@ async def prepare_topics(
         for store in processor.stores
     ]
     if changelogs:
-        await ensure_topics(
+        report = await ensure_topics(
             bootstrap, changelogs, settings.topic_prefix, settings.replication_factor
         )
+        report.log(_log)
         physical = [names.changelog(s.name) for s in processor.stores]
         wrong = {
             t: n

@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec
-from runtime.kafka import ensure_topics
+from runtime.topics import ensure_topics
 from schemas.registry import TopicSpec, by_name
 from tests.support.engine import engine_running
 from tests.support.topics import committed_total, read_topic

@@ -169,7 +169,8 @@ async def test_at_least_once_mode_commits_after_outputs(
 async def test_inputs_that_are_not_co_partitioned_refuse_to_start(
     kafka_bootstrap: str, topic_prefix: str, topic_factory: Any
 ) -> None:
-    await topic_factory("raw.yuju.room-join.v1", partitions=3)  # the others get 6
+    # More partitions than the registry's 6 (fewer is refused before, by `runtime.topics`).
+    await topic_factory("raw.yuju.room-join.v1", partitions=8)  # the others get 6
     settings = ProcessorSettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
     with pytest.raises(EngineError, match="not co-partitioned"):
         await prepare_topics(load_processor("membership", settings), settings, kafka_bootstrap)

@@ -15,8 +15,8 @@ import aiohttp
 import orjson
 import pytest
 
-from runtime.kafka import ensure_topics
 from runtime.local_kafka import LocalKafka, free_port
+from runtime.topics import ensure_topics
 from schemas.registry import REGISTRY
 from tests.support.ingress import message, ready, start_cli_ingress, wait_listening
 from tests.support.processes import CliProcesses, wait_for

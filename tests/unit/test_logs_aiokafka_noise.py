@@ -15,6 +15,10 @@ from aiokafka import errors as kafka_errors
 
 from runtime.logs import configure_logging
 
+UNREACHABLE = (
+    "retried: a broker does not accept connections (normal while it restarts; the others "
+    "serve meanwhile)"
+)
 COORDINATOR = "retried: Kafka coordinator not ready yet (normal just after a broker starts)"
 LEADER = (
     "retried: partition leader not ready yet (normal just after a broker starts or a topic is "
@@ -91,6 +95,19 @@ RETRIED = [
         (1, kafka_errors.LeaderNotAvailableError()),
         LEADER,
     ),
+    # One broker of a cluster restarting: the client reconnects and uses the others.
+    (
+        "aiokafka.client",
+        "Unable connect to node with id %s: %s",
+        (1, "[Errno 111] refused"),
+        UNREACHABLE,
+    ),
+    (
+        "aiokafka.client",
+        'Unable connect to "%s:%s": %s',
+        ("127.0.0.1", 9092, "[Errno 111] Connect call failed"),
+        UNREACHABLE,
+    ),
 ]
 
 
@@ -129,7 +146,6 @@ SESSION_EXPIRED = "Heartbeat session expired - marking coordinator dead"
 UNTOUCHED = [
     # No heartbeat succeeded for a whole session: the member is losing its partitions.
     ("aiokafka.consumer.group_coordinator", SESSION_EXPIRED, None),
-    ("aiokafka.client", "Unable connect to node with id 1: [Errno 111] refused", None),
     (
         "aiokafka.consumer.group_coordinator",
         "OffsetCommit failed for group g due to group error ([Error 25] UnknownMemberIdError: "
