@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from runtime import local_kafka
+from runtime import kafka_launch
 
 
 def test_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -15,7 +15,7 @@ def test_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) ->
     dash_first = uuid.UUID(bytes=b"\xf8" + b"\x00" * 15)
     assert base64.urlsafe_b64encode(dash_first.bytes).decode().startswith("-")
     fresh = iter([dash_first, uuid.UUID(int=1)])
-    monkeypatch.setattr(local_kafka.uuid, "uuid4", lambda: next(fresh))
-    cluster_id = local_kafka._cluster_id()
+    monkeypatch.setattr(kafka_launch.uuid, "uuid4", lambda: next(fresh))
+    cluster_id = kafka_launch.cluster_id()
     assert not cluster_id.startswith("-")
     assert len(cluster_id) == 22

@@ -1,0 +1,43 @@
+"""Fault injection on the local cluster: find a partition's leader, wait until every replica
+is back in sync (what an operator waits for between the steps of a rolling restart)."""
+
+from __future__ import annotations
+
+from runtime.kafka import admin_client
+from tests.support.processes import wait_for
+
+__all__ = ["leader_of", "wait_in_sync"]
+
+
+async def leader_of(bootstrap: str, topic: str, partition: int = 0) -> int:
+    admin = admin_client(bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    leader: int = next(p["leader"] for p in described["partitions"] if p["partition"] == partition)
+    return leader
+
+
+async def under_replicated(bootstrap: str) -> int:
+    """Partitions (of every topic) whose in-sync replicas are fewer than their replicas."""
+    admin = admin_client(bootstrap)
+    await admin.start()
+    try:
+        topics = await admin.describe_topics()
+    finally:
+        await admin.close()
+    return sum(
+        1
+        for topic in topics
+        for p in topic["partitions"]
+        if len(p["isr"]) < len(p["replicas"]) or p["leader"] < 0
+    )
+
+
+async def wait_in_sync(bootstrap: str, timeout_s: float = 90) -> None:
+    async def in_sync() -> bool:
+        return await under_replicated(bootstrap) == 0
+
+    await wait_for(in_sync, timeout_s=timeout_s, interval_s=0.5, what="every replica in sync")

@@ -1,0 +1,172 @@
+"""Faults on a 3-node cluster under steady load through the ingress and all three
+processors: (a) SIGKILL of a partition leader, then its restart; (b) a rolling restart of all
+three brokers; (c) each processor scaled 1 → 3 → 1 instances; (d) SIGKILL of each processor
+mid-transaction, then a restart. Each: every callback answered 200 within 5 s, every output
+exactly once (read_committed), membership and feedback tables exact (`pipeline.check_exact`).
+
+The figures of each run (latencies, statuses, outputs) are printed as one JSON line per
+scenario (`-s` shows them; `make test-cluster` passes it)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from runtime.local_cluster import LocalCluster
+from schemas.registry import RAW_YUJU_MESSAGE
+from tests.cluster.faults import leader_of, wait_in_sync
+from tests.cluster.pipeline import PROCESSORS, LoadResult, Pipeline, SteadyLoad, check_exact
+from tests.cluster.pipeline import mixed_callbacks as mix_of
+from tests.support.processes import CliProcesses
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
+
+RATE = 100.0
+"""Callbacks per second, all kinds together: steady, and well inside what 2 cores give."""
+ANSWER_DEADLINE_S = 5.0
+"""Insight's timeout: a callback answered later counts as failed by the platform."""
+
+
+async def at(load: SteadyLoad, started: float, second: float) -> None:
+    """Sleep until `second` seconds into the load."""
+    await asyncio.sleep(max(0.0, started + second - time.monotonic()))
+
+
+def report(name: str, load: LoadResult, outputs: dict[str, Any], **extra: Any) -> None:
+    print(orjson.dumps({"scenario": name, **load.summary(), **outputs, **extra}).decode())
+
+
+def assert_answered(load: LoadResult) -> None:
+    assert set(load.statuses) == {200}, load.summary()
+    assert max(load.latencies) < ANSWER_DEADLINE_S, load.summary()
+
+
+async def run_scenario(
+    name: str,
+    seed: int,
+    seconds: float,
+    cli_processes: CliProcesses,
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    fault: Any,
+) -> None:
+    pipeline = Pipeline(cli_processes, tmp_path)
+    await pipeline.start()
+    mix = mix_of(seed, int(RATE * seconds))
+    load = SteadyLoad(pipeline.base_url, mix.callbacks, RATE)
+    started = time.monotonic()
+    load.start()
+    extra = await fault(pipeline, load, started)
+    result = await load.wait()
+    assert_answered(result)
+    outputs = await check_exact(kafka_bootstrap, topic_prefix, mix, pipeline)
+    report(name, result, outputs, **(extra or {}))
+
+
+async def test_a_sigkill_of_a_partition_leader_then_its_restart(
+    cluster: LocalCluster,
+    cli_processes: CliProcesses,
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+) -> None:
+    async def fault(pipeline: Pipeline, load: SteadyLoad, started: float) -> dict[str, Any]:
+        await at(load, started, 8)
+        leader = await leader_of(kafka_bootstrap, topic_prefix + RAW_YUJU_MESSAGE)
+        cluster.kill_node(leader)
+        killed_at = time.monotonic() - started
+        await at(load, started, 20)
+        cluster.start_node(leader)
+        restarted_at = time.monotonic() - started
+        await wait_in_sync(kafka_bootstrap)
+        return {
+            "killed_node": leader,
+            "killed_at_s": round(killed_at, 1),
+            "restarted_at_s": round(restarted_at, 1),
+            "in_sync_at_s": round(time.monotonic() - started, 1),
+        }
+
+    await run_scenario(
+        "leader-sigkill", 1, 35, cli_processes, tmp_path, kafka_bootstrap, topic_prefix, fault
+    )
+
+
+async def test_b_rolling_restart_of_all_three_brokers(
+    cluster: LocalCluster,
+    cli_processes: CliProcesses,
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+) -> None:
+    async def fault(pipeline: Pipeline, load: SteadyLoad, started: float) -> dict[str, Any]:
+        await at(load, started, 5)
+        steps = []
+        for node in (n.node_id for n in cluster.nodes()):
+            began = time.monotonic()
+            cluster.stop_node(node)  # SIGTERM: a controlled shutdown
+            cluster.start_node(node)
+            await wait_in_sync(kafka_bootstrap)  # as an operator waits before the next one
+            steps.append(round(time.monotonic() - began, 1))
+        assert time.monotonic() - started < load.duration_s, "the load ended before the restarts"
+        return {"restart_s_per_node": steps}
+
+    await run_scenario(
+        "rolling-restart", 2, 60, cli_processes, tmp_path, kafka_bootstrap, topic_prefix, fault
+    )
+
+
+async def test_c_each_processor_scaled_one_to_three_to_one(
+    cluster: LocalCluster,
+    cli_processes: CliProcesses,
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+) -> None:
+    async def fault(pipeline: Pipeline, load: SteadyLoad, started: float) -> dict[str, Any]:
+        await at(load, started, 5)
+        added = [pipeline.add(name) for name in PROCESSORS for _ in range(2)]
+        for proc in added:
+            await pipeline.wait_assigned(proc, timeout_s=90)
+        up_at = time.monotonic() - started
+        await at(load, started, up_at + 5)
+        for proc in added:  # scale down as Kubernetes does: SIGTERM, a grace period
+            assert proc.terminate(timeout_s=45) == 0, proc.log_text()[-3000:]
+            for name in PROCESSORS:
+                if proc in pipeline.instances[name]:
+                    pipeline.instances[name].remove(proc)
+        assert time.monotonic() - started < load.duration_s, "the load ended before scaling in"
+        return {"three_each_at_s": round(up_at, 1)}
+
+    await run_scenario(
+        "scale-1-3-1", 3, 45, cli_processes, tmp_path, kafka_bootstrap, topic_prefix, fault
+    )
+
+
+async def test_d_sigkill_of_each_processor_mid_transaction(
+    cluster: LocalCluster,
+    cli_processes: CliProcesses,
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+) -> None:
+    async def fault(pipeline: Pipeline, load: SteadyLoad, started: float) -> dict[str, Any]:
+        kills = []
+        for i, name in enumerate(PROCESSORS):
+            await at(load, started, 6 + 6 * i)
+            (proc,) = pipeline.instances[name]
+            assert '"tasks restored"' in proc.log_text(), "killed before it processed"
+            proc.kill()  # mid-transaction: one is open whenever input is flowing
+            pipeline.instances[name].remove(proc)
+            kills.append((name, round(time.monotonic() - started, 1)))
+            await pipeline.wait_assigned(pipeline.add(name), timeout_s=90)
+        return {"killed_at_s": kills}
+
+    await run_scenario(
+        "processor-sigkill", 4, 35, cli_processes, tmp_path, kafka_bootstrap, topic_prefix, fault
+    )
