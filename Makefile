@@ -39,6 +39,10 @@ lint: $(STAMP) ## ruff and mypy
 test: lint kafka-jars ## lint, type-check, then the whole test suite against a real Kafka
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+.PHONY: test-cluster
+test-cluster: kafka-jars ## a local 3-node cluster under faults: leader SIGKILL, rolling restart, scaling, processor SIGKILL (~15 min)
+	$(BIN)/pytest tests/cluster -s -p no:cacheprovider $(PYTEST_ARGS)
+
 .PHONY: test-unit
 test-unit: $(STAMP) ## unit tests only (no broker)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -46,6 +46,7 @@ _METRICS = web.AppKey("metrics", IngressMetrics)
 _AUTH = web.AppKey("auth", Auth)
 _ACCESS = web.AppKey("access_log", AccessLog)
 _MAX_BODY = web.AppKey("max_body_bytes", int)
+_BODY_TIMEOUT = web.AppKey("body_read_timeout_s", float)
 _EMPTY = b"{}"
 _WORKER_DIR = re.compile(r"^worker-(\d+)$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -107,9 +108,16 @@ async def _callback(request: web.Request, trace: _Trace) -> web.StreamResponse:
     if (request.content_length or 0) > request.app[_MAX_BODY]:
         return _error(413, "request body too large")
     try:
-        raw = await request.read()
+        async with asyncio.timeout(request.app[_BODY_TIMEOUT]):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _error(413, "request body too large")
+    except TimeoutError:
+        # A client trickling its body must not hold a connection (and a worker's memory)
+        # for ever; the connection is closed, since the rest of the body may still come.
+        response = _error(408, "request body not received in time; send it at once")
+        response.force_close()
+        return response
     publisher = request.app[PUBLISHER]
     record = _record_of(raw, kind, auth, publisher.prefix, trace)
     if isinstance(record, web.Response):
@@ -253,6 +261,7 @@ def create_app(
     app[_METRICS] = metrics
     app[_ACCESS] = AccessLog(settings.log_level, settings.log_format)
     app[_MAX_BODY] = settings.max_body_bytes
+    app[_BODY_TIMEOUT] = settings.body_read_timeout_s
     insight_key = settings.insight_key.get_secret_value() if settings.insight_key else None
     app[_AUTH] = Auth(settings.tenant_tokens(), insight_key, settings.insight_tenant)
 

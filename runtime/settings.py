@@ -130,6 +130,12 @@ class IngressSettings(CommonSettings):
         default=None, description="Secret for Insight callbacks: `?key=` or path prefix."
     )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    body_read_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request whose body has not fully arrived this long after its headers "
+        "is answered 408 and its connection closed (slow or stalled clients).",
+    )
     spool_dir: Path = Field(default_factory=lambda: default_cache_dir() / "spool")
     spool_max_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
     produce_timeout_s: float = Field(
