@@ -79,10 +79,10 @@ async def test_a_sigkill_of_a_partition_leader_then_its_restart(
     async def fault(pipeline: Pipeline, load: SteadyLoad, started: float) -> dict[str, Any]:
         await at(load, started, 8)
         leader = await leader_of(kafka_bootstrap, topic_prefix + RAW_YUJU_MESSAGE)
-        cluster.kill_node(leader)
+        await asyncio.to_thread(cluster.kill_node, leader)
         killed_at = time.monotonic() - started
         await at(load, started, 20)
-        cluster.start_node(leader)
+        await asyncio.to_thread(cluster.start_node, leader)
         restarted_at = time.monotonic() - started
         await wait_in_sync(kafka_bootstrap)
         return {
@@ -109,8 +109,8 @@ async def test_b_rolling_restart_of_all_three_brokers(
         steps = []
         for node in (n.node_id for n in cluster.nodes()):
             began = time.monotonic()
-            cluster.stop_node(node)  # SIGTERM: a controlled shutdown
-            cluster.start_node(node)
+            await asyncio.to_thread(cluster.stop_node, node)  # SIGTERM: controlled shutdown
+            await asyncio.to_thread(cluster.start_node, node)
             await wait_in_sync(kafka_bootstrap)  # as an operator waits before the next one
             steps.append(round(time.monotonic() - began, 1))
         assert time.monotonic() - started < load.duration_s, "the load ended before the restarts"
@@ -136,7 +136,8 @@ async def test_c_each_processor_scaled_one_to_three_to_one(
         up_at = time.monotonic() - started
         await at(load, started, up_at + 5)
         for proc in added:  # scale down as Kubernetes does: SIGTERM, a grace period
-            assert proc.terminate(timeout_s=45) == 0, proc.log_text()[-3000:]
+            code = await asyncio.to_thread(proc.terminate, 45)
+            assert code == 0, proc.log_text()[-3000:]
             for name in PROCESSORS:
                 if proc in pipeline.instances[name]:
                     pipeline.instances[name].remove(proc)
@@ -161,7 +162,7 @@ async def test_d_sigkill_of_each_processor_mid_transaction(
             await at(load, started, 6 + 6 * i)
             (proc,) = pipeline.instances[name]
             assert '"tasks restored"' in proc.log_text(), "killed before it processed"
-            proc.kill()  # mid-transaction: one is open whenever input is flowing
+            await asyncio.to_thread(proc.kill)  # mid-transaction: input is flowing
             pipeline.instances[name].remove(proc)
             kills.append((name, round(time.monotonic() - started, 1)))
             await pipeline.wait_assigned(pipeline.add(name), timeout_s=90)
