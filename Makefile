@@ -71,6 +71,15 @@ bench-peers: kafka-jars ## normalizer vs Quix Streams, same handler, exactly-onc
 schemas: $(STAMP) ## regenerate schemas/json/ (JSON Schemas + AsyncAPI) from the models
 	$(BIN)/python -m schemas.export
 
+.PHONY: deploy-render
+deploy-render: $(STAMP) ## rewrite the generated KEDA files of deploy/k8s (after a registry, processor or overlay config change)
+	$(BIN)/python deploy/k8s/render.py
+
+.PHONY: deploy-check
+deploy-check: $(STAMP) ## build every kustomization (pinned kustomize) and validate it offline: Kubernetes 1.37, KEDA CRDs (~10 s warm)
+	$(BIN)/python deploy/k8s/render.py --check
+	$(BIN)/pytest tests/deploy tests/unit/test_deploy.py -p no:cacheprovider $(PYTEST_ARGS)
+
 .PHONY: format
 format: $(STAMP) ## apply ruff's formatter and autofixes
 	$(BIN)/ruff format .

@@ -1,0 +1,121 @@
+"""The pinned tools of `make deploy-check` and kustomize builds as parsed objects.
+
+kustomize v5.8.2 is built once with `go install` into the user cache
+(`<cache>/wecom-stream/tools/kustomize-v5.8.2/kustomize`, ~40 s cold); the npm packages of
+deploy/k8s/validate are installed once with `npm ci` (re-run when its lock file changes).
+Without Go or Node the checks that need them skip, saying so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runtime.settings import default_cache_dir
+
+__all__ = [
+    "K8S",
+    "KUSTOMIZE_VERSION",
+    "VALIDATE_DIR",
+    "build",
+    "build_all",
+    "kustomizations",
+    "kustomize",
+    "node_validator",
+]
+
+KUSTOMIZE_VERSION = "v5.8.2"  # v5.8.3 needs Go 1.27
+K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+VALIDATE_DIR = K8S / "validate"
+_STAMP = VALIDATE_DIR / "node_modules" / ".wecom-stream-lock.sha256"
+
+
+def _cached() -> Path:
+    return default_cache_dir() / "tools" / f"kustomize-{KUSTOMIZE_VERSION}" / "kustomize"
+
+
+def kustomize(*, install: bool) -> Path | None:
+    """The pinned kustomize: `$WECOM_STREAM_KUSTOMIZE`, else the cached build; built with Go
+    first when `install` and Go is on PATH. None when absent and not installable."""
+    given = os.environ.get("WECOM_STREAM_KUSTOMIZE")
+    if given:
+        return Path(given)
+    binary = _cached()
+    if binary.exists():
+        return binary
+    go = shutil.which("go")
+    if not install or go is None:
+        return None
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=binary.parent) as gobin:
+        env = os.environ | {"GOBIN": gobin, "GOTOOLCHAIN": "local", "GOFLAGS": ""}
+        subprocess.run(
+            [go, "install", f"sigs.k8s.io/kustomize/kustomize/v5@{KUSTOMIZE_VERSION}"],
+            cwd=gobin,
+            env=env,
+            check=True,
+        )
+        os.replace(Path(gobin) / "kustomize", binary)  # atomic: a parallel run sees all or none
+    return binary
+
+
+def node_validator(*, install: bool) -> list[str] | None:
+    """The command that validates KEDA objects (deploy/k8s/validate/validate.mjs), after
+    `npm ci` when its lock file changed; None without Node and npm."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        return None
+    lock = hashlib.sha256((VALIDATE_DIR / "package-lock.json").read_bytes()).hexdigest()
+    if not (_STAMP.exists() and _STAMP.read_text() == lock):
+        if not install:
+            return None
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=VALIDATE_DIR,
+            check=True,
+        )
+        _STAMP.write_text(lock)
+    return [node, str(VALIDATE_DIR / "validate.mjs")]
+
+
+def kustomizations() -> list[Path]:
+    """Every buildable kustomization: the base and each overlay (components are built on the
+    base by tests/deploy)."""
+    return [
+        K8S / "base",
+        *sorted(p.parent for p in (K8S / "overlays").glob("*/kustomization.yaml")),
+    ]
+
+
+def build(binary: Path, directory: Path) -> list[dict[str, Any]]:
+    """`kustomize build directory`, parsed."""
+    out = subprocess.run(
+        [str(binary), "build", str(directory)], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise AssertionError(f"kustomize build {directory} failed:\n{out.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def build_all(binary: Path, scratch: Path) -> dict[str, list[dict[str, Any]]]:
+    """{path relative to deploy/k8s: objects} for the base, each overlay and, for each
+    component, the base with it (`base+components/<name>`, built in `scratch`)."""
+    out = {str(d.relative_to(K8S)): build(binary, d) for d in kustomizations()}
+    for component in sorted((K8S / "components").glob("*/kustomization.yaml")):
+        root = scratch / f"with-{component.parent.name}"
+        root.mkdir(parents=True, exist_ok=True)
+        rel = os.path.relpath  # kustomize refuses absolute paths
+        (root / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"resources: [{rel(K8S / 'base', root)}]\n"
+            f"components: [{rel(component.parent, root)}]\n"
+        )
+        out[f"base+{component.parent.relative_to(K8S)}"] = build(binary, root)
+    return out
