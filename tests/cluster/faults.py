@@ -6,7 +6,7 @@ from __future__ import annotations
 from runtime.kafka import admin_client
 from tests.support.processes import wait_for
 
-__all__ = ["leader_of", "wait_in_sync"]
+__all__ = ["leader_of", "stable_members", "wait_in_sync"]
 
 
 async def leader_of(bootstrap: str, topic: str, partition: int = 0) -> int:
@@ -41,3 +41,18 @@ async def wait_in_sync(bootstrap: str, timeout_s: float = 90) -> None:
         return await under_replicated(bootstrap) == 0
 
     await wait_for(in_sync, timeout_s=timeout_s, interval_s=0.5, what="every replica in sync")
+
+
+async def stable_members(bootstrap: str, group: str) -> int:
+    """Members of a consumer group that is `Stable` (0 while it rebalances)."""
+    admin = admin_client(bootstrap)
+    await admin.start()
+    try:
+        responses = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    for response in responses:
+        for described in response.to_object()["groups"]:
+            if described["group"] == group and described["state"] == "Stable":
+                return len(described["members"])
+    return 0

@@ -36,7 +36,14 @@ from tests.support.ingress import message
 from tests.support.processes import CliProcess, CliProcesses, wait_for
 from tests.support.topics import committed_offsets, read_topic
 
-__all__ = ["LoadResult", "Pipeline", "SteadyLoad", "check_exact", "mixed_callbacks"]
+__all__ = [
+    "LoadResult",
+    "Pipeline",
+    "SteadyLoad",
+    "check_exact",
+    "expected_of",
+    "mixed_callbacks",
+]
 
 TOKEN = membership.TOKEN
 PROCESSORS = ("normalizer", "membership", "feedback")
@@ -66,7 +73,7 @@ class Mix:
     feedback_bodies: list[dict[str, Any]]
 
 
-def mixed_callbacks(seed: int, total: int) -> Mix:
+def mixed_callbacks(seed: int, total: int) -> list[Callback]:
     """About half messages (a tenth of them posted twice), 30 % room events, 20 % feedback,
     interleaved at random; each conversation, room and bot keeps its own order."""
     rng = random.Random(seed)
@@ -74,19 +81,16 @@ def mixed_callbacks(seed: int, total: int) -> Mix:
     n_fb = total - n_msg - n_room
     chats = [f"chat-{seed}-{i}" for i in range(40)]
     msgs: list[Callback] = []
-    expected: dict[str, list[str]] = {}
     sent: list[dict[str, Any]] = []
     for n in range(n_msg):
         if sent and rng.random() < 0.1:  # a platform retry: the same body again, later
             body = rng.choice(sent[-50:])
         else:
-            chat = rng.choice(chats)
-            body = message(n, chat, TOKEN, text=f"text {seed}")
+            body = message(n, rng.choice(chats), TOKEN, text=f"text {seed}")
             sent.append(body)
-            expected.setdefault(chat, []).append(body["data"]["messageId"])
         msgs.append(Callback("/notice", body, f"c:{body['data']['chatId']}", "message"))
     rooms = membership.generate(seed, rooms=25, events=n_room).bodies
-    room_cbs = [Callback("/room", b, f"r:{b['imRoomId']}", "room") for b in rooms]
+    room_cbs = [Callback("/callbacks/yuju/room", b, f"r:{b['imRoomId']}", "room") for b in rooms]
     votes = feedback.generate(seed, bots=4, replies=max(10, n_fb // 3), callbacks=n_fb)
     path = f"/v1/bot-message/feedback?key={feedback.INSIGHT_KEY}"
     fb_cbs = [Callback(path, b, f"b:{b['botId']}", "feedback") for b in votes]
@@ -95,7 +99,23 @@ def mixed_callbacks(seed: int, total: int) -> Mix:
     while any(streams):
         pick = rng.choices([s for s in streams if s], [len(s) for s in streams if s])[0]
         merged.append(pick.pop(0))
-    return Mix(merged, expected, rooms, votes)
+    return merged
+
+
+def expected_of(callbacks: list[Callback]) -> Mix:
+    """What the outputs must hold once these callbacks (in posting order) went through."""
+    messages: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for cb in callbacks:
+        if cb.kind == "message" and cb.body["data"]["messageId"] not in seen:
+            seen.add(cb.body["data"]["messageId"])
+            messages.setdefault(cb.body["data"]["chatId"], []).append(cb.body["data"]["messageId"])
+    return Mix(
+        callbacks,
+        messages,
+        [cb.body for cb in callbacks if cb.kind == "room"],
+        [cb.body for cb in callbacks if cb.kind == "feedback"],
+    )
 
 
 @dataclass
@@ -119,15 +139,24 @@ class LoadResult:
 
 class SteadyLoad:
     """Posts `callbacks` at `rate` per second in the background: a callback starts at its
-    slot in the schedule, or once its lane's previous callback has been answered."""
+    slot in the schedule, or once its lane's previous callback has been answered. `stop`
+    ends every lane after its current callback: what was posted is a prefix of each lane,
+    and `posted()` lists it in posting order."""
 
     def __init__(self, base_url: str, callbacks: list[Callback], rate: float) -> None:
         self.base_url = base_url
         self.callbacks = callbacks
         self.rate = rate
         self.result = LoadResult()
-        self.posted = 0
+        self._answered: list[int] = []
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def posted(self) -> list[Callback]:
+        return [self.callbacks[i] for i in sorted(self._answered)]
 
     @property
     def duration_s(self) -> float:
@@ -158,6 +187,8 @@ class SteadyLoad:
             delay = start + i / self.rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if self._stopping:
+                return
             began = time.monotonic()
             try:
                 async with session.post(
@@ -170,7 +201,7 @@ class SteadyLoad:
                 self.result.errors.append(f"{cb.kind}: {type(exc).__name__}")
             self.result.latencies.append(time.monotonic() - began)
             self.result.statuses[status] = self.result.statuses.get(status, 0) + 1
-            self.posted += 1
+            self._answered.append(i)
 
 
 class Pipeline:
