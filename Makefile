@@ -43,6 +43,14 @@ test: lint deploy-check kafka-jars ## lint, type-check, deploy manifests checked
 test-cluster: kafka-jars ## a local 3-node cluster under faults: leader SIGKILL, rolling restart, scaling, processor SIGKILL (~15 min)
 	$(BIN)/pytest tests/cluster -s -p no:cacheprovider $(PYTEST_ARGS)
 
+.PHONY: k8s-tools
+k8s-tools: ## build once into ~/.cache/wecom-stream/k8s-tools: Kubernetes v1.37.2 control plane + kubectl, etcd v3.7.3, kwok v0.8.0, kustomize v5.8.2 (~15 min cold)
+	bash deploy/k8s/tools/build.sh
+
+.PHONY: test-k8s
+test-k8s: k8s-tools $(STAMP) ## base + every overlay on a local API server with kwok nodes: server dry run, apply, rollouts, a drain held by the PDBs (~1 min)
+	$(BIN)/pytest tests/k8s -p no:cacheprovider $(PYTEST_ARGS)
+
 .PHONY: test-unit
 test-unit: $(STAMP) ## unit tests only (no broker)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
