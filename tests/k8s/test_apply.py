@@ -6,7 +6,10 @@ claims bound to static volumes, pods Ready)."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
+import yaml
 
 from tests.k8s.deploy import Deployer
 from tests.k8s.manifests import Rendering, discover, workloads
@@ -22,3 +25,25 @@ def test_applies_and_rolls_out(deployer: Deployer, rendering: Rendering) -> None
     assert workloads(applied.objects), f"{rendering.name} renders no workload"
     lines = deployer.rollout(applied)
     assert len(lines) == len(workloads(applied.objects))
+
+
+def test_the_dry_run_refuses_unknown_fields(deployer: Deployer) -> None:
+    """The dry run is a real check: a StatefulSet and a KEDA ScaledObject of the base, each
+    with a field their schema lacks, are refused (strict decoding; the CRD's schema)."""
+    applied = deployer.apply(discover()[0])
+    for kind in ("StatefulSet", "ScaledObject"):
+        broken = copy.deepcopy(next(o for o in applied.objects if o["kind"] == kind))
+        broken["spec"]["replicaz"] = 2
+        done = deployer.kube.kubectl(
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "-n",
+            applied.namespace,
+            "-f",
+            "-",
+            stdin=yaml.safe_dump(broken),
+            check=False,
+        )
+        assert done.returncode != 0, f"{kind} with .spec.replicaz accepted: {done.stdout}"
+        assert "replicaz" in done.stderr, done.stderr
