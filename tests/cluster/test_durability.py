@@ -6,6 +6,7 @@ processors start is idempotent with `acks=all`."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -81,6 +82,7 @@ async def test_every_producer_is_idempotent_with_acks_all_and_own_topics_are_dur
     registry_topics: list[str],
     started_producers: list[AIOKafkaProducer],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("WECOM_STREAM_REPLICATION_FACTOR", "3")  # the engines' settings
     ingress = IngressSettings(
@@ -88,6 +90,7 @@ async def test_every_producer_is_idempotent_with_acks_all_and_own_topics_are_dur
         topic_prefix=topic_prefix,
         tenants="acme=durable-token",  # type: ignore[arg-type]  # parsed by pydantic
         replication_factor=3,
+        spool_dir=tmp_path / "spool",
     )
     async with in_process_ingress(ingress, kafka_bootstrap) as client:
         resp = await client.post("/notice", json=message(1, "chat-d", "durable-token"))
