@@ -240,8 +240,8 @@ class LocalCluster:
                 for node in self.nodes():  # one by one: no client retries a closed port
                     await wait_for_broker(node.address, timeout_s=2.0)
                 admin = admin_client(self.bootstrap)
-                await admin.start()
                 try:
+                    await admin.start()  # inside: a failed start must close its connections
                     brokers = len((await admin.describe_cluster())["brokers"])
                 finally:
                     await admin.close()
