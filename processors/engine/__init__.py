@@ -113,6 +113,7 @@ Operations
     multi-core machines; a child that dies is restarted by the parent).
 """
 
+from processors.engine._dlq import DLQ_HEADERS
 from processors.engine._engine import run_engine
 from processors.engine._setup import EngineError, Names
 from processors.engine.api import (
@@ -127,6 +128,7 @@ from processors.engine.api import (
 )
 
 __all__ = [
+    "DLQ_HEADERS",
     "Context",
     "EngineError",
     "Handler",
