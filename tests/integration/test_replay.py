@@ -1,12 +1,14 @@
 """`wecom-stream replay` against the real broker: a record dead-lettered by the engine goes
 back once and yields one output; the group remembers; `--since` re-replays and the
-normalizer's dedup holds; a dry run produces and commits nothing; raw.unrouted.v1 is
-re-routed by the ingress's rules and what they still cannot route stays."""
+normalizer's dedup holds; `--until` leaves the rest for the next replay; a dry run produces
+and commits nothing; raw.unrouted.v1 is re-routed by the ingress's rules and what they still
+cannot route stays."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 
 import orjson
 import pytest
@@ -198,6 +200,40 @@ async def test_dry_run_produces_and_commits_nothing(
     assert await committed_total(kafka_bootstrap, group) == 3  # the skipped one is passed
     (back,) = await read_topic(kafka_bootstrap, topic_prefix + RAW, expect=1, quiet_s=0)
     assert back.value == b'{"a": 1}'
+
+
+async def test_until_leaves_the_rest_for_the_next_replay(
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    registry_topics: list[str],
+    producer: AIOKafkaProducer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now_ms = int(time.time() * 1000)
+    headers = dlq_headers(
+        ORIGINAL, ValueError("x"), processor="normalizer", topic=RAW, partition=0, offset=0
+    )
+    for value, age_h in ((b'{"old": 1}', 3), (b'{"new": 1}', 1)):
+        await producer.send_and_wait(
+            topic_prefix + DLQ,
+            value,
+            key=b"same-partition",
+            headers=headers,
+            timestamp_ms=now_ms - age_h * 3_600_000,
+        )
+    lines = await run_replay(kafka_bootstrap, topic_prefix, capsys, DLQ, "--until", "2h")
+    assert lines[0] == f"replayed 1 records to {topic_prefix}{RAW}"
+    (old,) = await read_topic(kafka_bootstrap, topic_prefix + RAW, expect=1, quiet_s=0)
+    assert old.value == b'{"old": 1}'
+
+    lines = await run_replay(kafka_bootstrap, topic_prefix, capsys, DLQ)  # the rest
+    assert lines[0] == f"replayed 1 records to {topic_prefix}{RAW}"
+    lines = await run_replay(
+        kafka_bootstrap, topic_prefix, capsys, DLQ, "--since", "4h", "--until", "2h"
+    )
+    assert lines[0] == f"replayed 1 records to {topic_prefix}{RAW}"
+    raw = await read_topic(kafka_bootstrap, topic_prefix + RAW, expect=3, quiet_s=0.2)
+    assert [r.value for r in raw] == [b'{"old": 1}', b'{"new": 1}', b'{"old": 1}']
 
 
 async def test_unrouted_records_are_re_routed_and_the_rest_stays(
