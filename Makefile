@@ -71,6 +71,10 @@ bench-membership: kafka-jars ## membership: 2,000-member room, 1,000 joins/leave
 bench-restore: kafka-jars ## state: restore rates, start to next output with 1M/3M ids, memory and disk per entry (bench/results/restore.json)
 	$(BIN)/python bench/restore.py
 
+.PHONY: bench-backfill
+bench-backfill: kafka-jars ## backfill chat-records: messages/s for 100 customers x 50 messages vs a bare producer (bench/results/backfill.json)
+	$(BIN)/python bench/backfill.py
+
 .PHONY: bench-peers
 bench-peers: kafka-jars ## normalizer vs Quix Streams, same handler, exactly-once, side by side (bench/results/peers.json; makes .venv-quix)
 	$(BIN)/python bench/peers.py

@@ -2,6 +2,13 @@
 distinct `messageId`, keyed by conversation id. Pure functions plus the handler the engine
 runs (`PROCESSOR` / `configure`).
 
+It also reads `raw.yuju.chat-record.v1` (history written by `wecom-stream backfill
+chat-records`): one `ChatMessage` (`origin` chat_record) per distinct entry id, mapped by
+`processors._chat_record_mapping`; the store `history` remembers those ids for
+`WECOM_STREAM_NORMALIZER_HISTORY_DEDUP_RETENTION_MS` (default 90 days), so a re-run of the
+same backfill adds nothing. Both inputs are keyed by conversation, so order within a chat is
+kept.
+
 Both body formats are accepted (group-level `data` wrapper; flat enterprise v2 with
 `messageType, imContactId, imRoomId, imBotId, botUserId`), keys with stray whitespace, and
 timestamps in s / ms as numbers or strings (`schemas.yuju`). Every `type` is mapped to a
@@ -56,6 +63,7 @@ from processors._chat_mapping import (
     sender_of,
     text_of,
 )
+from processors._chat_record_mapping import chat_record_message
 from processors._normalizer_fast import (
     FastMessage,
     is_canonical_ce_time,
@@ -66,8 +74,9 @@ from processors._normalizer_fast import (
 from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec
 from runtime.settings import ProcessorSettings
 from schemas.chat import Channel, ChatMessage
+from schemas.chat_record import ChatRecordEntry
 from schemas.cloudevents import event_headers, parse_time
-from schemas.registry import CHAT_MESSAGE, RAW_YUJU_MESSAGE, by_name
+from schemas.registry import CHAT_MESSAGE, RAW_YUJU_CHAT_RECORD, RAW_YUJU_MESSAGE, by_name
 from schemas.yuju import YujuMessage
 
 __all__ = [
@@ -90,6 +99,7 @@ CE_SOURCE = "wecom-stream/normalizer"
 _CE_TYPE = by_name(CHAT_MESSAGE).ce_type
 SEEN_STORE = "seen"
 MODE_STORE = "mode"
+HISTORY_STORE = "history"
 
 
 def normalize(
@@ -164,6 +174,7 @@ def chat_fields(
         "sent_at": msg.sent_at or received_iso,
         "received_at": received_iso,
         "payload": payload,
+        "origin": "callback",
     }
 
 
@@ -212,6 +223,8 @@ def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
     the output dict built directly); anything unusual the tolerant model and `normalize`."""
     if record.value is None:
         raise ValueError("record has no value (a tombstone is not a message callback)")
+    if record.topic == RAW_YUJU_CHAT_RECORD:
+        return _handle_chat_record(record, ctx)
     fast = parse_fast(record.value)
     if fast is not None:
         done = _handle_fast(record, ctx, fast)
@@ -275,23 +288,52 @@ def _handle_fast(
     return (OutputRecord(CHAT_MESSAGE, conversation, value, headers),)
 
 
-def configure(settings: ProcessorSettings) -> Processor:
-    """The declaration with the configured deduplication window."""
-    retention = settings.normalizer_dedup_retention_ms
+def _handle_chat_record(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
+    """One backfilled chat-record entry: dropped when its id was seen, else its message."""
+    assert record.value is not None  # handle() checked
+    entry = ChatRecordEntry.model_validate_json(record.value)
+    history = ctx.store(HISTORY_STORE)
+    received_at, ce_time = _received(record)
+    out = chat_record_message(
+        entry, received_at=received_at, tenant=record.headers.get("tenant") or None
+    )
+    if out.message_id in history:
+        return ()
+    history.set(out.message_id, 1)
+    headers = event_headers(
+        ce_id=out.message_id,
+        source=CE_SOURCE,
+        ce_type=_CE_TYPE,
+        time=ce_time or out.received_at,
+        tenant=out.tenant,
+    )
+    return (OutputRecord(CHAT_MESSAGE, out.conversation_id, out, headers),)
+
+
+def _declaration(dedup_ms: int, history_ms: int) -> Processor:
     return Processor(
         name="normalizer",
-        inputs=(RAW_YUJU_MESSAGE,),
+        inputs=(RAW_YUJU_MESSAGE, RAW_YUJU_CHAT_RECORD),
         outputs=(CHAT_MESSAGE,),
         handle=handle,
-        stores=(StoreSpec(SEEN_STORE, retention), StoreSpec(MODE_STORE, retention)),
+        stores=(
+            StoreSpec(SEEN_STORE, dedup_ms),
+            StoreSpec(MODE_STORE, dedup_ms),
+            StoreSpec(HISTORY_STORE, history_ms),
+        ),
     )
 
 
-PROCESSOR = Processor(
-    name="normalizer",
-    inputs=(RAW_YUJU_MESSAGE,),
-    outputs=(CHAT_MESSAGE,),
-    handle=handle,
-    stores=(StoreSpec(SEEN_STORE, 24 * 3600 * 1000), StoreSpec(MODE_STORE, 24 * 3600 * 1000)),
+def configure(settings: ProcessorSettings) -> Processor:
+    """The declaration with the configured deduplication windows."""
+    return _declaration(
+        settings.normalizer_dedup_retention_ms, settings.normalizer_history_dedup_retention_ms
+    )
+
+
+_DEFAULTS = ProcessorSettings.model_fields
+PROCESSOR = _declaration(
+    _DEFAULTS["normalizer_dedup_retention_ms"].default,
+    _DEFAULTS["normalizer_history_dedup_retention_ms"].default,
 )
-"""The declaration with the default deduplication window (24 h)."""
+"""The declaration with the default deduplication windows (24 h; history 90 days)."""

@@ -1,4 +1,4 @@
-"""The `wecom-stream` command line: run, ingress, process, topics, kafka, tail.
+"""The `wecom-stream` command line: run, ingress, process, topics, kafka, tail, backfill.
 
 Each subcommand reads its settings from env vars (README's table); flags override them.
 Errors we raise on purpose (`WecomStreamError`) print as one line and exit 1.
@@ -25,6 +25,7 @@ from runtime.supervisor import child_commands, supervise
 from runtime.tail import tail
 from runtime.topics import TopicsReport, ensure_topics
 from schemas.registry import PROCESSOR_NAMES, REGISTRY
+from wecom_stream import backfill
 
 __all__ = ["build_parser", "main"]
 
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument(
         "--data-dir", type=Path, default=None, help="default WECOM_STREAM_KAFKA_DATA_DIR"
     )
+    backfill.add_parser(sub)
     return parser
 
 
@@ -180,6 +182,7 @@ _COMMANDS = {
     "topics": _cmd_topics,
     "kafka": _cmd_kafka,
     "tail": _cmd_tail,
+    "backfill": backfill.command,
 }
 
 

@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "BackfillSettings",
     "CommonSettings",
     "IngressSettings",
     "KafkaSecurity",
@@ -117,6 +118,38 @@ class KafkaSecurity(BaseSettings):
         return self
 
 
+class BackfillSettings(CommonSettings):
+    """Settings of `wecom-stream backfill chat-records` (flags override the rate)."""
+
+    yuju_api_url: str = Field(
+        default="https://chat.jijyun.cn",
+        description="Base URL of the 语聚 open API (the chat-record API's documented host).",
+    )
+    yuju_api_key: SecretStr | None = Field(
+        default=None,
+        description="The chat-record API's apiKey (a credential: sent in the query string, "
+        "never logged or printed).",
+    )
+    backfill_rps: float = Field(
+        default=2.0,
+        ge=0,
+        description="Requests per second to the chat-record API, never exceeded (retries "
+        "included); 0 = unlimited. `--rps` overrides.",
+    )
+    backfill_concurrency: int = Field(
+        default=4, gt=0, description="Customers queried at the same time (at most)."
+    )
+    backfill_timeout_s: float = Field(
+        default=30.0, gt=0, description="Deadline of one chat-record request (then retried)."
+    )
+    backfill_attempts: int = Field(
+        default=6,
+        gt=0,
+        description="Attempts per customer on timeouts, 429 and 5xx (jittered exponential "
+        "backoff, `Retry-After` honoured) before the customer counts as failed.",
+    )
+
+
 class IngressSettings(CommonSettings):
     """Settings of `wecom-stream ingress`."""
 
@@ -206,6 +239,12 @@ class ProcessorSettings(CommonSettings):
         gt=0,
         description="How long (stream time) the normalizer remembers a messageId to drop "
         "platform retries.",
+    )
+    normalizer_history_dedup_retention_ms: int = Field(
+        default=90 * 24 * 60 * 60 * 1000,
+        gt=0,
+        description="How long (stream time) the normalizer remembers a backfilled chat "
+        "record's id: re-running a backfill within it adds nothing to chat.message.v1.",
     )
     feedback_retention_ms: int = Field(
         default=30 * 24 * 60 * 60 * 1000,

@@ -20,12 +20,14 @@ __all__ = [
     "ChatMessage",
     "Direction",
     "MessageKind",
+    "Origin",
     "SenderRole",
 ]
 
 Direction = Literal["inbound", "outbound"]
 SenderRole = Literal["customer", "agent", "bot"]
 Channel = Literal["ai", "human"]
+Origin = Literal["callback", "chat_record"]
 MessageKind = Literal[
     "unknown",
     "file",
@@ -71,9 +73,15 @@ class Attachment(Outbound):
 
 
 class ChatMessage(Outbound):
-    """One chat message, normalized from a 语聚AI / juzibot message callback."""
+    """One chat message, normalized from a 语聚AI / juzibot message callback, or from a
+    chat-record entry backfilled from the chat-record API (`origin` tells them apart; such a
+    message has `cr-…` as `message_id`, no bot, room or attachment, and `sent_at` =
+    `received_at` = when the backfill fetched it: the API gives no time)."""
 
-    message_id: str = Field(description="the platform's messageId (stable across retries)")
+    message_id: str = Field(
+        description="the platform's messageId (stable across retries); a chat record's "
+        "`cr-` id (stable across re-runs of a backfill over a fixed window)"
+    )
     conversation_id: str = Field(description="chatId (one bot × one customer), else bot:room")
     tenant: str | None = Field(description="tenant resolved by the ingress from the token")
     platform: Literal["yuju"] = "yuju"
@@ -95,3 +103,8 @@ class ChatMessage(Outbound):
     sent_at: datetime = Field(description="UTC; the callback's timestamp, else received_at")
     received_at: datetime = Field(description="UTC; when the ingress received the callback")
     payload: Any = Field(description="the callback's raw `payload` object, unchanged")
+    origin: Origin = Field(
+        default="callback",
+        description="callback: a live message callback; chat_record: history backfilled from "
+        "the chat-record API (no platform id or time: see `message_id`, `sent_at`)",
+    )

@@ -1,23 +1,40 @@
-"""Tolerant models of 语聚's chat-record query API (`POST /v1/openapi/chat/record`).
+"""语聚's chat-record query API (`POST /v1/openapi/chat/record`): tolerant models of its
+request and answer, and `ChatRecordEntry`, the value `wecom-stream backfill chat-records`
+writes to `raw.yuju.chat-record.v1` (one per returned message), with its stable id.
 
-It is a pull API on the platform, not a callback; we model it because its vocabulary is the
-one our normalized messages use: `message_type` AI对话 / 人工对话 is the `channel`
-(`ai` / `human`) and `sender_type` 用户 / 客服 is the `sender_role` (`customer` / `agent`).
+It is a pull API on the platform, not a callback. Its vocabulary is the one our normalized
+messages use: `message_type` AI对话 / 人工对话 is the `channel` (`ai` / `human`) and
+`sender_type` 用户 / 客服 is the `sender_role` (`customer`; `agent` on the human channel,
+`bot` on the AI channel).
+
+Messages have no id and no time; their position within the chat is all there is. The id of
+an entry is a hash of (chat id, query window, position, the message's fields): the same
+query over a fixed `start_time`/`end_time` window yields the same ids, so a re-run adds
+nothing downstream. A rolling `days` window shifts positions as days pass (old messages fall
+out, new ones arrive): ids then change and a later re-run re-publishes the window under new
+ids. A changed message at a position changes its id too (a duplicate rather than a loss).
 """
 
 from __future__ import annotations
 
-from pydantic import Field
+import hashlib
+from typing import Any
 
-from schemas._base import Inbound, Lenient
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas._base import Inbound, Lenient, Outbound
 
 __all__ = [
     "CHANNEL_BY_MESSAGE_TYPE",
     "SENDER_ROLE_BY_SENDER_TYPE",
     "ChatRecord",
+    "ChatRecordEntry",
     "ChatRecordMessage",
     "ChatRecordRequest",
     "ChatRecordResponse",
+    "QueryWindow",
+    "entry_id",
 ]
 
 CHANNEL_BY_MESSAGE_TYPE = {"AI对话": "ai", "人工对话": "human"}
@@ -64,3 +81,45 @@ class ChatRecordResponse(Inbound):
     data: list[ChatRecord] = Field(default_factory=list, alias="Data")
     msg: Lenient[str] = Field(default=None, alias="Msg")
     request_id: Lenient[str] = Field(default=None, alias="RequestId")
+
+
+class QueryWindow(Outbound):
+    """The window a chat record was queried with, as the request body carries it: `days` a
+    string, unused fields empty strings."""
+
+    days: str = ""
+    start_time: str = ""
+    end_time: str = ""
+
+    @property
+    def fixed(self) -> bool:
+        """True for a `start_time`/`end_time` window: its ids are stable across re-runs."""
+        return bool(self.start_time or self.end_time) and not self.days
+
+
+class ChatRecordEntry(Outbound):
+    """One message of a chat record on `raw.yuju.chat-record.v1` (key: `chat_id`)."""
+
+    customer_id: str = Field(description="the customer (external contact) queried")
+    chat_id: str = Field(description="the chat record's id: the conversation")
+    position: int = Field(ge=0, description="the message's index within the chat, from 0")
+    window: QueryWindow = Field(description="the query window the position is relative to")
+    message: dict[str, Any] = Field(description="the API's message object, unchanged")
+
+
+class _IdParts(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    chat_id: str
+    window: QueryWindow
+    position: int
+    message: dict[str, Any]
+
+
+def entry_id(entry: ChatRecordEntry) -> str:
+    """The entry's stable id (`ce_id` of the raw record, `message_id` of its ChatMessage):
+    `cr-` and 32 hex characters of SHA-256 over its canonical parts."""
+    parts = _IdParts(
+        chat_id=entry.chat_id, window=entry.window, position=entry.position, message=entry.message
+    )
+    canonical = orjson.dumps(parts.model_dump(), option=orjson.OPT_SORT_KEYS)
+    return "cr-" + hashlib.sha256(canonical).hexdigest()[:32]

@@ -22,6 +22,7 @@ JSON_DIR = Path(__file__).parent / "json"
 OUTBOUND_MODELS: dict[str, str] = {
     # topic -> "module:Class" of its value model (each processor issue adds its own)
     "chat.message.v1": "schemas.chat:ChatMessage",
+    "raw.yuju.chat-record.v1": "schemas.chat_record:ChatRecordEntry",
     "feedback.event.v1": "schemas.feedback:FeedbackEvent",
     "feedback.stats.v1": "schemas.feedback:FeedbackStats",
     "room.membership.v1": "schemas.room:RoomMembership",

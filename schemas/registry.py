@@ -66,6 +66,7 @@ RAW_YUJU_ROOM_LEAVE = "raw.yuju.room-leave.v1"
 RAW_YUJU_ROOM_TOPIC = "raw.yuju.room-topic.v1"
 RAW_INSIGHT_FEEDBACK = "raw.insight.feedback.v1"
 RAW_UNROUTED = "raw.unrouted.v1"
+RAW_YUJU_CHAT_RECORD = "raw.yuju.chat-record.v1"
 CHAT_MESSAGE = "chat.message.v1"
 ROOM_MEMBERSHIP = "room.membership.v1"
 ROOM_MEMBER_CHANGE = "room.member-change.v1"
@@ -106,6 +107,15 @@ REGISTRY: tuple[TopicSpec, ...] = (
     _raw(RAW_YUJU_ROOM_TOPIC, "imRoomId"),
     _raw(RAW_INSIGHT_FEEDBACK, "botId"),
     _raw(RAW_UNROUTED, "none", "authenticated JSON of unknown shape", days=30),
+    TopicSpec(
+        RAW_YUJU_CHAT_RECORD,
+        "backfill chat-records",
+        "chat id",
+        "ChatRecordEntry: one chat-record message with its customer, chat id, position and "
+        "query window",
+        retention_ms=7 * DAY_MS,
+        max_message_bytes=RAW_MAX_MESSAGE_BYTES,
+    ),
     TopicSpec(
         CHAT_MESSAGE,
         "normalizer",

@@ -139,12 +139,15 @@ def _overlay_triggers(config: dict[str, str]) -> str:
 
 
 def _auth_triggers() -> str:
-    ref = {"name": AUTH}
     patches = [
         _patch(
             name,
             [
-                {"op": "add", "path": f"/spec/triggers/{i}/authenticationRef", "value": ref}
+                {
+                    "op": "add",
+                    "path": f"/spec/triggers/{i}/authenticationRef",
+                    "value": {"name": AUTH},
+                }
                 for i in range(len(_inputs(name)))
             ],
         )

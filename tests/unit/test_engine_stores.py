@@ -107,9 +107,18 @@ def test_names_follow_the_conventions() -> None:
 
 
 def test_load_processor_by_name_prefers_configure() -> None:
-    proc = load_processor("normalizer", ProcessorSettings(normalizer_dedup_retention_ms=1234))
+    proc = load_processor(
+        "normalizer",
+        ProcessorSettings(
+            normalizer_dedup_retention_ms=1234, normalizer_history_dedup_retention_ms=5678
+        ),
+    )
     assert proc.name == "normalizer"
-    assert {s.name: s.retention_ms for s in proc.stores} == {"seen": 1234, "mode": 1234}
+    assert {s.name: s.retention_ms for s in proc.stores} == {
+        "seen": 1234,
+        "mode": 1234,
+        "history": 5678,
+    }
     with pytest.raises(ConfigError):
         load_processor("no_such_processor", ProcessorSettings())
 
