@@ -288,15 +288,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "or re-route raw.unrouted.v1 with the ingress's current rules. A consumer group per "
         "topic remembers how far replay got; see docs/replay.md.",
     )
-    cmd.add_argument("topic", help="logical topic name, e.g. dlq.normalizer.v1, raw.unrouted.v1")
-    cmd.add_argument("--to", default=None, help="logical target topic (instead of the header)")
+    cmd.add_argument(
+        "topic", metavar="TOPIC", help="logical topic name: dlq.<processor>.v1, raw.unrouted.v1"
+    )
+    cmd.add_argument(
+        "--to", metavar="TOPIC", default=None, help="logical target topic (instead of the header)"
+    )
     cmd.add_argument(
         "--since",
+        metavar="T",
         default=None,
         help="replay records from this time (ISO 8601, or 30m / 2h / 1d ago), overriding "
         "how far earlier replays got",
     )
-    cmd.add_argument("--until", default=None, help="replay records before this time")
+    cmd.add_argument("--until", metavar="T", default=None, help="replay records before this time")
     cmd.add_argument(
         "--dry-run",
         action="store_true",
