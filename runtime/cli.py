@@ -1,4 +1,5 @@
-"""The `wecom-stream` command line: run, ingress, process, topics, kafka, tail, backfill.
+"""The `wecom-stream` command line: run, ingress, process, topics, kafka, tail, backfill,
+replay.
 
 Each subcommand reads its settings from env vars (README's table); flags override them.
 Errors we raise on purpose (`WecomStreamError`) print as one line and exit 1.
@@ -25,7 +26,7 @@ from runtime.supervisor import child_commands, supervise
 from runtime.tail import tail
 from runtime.topics import TopicsReport, ensure_topics
 from schemas.registry import PROCESSOR_NAMES, REGISTRY
-from wecom_stream import backfill
+from wecom_stream import backfill, replay
 
 __all__ = ["build_parser", "main"]
 
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, default=None, help="default WECOM_STREAM_KAFKA_DATA_DIR"
     )
     backfill.add_parser(sub)
+    replay.add_parser(sub)
     return parser
 
 
@@ -183,6 +185,7 @@ _COMMANDS = {
     "kafka": _cmd_kafka,
     "tail": _cmd_tail,
     "backfill": backfill.command,
+    "replay": replay.command,
 }
 
 
