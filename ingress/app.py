@@ -37,6 +37,7 @@ from ingress.routing import (
 from ingress.spool import Spool, SpoolLockedError, SpoolRecord
 from runtime.logs import get_logger
 from runtime.settings import IngressSettings
+from runtime.tracing import TRACEPARENT, TRACESTATE, SpanKind, start_span, trace_id_of
 
 __all__ = ["PUBLISHER", "create_app", "worker_spools"]
 
@@ -48,6 +49,7 @@ _ACCESS = web.AppKey("access_log", AccessLog)
 _MAX_BODY = web.AppKey("max_body_bytes", int)
 _BODY_TIMEOUT = web.AppKey("body_read_timeout_s", float)
 _EMPTY = b"{}"
+_MAX_TRACESTATE = 512  # W3C: a vendor may cut a longer one; we pass shorter ones on
 _WORKER_DIR = re.compile(r"^worker-(\d+)$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TracedHandler = Callable[[web.Request, "_Trace"], Awaitable[web.StreamResponse]]
@@ -58,6 +60,7 @@ class _Trace:
     """What the access log line says about one request (never the body or the query)."""
 
     route: str = "unknown"
+    trace_id: str | None = None
     ce_id: str | None = None
     topic: str | None = None
     outcome: str | None = None
@@ -119,10 +122,22 @@ async def _callback(request: web.Request, trace: _Trace) -> web.StreamResponse:
         response.force_close()
         return response
     publisher = request.app[PUBLISHER]
-    record = _record_of(raw, kind, auth, publisher.prefix, trace)
-    if isinstance(record, web.Response):
-        return record
-    outcome = await publisher.publish(record)
+    span, traceparent = start_span(
+        f"{request.method} {kind} callback", request.headers.get(TRACEPARENT), SpanKind.SERVER
+    )
+    trace.trace_id = trace_id_of(traceparent)
+    try:
+        record = _record_of(raw, kind, auth, publisher.prefix, trace)
+        if isinstance(record, web.Response):
+            return record
+        record.headers.append((TRACEPARENT, traceparent.encode()))
+        tracestate = request.headers.get(TRACESTATE)
+        if tracestate and len(tracestate) <= _MAX_TRACESTATE:
+            record.headers.append((TRACESTATE, tracestate.encode()))
+        outcome = await publisher.publish(record)
+    finally:
+        if span is not None:
+            span.end()
     trace.outcome = outcome.value
     if outcome is Outcome.FULL:
         response = _error(503, "Kafka is unreachable and the spool is full; retry later")
@@ -224,6 +239,7 @@ def _observed(handler: TracedHandler, ops_route: str | None = None) -> Handler:
                     status=status,
                     latency_ms=round(elapsed * 1000, 2),
                     ce_id=trace.ce_id,
+                    trace_id=trace.trace_id,
                     topic=trace.topic,
                     outcome=trace.outcome,
                 )

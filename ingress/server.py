@@ -29,6 +29,7 @@ from runtime.errors import ConfigError
 from runtime.local_kafka import resolve_bootstrap
 from runtime.logs import configure_logging, get_logger
 from runtime.settings import IngressSettings
+from runtime.tracing import configure_tracing
 
 __all__ = ["run_worker", "serve"]
 
@@ -93,6 +94,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 def _worker_main(settings: IngressSettings, bootstrap: str, index: int, workers: int) -> None:
     configure_logging(settings.log_level, settings.log_format)
+    configure_tracing("wecom-stream-ingress")  # span export only if OTEL_* asks for it
     _tune_gc()
     web.run_app(
         create_app(settings, bootstrap=bootstrap, worker_index=index, workers=workers),

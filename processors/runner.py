@@ -19,6 +19,7 @@ from runtime.errors import ConfigError
 from runtime.local_kafka import resolve_bootstrap
 from runtime.logs import configure_logging, get_logger
 from runtime.settings import ProcessorSettings
+from runtime.tracing import configure_tracing
 
 __all__ = ["load_processor", "run_processor"]
 
@@ -59,6 +60,7 @@ def _instance_port(settings: ProcessorSettings, instance: int) -> int:
 
 def _child(name: str, settings: ProcessorSettings, bootstrap: str, instance: int) -> None:
     configure_logging(settings.log_level, settings.log_format)
+    configure_tracing(f"wecom-stream-{name}")
     processor = load_processor(name, settings)
     asyncio.run(
         _serve(processor, settings, bootstrap, instance, _instance_port(settings, instance))
@@ -72,6 +74,7 @@ def run_processor(name: str, settings: ProcessorSettings, instances: int = 1) ->
     processor = load_processor(name, settings)
     bootstrap = resolve_bootstrap(settings)
     if instances == 1:
+        configure_tracing(f"wecom-stream-{name}")  # span export only if OTEL_* asks for it
         asyncio.run(_serve(processor, settings, bootstrap, 0, _instance_port(settings, 0)))
         return
     _supervise(name, settings, bootstrap, instances)

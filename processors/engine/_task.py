@@ -5,6 +5,7 @@ committed. Runs the handler over records and commits. Private to the engine."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -19,6 +20,7 @@ from processors.engine._setup import Names
 from processors.engine._stores import ChangelogEntry, MemoryStore, TaskStore
 from processors.engine.api import InputRecord, OutputRecord, Processor, Store
 from runtime.logs import get_logger
+from runtime.tracing import TRACEPARENT, SpanKind, start_span, trace_id_of
 from schemas.cloudevents import header_map
 from schemas.registry import by_name
 
@@ -94,6 +96,10 @@ class SealedCommit(NamedTuple):
     offsets: dict[TopicPartition, int]
     out_counts: dict[str, int]
     in_counts: dict[str, int]
+    ages: dict[str, list[int]]
+
+
+_CONSUMER = SpanKind.CONSUMER
 
 
 class Task:
@@ -130,6 +136,8 @@ class Task:
         self._batches = OutputBatches(producer, self._futures)
         self._out_counts: dict[str, int] = {}
         self._in_counts: dict[str, int] = {}
+        self._ages: dict[str, list[int]] = {}
+        """Per output topic, the input record timestamp of each output since the commit."""
         self.dirty = False
         """Records consumed since the last commit."""
         self.in_transaction = False
@@ -145,6 +153,7 @@ class Task:
         """Run the handler over consecutive records of one input partition."""
         await self.begin()
         logical = self.names.logical(tp.topic)
+        span_name = f"{self.processor.name} process {logical}"
         handle = self.processor.handle
         stores = list(self.stores.values())
         append = self._batches.append
@@ -156,28 +165,32 @@ class Task:
                 self.stream_time = ts
                 for store in stores:
                     store.now_ms = ts
+            headers_in = header_map(rec.headers)
+            span, traceparent = start_span(span_name, headers_in.get(TRACEPARENT), _CONSUMER)
             try:
                 inp = InputRecord(
-                    logical,
-                    tp.partition,
-                    rec.offset,
-                    rec.key,
-                    rec.value,
-                    header_map(rec.headers),
-                    ts,
+                    logical, tp.partition, rec.offset, rec.key, rec.value, headers_in, ts
                 )
                 outputs = [self._serialize(out) for out in handle(inp, self._context)]
             except Exception as exc:  # noqa: BLE001 - any handler failure is a poison record
                 for store in stores:
                     store.end_record(ok=False)
-                await self._dead_letter(tp, rec, exc)
+                await self._dead_letter(tp, rec, exc, traceparent)
             else:
                 for store in stores:
                     store.end_record(ok=True)
+                if outputs:
+                    trace_header = (TRACEPARENT, traceparent.encode())
+                    ages = self._ages
                 for topic, key, value, headers in outputs:
+                    headers.append(trace_header)  # the engine's own copy (`_serialize`)
                     if not try_append(topic, key, value, headers):
                         await append(topic, key, value, headers)
                     out_counts[topic] = out_counts.get(topic, 0) + 1
+                    ages.setdefault(topic, []).append(ts)
+            finally:
+                if span is not None:
+                    span.end()
         self.offsets[tp] = records[-1].offset + 1
         self._in_counts[tp.topic] = self._in_counts.get(tp.topic, 0) + len(records)
         self.dirty = True
@@ -215,9 +228,14 @@ class Task:
             )
         return topic, key, value, headers
 
-    async def _dead_letter(self, tp: TopicPartition, rec: Any, exc: BaseException) -> None:
+    async def _dead_letter(
+        self, tp: TopicPartition, rec: Any, exc: BaseException, traceparent: str
+    ) -> None:
+        """The input to the DLQ, its trace continued (`traceparent` replaced by ours)."""
+        kept = [(k, v) for k, v in rec.headers or () if k != TRACEPARENT]
+        kept.append((TRACEPARENT, traceparent.encode()))
         headers = dlq_headers(
-            list(rec.headers or ()),
+            kept,
             exc,
             processor=self.processor.name,
             topic=self.names.logical(tp.topic),
@@ -236,6 +254,7 @@ class Task:
             offset=rec.offset,
             error_type=type(exc).__name__,
             error=describe_error(exc),
+            trace_id=trace_id_of(traceparent),
         )
 
     # ---------------------------------------------------------------- commit
@@ -320,9 +339,11 @@ class Task:
             dict(self.offsets),
             dict(self._out_counts),
             dict(self._in_counts),
+            self._ages,
         )
         self._out_counts.clear()
         self._in_counts.clear()
+        self._ages = {}
         self.dirty = False
         return sealed
 
@@ -336,16 +357,24 @@ class Task:
 
     def count_committed(self, sealed: SealedCommit) -> None:
         """At-least-once: the member committed the sealed offsets."""
-        self._count(sealed.out_counts, sealed.in_counts)
+        self._count(sealed.out_counts, sealed.in_counts, sealed.ages)
 
     def _committed(self) -> None:
-        self._count(self._out_counts, self._in_counts)
+        self._count(self._out_counts, self._in_counts, self._ages)
         self._out_counts.clear()
         self._in_counts.clear()
+        self._ages = {}
         self.dirty = False
 
-    def _count(self, out_counts: dict[str, int], in_counts: dict[str, int]) -> None:
+    def _count(
+        self, out_counts: dict[str, int], in_counts: dict[str, int], ages: dict[str, list[int]]
+    ) -> None:
+        """Committed: the record counters, and the event age of each output (now − the
+        timestamp of the input it came from)."""
         name = self.processor.name
+        now_ms = time.time_ns() // 1_000_000
+        for topic, stamps in ages.items():
+            self.metrics.event_age.observe(name, self.names.logical(topic), now_ms, stamps)
         for topic, n in out_counts.items():
             self.metrics.records_out.labels(name, self.names.logical(topic)).inc(n)
         for topic, n in in_counts.items():
