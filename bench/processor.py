@@ -14,8 +14,8 @@ at-least-once mode, against a bare aiokafka consume→produce loop measured in t
 - Stores: `exactly-once` and `at-least-once` run with the default disk stores (RocksDB,
   a fresh state dir per run), `exactly-once-memory` and `at-least-once-memory` with
   memory stores; `disk_over_memory` is the ratio of their medians. The window starts at
-  the `tasks restored` log line (processing starts), since 2026-12-03; before, at the
-  `partitions assigned` line, which was logged at the same point then.
+  the `tasks_restored` log line (processing starts), since 2026-12-03; before, at the
+  `partitions_assigned` line, which was logged at the same point then.
 - Engine pass-through (diagnostic): the engine in exactly-once mode with a handler that
   forwards each value unchanged and no store, to split the gap into engine and normalizer.
 - Rounds: single runs of ~10 s moved by ±25 % between identical runs (the bare loop most:
@@ -211,7 +211,7 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
             marker, group = ASSIGNED, f"{prefix}bench.bare"
         elif mode == "engine-passthrough":
             argv = [sys.executable, __file__, "--engine-passthrough", bootstrap, prefix]
-            marker, group = '"tasks restored"', f"{prefix}wecom-stream.normalizer"
+            marker, group = '"tasks_restored"', f"{prefix}wecom-stream.normalizer"
         else:
             guarantee = mode.removesuffix("-memory")
             env["WECOM_STREAM_PROCESSING_GUARANTEE"] = guarantee
@@ -220,7 +220,7 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
             argv = [sys.executable, "-m", "runtime.cli", "process", "normalizer"]
             # from the moment the restored tasks start processing (before 2026-12-03 the
             # assignment was logged there; it is now logged before the restore)
-            marker, group = '"tasks restored"', f"{prefix}wecom-stream.normalizer"
+            marker, group = '"tasks_restored"', f"{prefix}wecom-stream.normalizer"
         result = await measure(mode, argv, env, marker, group, args.records, bootstrap)
         if label != "warm-up":
             runs[mode].append(result)

@@ -9,7 +9,7 @@ costs in memory and on disk.
 - Each scenario is a real `wecom-stream process normalizer` process (exactly-once) on its
   own topic prefix; one new message callback is produced as the process starts, and the
   time to its output (read_committed) is "start to next output". Restore figures come from
-  the process's `tasks restored` log line; RSS is read from `/proc` once the output was
+  the process's `tasks_restored` log line; RSS is read from `/proc` once the output was
   seen; memory per entry = (RSS - RSS of the same store kind with N = 0) / N.
 - Scenarios per N: `memory` (every start restores the whole changelog); `disk` first start
   (no local state: the whole changelog into RocksDB, what a replica that moved gets), then
@@ -18,7 +18,7 @@ costs in memory and on disk.
   minimum, so that figure is session timeout + catch-up).
 - Restore rates of the other processors' main stores: membership's `rooms` (member entries
   as it writes them, ~350 bytes) and feedback's `replies` (~150 bytes), `--rate-entries`
-  each (1M: 10k rooms x 100 members), per store kind, from a process's `tasks restored`
+  each (1M: 10k rooms x 100 members), per store kind, from a process's `tasks_restored`
   line (all entries share one value, which flatters the disk figure, not the rate).
 - Kafka: `KAFKA_BOOTSTRAP_SERVERS` if set, else a dedicated local broker for the run.
 
@@ -160,7 +160,7 @@ def _rss_mib(pid: int) -> float:
 
 def _restored(log: Path) -> dict[str, Any]:
     for line in reversed(log.read_text(errors="replace").splitlines()):
-        if '"tasks restored"' in line:
+        if '"tasks_restored"' in line:
             event: dict[str, Any] = orjson.loads(line)
             return event
     return {}

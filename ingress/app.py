@@ -303,7 +303,6 @@ def create_app(
         await publisher.start()
         log.info(
             "ingress_worker_started",
-            worker=worker_index,
             spool=str(own_dir),
             spool_depth=publisher.backlog,
             adopted=[str(s.directory) for s in adopted],

@@ -11,24 +11,20 @@ SIGINT for a graceful stop (in-flight requests finish, the producer flushes, the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import multiprocessing
 import os
 import shutil
-import signal
-import time
-from multiprocessing.connection import wait as wait_sentinels
-from multiprocessing.process import BaseProcess
-from types import FrameType
+from collections.abc import Callable
 
 from aiohttp import web
 
 from ingress.app import create_app
 from runtime.errors import ConfigError
 from runtime.local_kafka import resolve_bootstrap
-from runtime.logs import configure_logging, get_logger
+from runtime.logs import bind_context, configure_logging, get_logger
 from runtime.settings import IngressSettings
+from runtime.supervisor import Child, ProcessChild, Restart, supervise
 from runtime.tracing import configure_tracing
 
 __all__ = ["run_worker", "serve"]
@@ -94,6 +90,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 def _worker_main(settings: IngressSettings, bootstrap: str, index: int, workers: int) -> None:
     configure_logging(settings.log_level, settings.log_format)
+    bind_context(worker=index)
     configure_tracing("wecom-stream-ingress")  # span export only if OTEL_* asks for it
     _tune_gc()
     web.run_app(
@@ -108,8 +105,8 @@ def _worker_main(settings: IngressSettings, bootstrap: str, index: int, workers:
     )
 
 
-def serve(settings: IngressSettings, workers: int = 1) -> None:
-    """Run the ingress in the foreground until SIGTERM / SIGINT."""
+def serve(settings: IngressSettings, workers: int = 1) -> int:
+    """Run the ingress in the foreground until SIGTERM / SIGINT; the exit status."""
     if workers < 1:
         raise ConfigError("--workers must be 1 or more")
     try:
@@ -120,11 +117,14 @@ def serve(settings: IngressSettings, workers: int = 1) -> None:
     _warn_if_open(settings)
     if workers == 1:
         _worker_main(settings, bootstrap, 0, 1)
-        return
-    _supervise(settings, bootstrap, workers)
+        return 0
+    return _supervise(settings, bootstrap, workers)
 
 
-def _supervise(settings: IngressSettings, bootstrap: str, workers: int) -> None:
+def _supervise(settings: IngressSettings, bootstrap: str, workers: int) -> int:
+    """N workers on one port (SO_REUSEPORT), restarted with backoff when one dies
+    (`runtime.supervisor`); their metrics merged through prometheus_client's multiprocess
+    mode."""
     metrics_dir = settings.spool_dir / ".metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)
@@ -132,39 +132,26 @@ def _supervise(settings: IngressSettings, bootstrap: str, workers: int) -> None:
     from prometheus_client import multiprocess
 
     ctx = multiprocessing.get_context("spawn")
-    stopping = False
 
-    def start(index: int) -> BaseProcess:
-        proc = ctx.Process(
-            target=_worker_main,
-            args=(settings, bootstrap, index, workers),
-            name=f"ingress-worker-{index}",
-        )
-        proc.start()
-        return proc
+    def starter(index: int) -> Callable[[], Child]:
+        def start() -> Child:
+            proc = ctx.Process(
+                target=_worker_main,
+                args=(settings, bootstrap, index, workers),
+                name=f"ingress-worker-{index}",
+            )
+            proc.start()
+            return ProcessChild(proc)
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        for proc in procs.values():
-            if proc.pid is not None and proc.is_alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
+        return start
 
-    procs = {i: start(i) for i in range(workers)}
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while procs:
-        ready = wait_sentinels([p.sentinel for p in procs.values()], timeout=1.0)
-        for index, proc in list(procs.items()):
-            if proc.sentinel not in ready:
-                continue
-            proc.join()
-            if proc.pid is not None:
-                multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
-            if stopping:
-                del procs[index]
-                continue
-            log.error("ingress_worker_died", worker=index, exitcode=proc.exitcode)
-            time.sleep(0.5)  # do not spin if a worker cannot start
-            procs[index] = start(index)
+    def exited(child: Child) -> None:
+        if child.pid is not None:
+            multiprocess.mark_process_dead(child.pid)  # type: ignore[no-untyped-call]
+
+    return supervise(
+        {f"ingress-worker-{i}": starter(i) for i in range(workers)},
+        Restart(),
+        grace_s=_SHUTDOWN_TIMEOUT_S + 5,
+        on_exit=exited,
+    )

@@ -195,7 +195,7 @@ def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
     if change is None:
         if outcome == "unknown_status":
             log.warning(
-                "feedback status unknown, callback ignored",
+                "feedback_status_unknown_ignored",
                 bot_id=vote.bot_id,
                 status=vote.raw_status[:40],
                 partition=record.partition,

@@ -11,14 +11,14 @@ import asyncio
 import importlib
 import multiprocessing
 import signal
-import time
-from multiprocessing.process import BaseProcess
+from collections.abc import Callable
 
 from processors.engine import Processor, run_engine
 from runtime.errors import ConfigError
 from runtime.local_kafka import resolve_bootstrap
 from runtime.logs import configure_logging, get_logger
 from runtime.settings import ProcessorSettings
+from runtime.supervisor import Child, ProcessChild, Restart, supervise
 from runtime.tracing import configure_tracing
 
 __all__ = ["load_processor", "run_processor"]
@@ -67,8 +67,9 @@ def _child(name: str, settings: ProcessorSettings, bootstrap: str, instance: int
     )
 
 
-def run_processor(name: str, settings: ProcessorSettings, instances: int = 1) -> None:
-    """Run processor `name` until SIGTERM/SIGINT; `instances` group members."""
+def run_processor(name: str, settings: ProcessorSettings, instances: int = 1) -> int:
+    """Run processor `name` until SIGTERM/SIGINT; `instances` group members. The exit
+    status."""
     if instances < 1:
         raise ConfigError("--instances must be at least 1")
     processor = load_processor(name, settings)
@@ -76,45 +77,28 @@ def run_processor(name: str, settings: ProcessorSettings, instances: int = 1) ->
     if instances == 1:
         configure_tracing(f"wecom-stream-{name}")  # span export only if OTEL_* asks for it
         asyncio.run(_serve(processor, settings, bootstrap, 0, _instance_port(settings, 0)))
-        return
-    _supervise(name, settings, bootstrap, instances)
+        return 0
+    return _supervise(name, settings, bootstrap, instances)
 
 
-def _supervise(name: str, settings: ProcessorSettings, bootstrap: str, instances: int) -> None:
-    """Start N members as child processes, restart any that dies, forward SIGTERM."""
+def _supervise(name: str, settings: ProcessorSettings, bootstrap: str, instances: int) -> int:
+    """N members as child processes (`runtime.supervisor`: restarted with backoff when one
+    dies; SIGTERM lets each finish its batch, commit and leave the group)."""
     ctx = multiprocessing.get_context("spawn")
-    stopping = False
 
-    def start(i: int) -> BaseProcess:
-        proc = ctx.Process(
-            target=_child, args=(name, settings, bootstrap, i), name=f"{name}-{i}", daemon=False
-        )
-        proc.start()
-        return proc
+    def starter(i: int) -> Callable[[], Child]:
+        def start() -> Child:
+            proc = ctx.Process(
+                target=_child, args=(name, settings, bootstrap, i), name=f"{name}-{i}"
+            )
+            proc.start()
+            return ProcessChild(proc)
 
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        return start
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    children = {i: start(i) for i in range(instances)}
-    _log.info("members started", processor=name, instances=instances)
-    try:
-        while not stopping:
-            for i, proc in list(children.items()):
-                if not proc.is_alive() and not stopping:
-                    _log.error("member exited; restarting it", instance=i, code=proc.exitcode)
-                    children[i] = start(i)
-            time.sleep(0.2)
-    finally:
-        for proc in children.values():
-            if proc.is_alive() and proc.pid is not None:
-                proc.terminate()  # SIGTERM: finish the batch, commit, leave the group
-        deadline = time.monotonic() + _CHILD_STOP_TIMEOUT_S
-        for proc in children.values():
-            proc.join(max(0.1, deadline - time.monotonic()))
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    _log.info("members_starting", processor=name, instances=instances)
+    return supervise(
+        {f"{name}-{i}": starter(i) for i in range(instances)},
+        Restart(),
+        grace_s=_CHILD_STOP_TIMEOUT_S,
+    )

@@ -22,7 +22,7 @@ from runtime.local_cluster import LocalCluster
 from runtime.local_kafka import local_broker, resolve_bootstrap
 from runtime.logs import configure_logging
 from runtime.settings import CommonSettings, IngressSettings, KafkaSecurity, ProcessorSettings
-from runtime.supervisor import child_commands, supervise
+from runtime.supervisor import STOP_ALL, child_commands, supervise
 from runtime.tail import tail
 from runtime.topics import TopicsReport, ensure_topics
 from schemas.registry import PROCESSOR_NAMES, REGISTRY
@@ -95,7 +95,8 @@ def _cmd_run(args: argparse.Namespace, settings: CommonSettings) -> int:
         f"{', '.join(PROCESSOR_NAMES)} (Ctrl-C stops them; Kafka keeps running)",
         flush=True,
     )
-    return supervise(child_commands(PROCESSOR_NAMES, env, ProcessorSettings().metrics_port))
+    children = child_commands(PROCESSOR_NAMES, env, ProcessorSettings().metrics_port)
+    return supervise({child.name: child.start for child in children}, STOP_ALL)
 
 
 def _cmd_tail(args: argparse.Namespace, settings: CommonSettings) -> int:
@@ -112,15 +113,13 @@ def _cmd_ingress(args: argparse.Namespace, settings: CommonSettings) -> int:
 
     overrides = {k: v for k, v in {"http_host": args.host, "http_port": args.port}.items() if v}
     ingress_settings = IngressSettings(**overrides)
-    serve(ingress_settings, workers=args.workers)
-    return 0
+    return serve(ingress_settings, workers=args.workers)
 
 
 def _cmd_process(args: argparse.Namespace, settings: CommonSettings) -> int:
     from processors.runner import run_processor  # lazily: only this subcommand needs it
 
-    run_processor(args.name, ProcessorSettings(), instances=args.instances)
-    return 0
+    return run_processor(args.name, ProcessorSettings(), instances=args.instances)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ import structlog
 
 from runtime.settings import LogFormat
 
-__all__ = ["AiokafkaRetriedCondition", "configure_logging", "get_logger"]
+__all__ = ["AiokafkaRetriedCondition", "bind_context", "configure_logging", "get_logger"]
 
 _RETRIED: tuple[tuple[re.Pattern[str], str], ...] = (
     (
@@ -126,6 +126,13 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     # ERROR: see AiokafkaRetriedCondition); keep WARNING.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def bind_context(**fields: Any) -> None:
+    """Bind `fields` (e.g. processor, instance, worker) into every later log line of the
+    current task and the tasks it starts (structlog contextvars), instead of passing them to
+    each call."""
+    structlog.contextvars.bind_contextvars(**fields)
 
 
 def get_logger(name: str) -> Any:

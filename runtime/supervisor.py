@@ -1,10 +1,19 @@
-"""`wecom-stream run`: the main job as a small process supervisor.
+"""The one supervisor of every process tree wecom-stream starts, and its two policies.
 
-It starts the ingress and one process per processor as child processes (each its own
-interpreter, so they use separate cores, exactly as Kubernetes runs them as separate
-Deployments), forwards SIGTERM/SIGINT to them for a graceful stop, and, when one child dies
-on its own, stops the others and exits non-zero: locally a crash should be seen, not hidden;
-in production the orchestrator restarts each Deployment independently.
+- `wecom-stream run` (`STOP_ALL`): the ingress and one process per processor as
+  subprocesses (`Command`; each its own interpreter, so they use separate cores, as
+  Kubernetes runs them as separate workloads). When one dies on its own, the others are
+  stopped and the run exits 1: locally a crash should be seen, not hidden.
+- `ingress --workers N` and `process NAME --instances N` (`Restart`): multiprocessing
+  children (`ProcessChild`). A child that dies is restarted after an exponential backoff
+  with full jitter (`runtime.retry`), reset once it stayed up `healthy_after_s`; a child
+  that fails `crash_loop` times in a row without staying up that long stops the tree
+  (exit 1) instead of respawning for ever.
+
+Both: SIGTERM and SIGINT stop the tree (exit 0): every child gets SIGTERM (a graceful stop:
+the ingress drains, a processor commits and leaves its group), then SIGKILL after
+`grace_s`. The signal handlers are installed here and nowhere else in a supervising
+process, and restored when `supervise` returns.
 """
 
 from __future__ import annotations
@@ -13,55 +22,174 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import Protocol
 
 from runtime.logs import get_logger
+from runtime.retry import full_jitter_s
 
-__all__ = ["Child", "child_commands", "supervise"]
+__all__ = [
+    "STOP_ALL",
+    "Child",
+    "Command",
+    "ProcessChild",
+    "Restart",
+    "child_commands",
+    "supervise",
+]
 
 _log = get_logger(__name__)
-_GRACE_S = 30.0
+_POLL_S = 0.2
+
+
+class Child(Protocol):
+    """A running child process, whatever started it."""
+
+    @property
+    def pid(self) -> int | None: ...
+    def exitcode(self) -> int | None:
+        """None while it runs."""
+
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    def wait(self, timeout_s: float) -> bool:
+        """True once it has exited."""
+
+
+class _Popen:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc = proc
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    def exitcode(self) -> int | None:
+        return self._proc.poll()
+
+    def terminate(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+
+    def wait(self, timeout_s: float) -> bool:
+        try:
+            self._proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+
+class ProcessChild:
+    """A started multiprocessing child as a `Child`."""
+
+    def __init__(self, proc: BaseProcess) -> None:
+        self._proc = proc
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    def exitcode(self) -> int | None:
+        return self._proc.exitcode if not self._proc.is_alive() else None
+
+    def terminate(self) -> None:
+        if self._proc.is_alive():
+            self._proc.terminate()  # SIGTERM
+
+    def kill(self) -> None:
+        if self._proc.is_alive():
+            self._proc.kill()
+
+    def wait(self, timeout_s: float) -> bool:
+        self._proc.join(timeout_s)
+        return not self._proc.is_alive()
 
 
 @dataclass(frozen=True)
-class Child:
+class Command:
+    """A child that is a command line (`wecom-stream run`'s children)."""
+
     name: str
     argv: list[str]
     env: dict[str, str]
 
+    def start(self) -> Child:
+        return _Popen(subprocess.Popen(self.argv, env=self.env))  # noqa: S603
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Restart a child that died: backoff `initial_s` doubling up to `max_s` (full jitter),
+    reset after `healthy_after_s` up; `crash_loop` quick deaths in a row stop the tree."""
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    healthy_after_s: float = 60.0
+    crash_loop: int = 5
+
+
+STOP_ALL = None
+"""The policy of `run`: a child's death stops the others."""
+
 
 def child_commands(
     processors: Sequence[str], base_env: Mapping[str, str], metrics_port: int
-) -> list[Child]:
+) -> list[Command]:
     """The ingress plus one `process NAME` per processor, each on its own metrics port
     (`metrics_port + 1`, `+ 2`, ...; all 0, i.e. any free port, when `metrics_port` is 0)."""
     cli = [sys.executable, "-m", "runtime.cli"]
-    children = [Child("ingress", [*cli, "ingress"], dict(base_env))]
+    children = [Command("ingress", [*cli, "ingress"], dict(base_env))]
     for offset, name in enumerate(processors, start=1):
         port = metrics_port + offset if metrics_port else 0
         env = {**base_env, "WECOM_STREAM_METRICS_PORT": str(port)}
-        children.append(Child(name, [*cli, "process", name], env))
+        children.append(Command(name, [*cli, "process", name], env))
     return children
 
 
-def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + _GRACE_S
-    for name, proc in procs.items():
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _log.warning("child did not stop in time, killing", child=name)
-            proc.kill()
-            proc.wait()
+@dataclass
+class _Slot:
+    start: Callable[[], Child]
+    child: Child | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    restart_at: float | None = None
 
 
-def supervise(children: Sequence[Child]) -> int:
-    """Run the children until a signal (exit 0 after a graceful stop) or a child's death (1)."""
+def _stop(slots: Mapping[str, _Slot], grace_s: float) -> None:
+    running = {name: s.child for name, s in slots.items() if s.child is not None}
+    for child in running.values():
+        child.terminate()
+    deadline = time.monotonic() + grace_s
+    for name, child in running.items():
+        if not child.wait(max(0.1, deadline - time.monotonic())):
+            _log.warning("child_killed_after_grace", child=name, pid=child.pid)
+            child.kill()
+            child.wait(5.0)
+
+
+def _launch(name: str, slot: _Slot) -> None:
+    slot.child = slot.start()
+    slot.started_at = time.monotonic()
+    slot.restart_at = None
+    _log.info("child_started", child=name, pid=slot.child.pid)
+
+
+def supervise(
+    starters: Mapping[str, Callable[[], Child]],
+    policy: Restart | None,
+    *,
+    grace_s: float = 30.0,
+    on_exit: Callable[[Child], None] | None = None,
+) -> int:
+    """Start every child and watch them until a signal (0) or, per `policy`, a child's death
+    (`STOP_ALL`: 1) or a crash loop (1). `on_exit(child)` runs for each child that exited."""
     stopping = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -69,22 +197,51 @@ def supervise(children: Sequence[Child]) -> int:
         stopping = True
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    procs: dict[str, subprocess.Popen[bytes]] = {}
+    slots = {name: _Slot(start) for name, start in starters.items()}
     try:
-        for child in children:
-            procs[child.name] = subprocess.Popen(child.argv, env=child.env)  # noqa: S603
-            _log.info("started", child=child.name, pid=procs[child.name].pid)
+        for name, slot in slots.items():
+            _launch(name, slot)
         while not stopping:
-            for name, proc in procs.items():
-                code = proc.poll()
-                if code is not None:
-                    _log.error("child exited; stopping the others", child=name, code=code)
-                    _stop_all(procs)
-                    return 1
-            time.sleep(0.2)
-        _stop_all(procs)
+            code = _watch(slots, policy, on_exit)
+            if code is not None:
+                return code
+            time.sleep(_POLL_S)
         return 0
     finally:
-        _stop_all(procs)
+        _stop(slots, grace_s)
+        for slot in slots.values():
+            if slot.child is not None and on_exit is not None:
+                on_exit(slot.child)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _watch(
+    slots: Mapping[str, _Slot], policy: Restart | None, on_exit: Callable[[Child], None] | None
+) -> int | None:
+    """One look at every child: exits handled, restarts due started; an exit status to
+    return, or None to go on."""
+    now = time.monotonic()
+    for name, slot in slots.items():
+        if slot.child is None:
+            if slot.restart_at is not None and now >= slot.restart_at:
+                _launch(name, slot)
+            continue
+        code = slot.child.exitcode()
+        if code is None:
+            continue
+        if on_exit is not None:
+            on_exit(slot.child)
+        slot.child = None
+        if policy is None:
+            _log.error("child_exited_stopping_others", child=name, code=code)
+            return 1
+        up_s = now - slot.started_at
+        slot.failures = 1 if up_s >= policy.healthy_after_s else slot.failures + 1
+        if slot.failures >= policy.crash_loop:
+            _log.error("child_crash_loop_stopping", child=name, code=code, failures=slot.failures)
+            return 1
+        backoff = full_jitter_s(slot.failures, initial_s=policy.initial_s, max_s=policy.max_s)
+        slot.restart_at = now + backoff
+        _log.error("child_exited_restarting", child=name, code=code, backoff_s=round(backoff, 2))
+    return None

@@ -86,9 +86,9 @@ class TopicsReport:
     def log(self, logger: Any) -> None:
         """Log what was fixed or left differing (processes that create their own topics)."""
         for line in self.fixed:
-            logger.warning("topic config fixed", change=line)
+            logger.warning("topic_config_fixed", change=line)
         for line in self.differences:
-            logger.warning("topic differs from the registry", difference=line)
+            logger.warning("topic_differs_from_registry", difference=line)
 
     def lines(self) -> list[str]:
         return (

@@ -15,13 +15,13 @@ from processors.engine._setup import prepare_topics
 from processors.engine._state import StateManager
 from processors.engine.api import Processor
 from runtime.kafka import wait_for_broker
-from runtime.logs import get_logger
+from runtime.logs import bind_context, get_logger
+from runtime.retry import full_jitter_s
 from runtime.settings import ProcessorSettings
 
 __all__ = ["run_engine"]
 
 _log = get_logger(__name__)
-_RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 async def run_engine(
@@ -33,7 +33,9 @@ async def run_engine(
     instance: int = 0,
     metrics_port: int | None = None,
 ) -> None:
-    """Run one group member of `processor` until `stop` is set (then commit and leave)."""
+    """Run one group member of `processor` until `stop` is set (then commit and leave).
+    `processor` and `instance` are bound into the log context of everything it runs."""
+    bind_context(processor=processor.name, instance=instance)
     metrics = EngineMetrics(processor.name)
     health = Health(processor.name, instance)
     server = MetricsServer(
@@ -45,18 +47,15 @@ async def run_engine(
     port = await server.start()
     state: StateManager | None = None
     _log.info(
-        "processor starting",
-        processor=processor.name,
-        instance=instance,
+        "processor_starting",
         metrics_port=port,
         guarantee=settings.processing_guarantee,
     )
     try:
-        await wait_for_broker(bootstrap, timeout_s=60)
+        await wait_for_broker(bootstrap, timeout_s=settings.kafka_connect_timeout_s)
         names, partitions = await prepare_topics(processor, settings, bootstrap)
         _log.info(
-            "topics ready",
-            processor=processor.name,
+            "topics_ready",
             group=names.group,
             inputs=list(processor.inputs),
             partitions=partitions,
@@ -78,8 +77,7 @@ async def run_engine(
                 health.error = f"{type(exc).__name__}: {exc}"[:300]
                 metrics.member_restarts.labels(processor.name).inc()
                 _log.error(
-                    "group member failed; restarting it",
-                    processor=processor.name,
+                    "member_failed_restarting",
                     error_type=type(exc).__name__,
                     error=str(exc)[:300],
                 )
@@ -88,7 +86,7 @@ async def run_engine(
             if clean:
                 break
             failures = 0 if time.monotonic() - started > 60 else failures + 1
-            backoff = _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)]
+            backoff = full_jitter_s(failures + 1, initial_s=0.5, max_s=10.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=backoff)
             health.state = "starting"
@@ -97,4 +95,4 @@ async def run_engine(
             state.close()
         health.state = "stopped"
         await server.stop()
-        _log.info("processor stopped", processor=processor.name, instance=instance)
+        _log.info("processor_stopped")

@@ -161,14 +161,12 @@ class Member:
                 self.restoration.start(new)
             self._show_tasks()
             _log.info(
-                "partitions assigned",
-                processor=self.processor.name,
-                instance=self.health.instance,
+                "partitions_assigned",
                 tasks=sorted(partitions),
                 restoring=new,
             )
         except Exception as exc:  # noqa: BLE001 - aiokafka would swallow it; fail the member
-            _log.exception("assignment failed", processor=self.processor.name)
+            _log.exception("assignment_failed")
             self._failure = exc
 
     async def start_positions(self, partitions: list[int]) -> dict[TopicPartition, int]:
@@ -215,7 +213,7 @@ class Member:
             async with self._lock:
                 await self._revoke(revoked)
         except Exception as exc:  # noqa: BLE001 - aiokafka would swallow it; fail the member
-            _log.exception("revocation failed", processor=self.processor.name)
+            _log.exception("revocation_failed")
             self._failure = exc
 
     async def _revoke(self, revoked: set[TopicPartition]) -> None:
@@ -230,7 +228,7 @@ class Member:
             await asyncio.gather(*(self.drop(task, clean=clean) for task in dropped))
             self._owned -= revoked
             self._show_tasks()
-        _log.info("partitions revoked", processor=self.processor.name, dropped=sorted(gone))
+        _log.info("partitions_revoked", dropped=sorted(gone))
 
     # ---------------------------------------------------------------- commit
     async def _commit(self, *, force: bool = False) -> None:
@@ -382,11 +380,11 @@ class Member:
             # unsubscribe first so stop() does not call the listener with closed tasks
             self.consumer.unsubscribe()
         except Exception as exc:  # noqa: BLE001 - best effort: stop() leaves the group anyway
-            _log.info("unsubscribe failed", error=repr(exc))
+            _log.info("unsubscribe_failed", error=repr(exc))
         await self.consumer.stop()
         await self.reader.stop()
         if self._shared_producer is not None:
             await self._shared_producer.stop()
         self.metrics.tasks.labels(self.processor.name).set(0)
         self.health.tasks = []
-        _log.info("member closed", processor=self.processor.name, clean=clean)
+        _log.info("member_closed", clean=clean)

@@ -100,7 +100,7 @@ class ChangelogReader:
             offset = stores[tp].changelog_offset
             if offset > ends[tp]:
                 _log.warning(
-                    "local state is ahead of its changelog; rebuilding it",
+                    "local_state_ahead_rebuilding",
                     changelog=tp.topic,
                     partition=tp.partition,
                     local_offset=offset,

@@ -70,7 +70,7 @@ class Restoration:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the loop raises it: the member fails
-            _log.exception("restore failed", processor=self._member.processor.name)
+            _log.exception("restore_failed")
             self.failure = exc
             return
         finally:
@@ -82,9 +82,7 @@ class Restoration:
                 elapsed
             )
         _log.info(
-            "tasks restored",
-            processor=self._member.processor.name,
-            instance=self._member.health.instance,
+            "tasks_restored",
             tasks=partitions,
             restored_records=restored,
             restore_s=round(elapsed, 3),

@@ -78,8 +78,7 @@ class StateManager:
         age_ms = None if saved is None else int(time.time() * 1000) - saved
         if age_ms is not None and age_ms > TOMBSTONE_RETENTION_MS:
             _log.warning(
-                "local state older than the changelog keeps tombstones; rebuilding it",
-                processor=self.processor.name,
+                "local_state_stale_rebuilding",
                 partition=partition,
                 store=spec.name,
                 age_h=round(age_ms / 3_600_000, 1),

@@ -247,8 +247,7 @@ class Task:
         )
         self.metrics.dlq.labels(self.processor.name).inc()
         _log.warning(
-            "record sent to the DLQ",
-            processor=self.processor.name,
+            "record_dead_lettered",
             topic=self.names.logical(tp.topic),
             partition=tp.partition,
             offset=rec.offset,
@@ -393,12 +392,12 @@ class Task:
                     self.in_transaction = False
                     await self.producer.abort_transaction()
         except Exception as exc:  # noqa: BLE001 - closing anyway; the broker aborts it later
-            _log.info("abort on close failed", partition=self.partition, error=repr(exc))
+            _log.info("abort_on_close_failed", partition=self.partition, error=repr(exc))
         try:
             async with asyncio.timeout(_CLOSE_TIMEOUT_S):
                 await self.producer.stop()
         except Exception as exc:  # noqa: BLE001 - a broken producer: nothing left to save
-            _log.info("producer stop failed", partition=self.partition, error=repr(exc))
+            _log.info("producer_stop_failed", partition=self.partition, error=repr(exc))
 
     def store_sizes(self) -> dict[str, int]:
         return {name: len(store) for name, store in self.stores.items()}

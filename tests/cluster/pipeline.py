@@ -257,9 +257,9 @@ class Pipeline:
     async def wait_assigned(self, proc: CliProcess, timeout_s: float = 60) -> None:
         def assigned() -> bool:
             assert proc.alive(), proc.log_text()[-3000:]
-            return '"tasks restored"' in proc.log_text()
+            return '"tasks_restored"' in proc.log_text()
 
-        await wait_for(assigned, timeout_s=timeout_s, interval_s=0.2, what="tasks restored")
+        await wait_for(assigned, timeout_s=timeout_s, interval_s=0.2, what="tasks_restored")
 
     def _ingress_alive(self) -> None:
         assert self.ingress is not None

@@ -181,7 +181,7 @@ async def test_d_sigkill_of_each_processor_mid_transaction(
         for i, name in enumerate(PROCESSORS):
             await at(load, started, 6 + 6 * i)
             (proc,) = pipeline.instances[name]
-            assert '"tasks restored"' in proc.log_text(), "killed before it processed"
+            assert '"tasks_restored"' in proc.log_text(), "killed before it processed"
             await asyncio.to_thread(proc.kill)  # mid-transaction: input is flowing
             pipeline.instances[name].remove(proc)
             kills.append((name, round(time.monotonic() - started, 1)))

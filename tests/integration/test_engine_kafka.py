@@ -97,9 +97,9 @@ async def test_state_is_restored_after_a_restart(
     ids = [ChatMessage.model_validate_json(r.value or b"").message_id for r in out]
     assert sorted(ids) == sorted(distinct_ids(first) | distinct_ids(later))
     assert proc.terminate() == 0
-    (assigned,) = events(proc, "partitions assigned")
+    (assigned,) = events(proc, "partitions_assigned")
     assert assigned["restoring"] == [0, 1, 2, 3, 4, 5]
-    (restored,) = events(proc, "tasks restored")
+    (restored,) = events(proc, "tasks_restored")
     if store == "memory":
         assert restored["restored_records"] >= 400  # one `seen` entry per message at least
     else:
@@ -130,7 +130,7 @@ async def test_two_members_share_partitions_and_output_stays_exact(
         before stopping: a member that leaves first hands its tasks to the other, which
         logs an assignment of all six (the race this test once lost: both showed 0-5)."""
         last: dict[int, list[int]] = {}
-        for e in events(proc, "partitions assigned"):
+        for e in events(proc, "partitions_assigned"):
             last[e["instance"]] = e["tasks"]
         return set(last) == {0, 1} and sorted(last[0] + last[1]) == [0, 1, 2, 3, 4, 5]
 
@@ -162,7 +162,7 @@ async def test_at_least_once_mode_commits_after_outputs(
     assert proc.terminate() == 0
     group = f"{topic_prefix}wecom-stream.normalizer"
     assert await committed_total(kafka_bootstrap, group) == len(messages)
-    (started,) = events(proc, "processor starting")
+    (started,) = events(proc, "processor_starting")
     assert started["guarantee"] == "at-least-once"
 
 

@@ -30,7 +30,7 @@ def log_events(proc: CliProcess, event: str) -> list[dict[str, Any]]:
 
 async def metrics_port(proc: CliProcess) -> int:
     started = await wait_for(
-        lambda: log_events(proc, "processor starting"), timeout_s=30, what="processor start"
+        lambda: log_events(proc, "processor_starting"), timeout_s=30, what="processor start"
     )
     return int(started[0]["metrics_port"])
 
@@ -89,7 +89,7 @@ async def test_duplicates_in_distinct_messages_out_in_order(
     assert proc.terminate() == 0  # SIGTERM: commit, leave the group, exit 0
     log = proc.log_path.read_text()
     assert "Traceback" not in log
-    assert '"processor stopped"' in log
+    assert '"processor_stopped"' in log
 
 
 async def test_malformed_record_goes_to_dlq_and_partition_keeps_moving(

@@ -43,7 +43,7 @@ QUIET_S = 3.0
 assigned before its first output) has had its next heartbeat refused, and logged it, by then."""
 
 _LISTENING = re.compile(r"Kafka listening at (\S+?);")
-_FAILURES = ("Heartbeat failed", "member_id was not recognized", "group member failed")
+_FAILURES = ("Heartbeat failed", "member_id was not recognized", "member_failed_restarting")
 
 
 @pytest.fixture
@@ -186,7 +186,7 @@ async def test_run_from_a_fresh_kafka_serves_every_callback_kind(
 
     assigned = {name: 0 for name in PROCESSOR_NAMES}
     for line in _log_lines(log):
-        if line.get("event") == "partitions assigned":
+        if line.get("event") == "partitions_assigned":
             assigned[line["processor"]] += 1
     failures = [line for line in log.splitlines() if any(f in line for f in _FAILURES)]
     print(f"partition assignments per processor: {assigned}; failure lines: {len(failures)}")

@@ -154,7 +154,7 @@ async def test_a_callback_is_found_by_its_trace_id_on_its_records_and_in_the_log
 
     async def logged() -> bool:
         requests = log_lines(ingress, "request")
-        dlq = log_lines(normalizer, "record sent to the DLQ")
+        dlq = log_lines(normalizer, "record_dead_lettered")
         return len(requests) >= 2 and len(dlq) >= 1
 
     await wait_for(logged, what="the access and DLQ log lines")
@@ -162,7 +162,7 @@ async def test_a_callback_is_found_by_its_trace_id_on_its_records_and_in_the_log
         TRACE,
         untraced.headers["traceparent"][3:35],
     ]
-    assert log_lines(normalizer, "record sent to the DLQ")[0]["trace_id"] == "ab" * 16
+    assert log_lines(normalizer, "record_dead_lettered")[0]["trace_id"] == "ab" * 16
 
 
 async def test_spans_are_exported_only_when_asked_with_the_ids_on_the_records(

@@ -80,7 +80,7 @@ async def test_membership_exact_across_sigkills_mid_stream(
     restored = [
         orjson.loads(line).get("restored_records", 0)
         for line in processor.log_text().splitlines()
-        if '"tasks restored"' in line
+        if '"tasks_restored"' in line
     ]
     assert restored, processor.log_text()[-3000:]
     assert processor.alive(), processor.log_text()[-3000:]

@@ -73,10 +73,10 @@ async def test_sigkill_during_restore_then_the_next_owner_processes_exactly_once
     slow_env = {**replica, "SLOW_RESTORE_STEP": "50", "SLOW_RESTORE_PAUSE_S": "1"}
     slow = cli_processes.start("process", "normalizer", env=slow_env, cli=SLOW_CLI)
     await wait_for(
-        lambda: events(slow, "partitions assigned"), timeout_s=60, what="the slow assignment"
+        lambda: events(slow, "partitions_assigned"), timeout_s=60, what="the slow assignment"
     )
     await asyncio.sleep(4)  # a few restore steps: the restore is half-way
-    assert not events(slow, "tasks restored")
+    assert not events(slow, "tasks_restored")
     slow.kill()
 
     proc = cli_processes.start("process", "normalizer", env=replica)
@@ -87,7 +87,7 @@ async def test_sigkill_during_restore_then_the_next_owner_processes_exactly_once
     ids = [ChatMessage.model_validate_json(r.value or b"").message_id for r in out]
     assert sorted(ids) == sorted(expected)
     assert proc.terminate() == 0
-    (restored,) = events(proc, "tasks restored")
+    (restored,) = events(proc, "tasks_restored")
     if store == "memory":
         assert restored["restored_records"] >= len(distinct_ids(first))
     else:  # the killed process's restore checkpoints were kept: only the rest replayed

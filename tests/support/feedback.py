@@ -360,7 +360,7 @@ async def check_outputs(bootstrap: str, prefix: str, expected: Expected) -> None
 
 async def callback_outcomes(processor: CliProcess) -> dict[str, float]:
     """`wecom_stream_feedback_callbacks_total` by outcome, from the processor's `/metrics`
-    (its port, bound to 0, is read from the `processor starting` log line)."""
+    (its port, bound to 0, is read from the `processor_starting` log line)."""
     found: list[str] = []
 
     def port() -> bool:
