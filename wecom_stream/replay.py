@@ -248,7 +248,7 @@ async def replay(
             await producer.stop()
         await consumer.stop()
     _log.info(
-        "replay finished",
+        "replay_finished",
         topic=source.topic,
         group=source.group,
         dry_run=dry_run,
