@@ -121,9 +121,11 @@ def bare_server(port: int) -> None:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    from ingress.server import _new_loop  # the same event loop as the ingress (uvloop)
+    from ingress import new_event_loop  # the same event loop as the ingress (uvloop)
 
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=_new_loop())
+    web.run_app(
+        app, host="127.0.0.1", port=port, access_log=None, print=None, loop=new_event_loop()
+    )
 
 
 # ---------------------------------------------------------------- orchestration

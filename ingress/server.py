@@ -27,7 +27,7 @@ from runtime.settings import IngressSettings
 from runtime.supervisor import Child, ProcessChild, Restart, supervise
 from runtime.tracing import configure_tracing
 
-__all__ = ["run_worker", "serve"]
+__all__ = ["new_event_loop", "serve"]
 
 log = get_logger(__name__)
 _SHUTDOWN_TIMEOUT_S = 10.0
@@ -48,28 +48,6 @@ def _warn_if_open(settings: IngressSettings) -> None:
         )
 
 
-async def run_worker(
-    settings: IngressSettings, bootstrap: str, *, worker_index: int = 0, workers: int = 1
-) -> None:
-    """Serve until cancelled (for embedding, e.g. by `wecom-stream run`), then stop cleanly."""
-    _warn_if_open(settings)
-    runner = web.AppRunner(
-        create_app(settings, bootstrap=bootstrap, worker_index=worker_index, workers=workers),
-        access_log=None,
-        shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
-    )
-    await runner.setup()
-    site = web.TCPSite(
-        runner, settings.http_host, settings.http_port, reuse_port=workers > 1 or None
-    )
-    await site.start()
-    log.info("ingress_listening", host=settings.http_host, port=settings.http_port)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
-
-
 def _tune_gc() -> None:
     """Fewer, cheaper garbage collections: a request allocates many short-lived containers,
     and a full collection over everything imported at start-up is a latency spike. The
@@ -79,7 +57,7 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
+def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop when installed (a faster loop and socket layer), else asyncio's default."""
     try:
         import uvloop
@@ -101,7 +79,7 @@ def _worker_main(settings: IngressSettings, bootstrap: str, index: int, workers:
         access_log=None,
         print=None,
         shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
-        loop=_new_loop(),
+        loop=new_event_loop(),
     )
 
 

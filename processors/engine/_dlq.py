@@ -48,9 +48,14 @@ def dlq_headers(
     topic: str,
     partition: int,
     offset: int,
+    traceparent: str | None = None,
 ) -> list[tuple[str, bytes]]:
-    """The input's headers (our `dlq_*` ones replaced) followed by the error headers."""
-    kept = [(k, v) for k, v in original if k not in DLQ_HEADERS]
+    """The input's headers (our `dlq_*` ones replaced, and its `traceparent` by the given
+    one: the trace continued) followed by the error headers."""
+    dropped = {*DLQ_HEADERS, "traceparent"} if traceparent else DLQ_HEADERS
+    kept = [(k, v) for k, v in original if k not in dropped]
+    if traceparent:
+        kept.append(("traceparent", traceparent.encode()))
     return [
         *kept,
         ("dlq_error_type", type(exc).__name__.encode()),

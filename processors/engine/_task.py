@@ -130,16 +130,13 @@ class Task:
         self._outputs = {t: names.topic(t) for t in processor.outputs}
         self._limits = {t: _size_limit(t) for t in processor.outputs}
         self.stream_time = 0
-        self.offsets: dict[TopicPartition, int] = {}
-        """Next offset to consume per input partition, to be committed."""
+        self.offsets: dict[TopicPartition, int] = {}  # next offset per input, to commit
         self._futures: list[asyncio.Future[Any]] = []
         self._batches = OutputBatches(producer, self._futures)
         self._out_counts: dict[str, int] = {}
         self._in_counts: dict[str, int] = {}
-        self._ages: dict[str, list[int]] = {}
-        """Per output topic, the input record timestamp of each output since the commit."""
-        self.dirty = False
-        """Records consumed since the last commit."""
+        self._ages: dict[str, list[int]] = {}  # per output topic: each output's input time
+        self.dirty = False  # records consumed since the last commit
         self.in_transaction = False
 
     # ---------------------------------------------------------------- processing
@@ -231,20 +228,19 @@ class Task:
     async def _dead_letter(
         self, tp: TopicPartition, rec: Any, exc: BaseException, traceparent: str
     ) -> None:
-        """The input to the DLQ, its trace continued (`traceparent` replaced by ours)."""
-        kept = [(k, v) for k, v in rec.headers or () if k != TRACEPARENT]
-        kept.append((TRACEPARENT, traceparent.encode()))
         headers = dlq_headers(
-            kept,
+            list(rec.headers or ()),
             exc,
             processor=self.processor.name,
             topic=self.names.logical(tp.topic),
             partition=tp.partition,
             offset=rec.offset,
+            traceparent=traceparent,
         )
-        self._futures.append(
-            await self.producer.send(self.names.dlq, value=rec.value, key=rec.key, headers=headers)
+        sent = await self.producer.send(
+            self.names.dlq, value=rec.value, key=rec.key, headers=headers
         )
+        self._futures.append(sent)
         self.metrics.dlq.labels(self.processor.name).inc()
         _log.warning(
             "record_dead_lettered",
