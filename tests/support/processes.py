@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -97,20 +97,39 @@ class CliProcesses:
             proc.kill()
 
 
+@overload
 async def wait_for(
-    condition: Callable[[], Awaitable[T | None]] | Callable[[], T | None],
+    condition: Callable[[], Awaitable[T | None]],
+    timeout_s: float = ...,
+    interval_s: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+@overload
+async def wait_for(
+    condition: Callable[[], T | None],
+    timeout_s: float = ...,
+    interval_s: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+async def wait_for(
+    condition: Callable[[], Any],
     timeout_s: float = 30.0,
     interval_s: float = 0.05,
     what: str = "condition",
-) -> T:
-    """Poll `condition` until it returns a truthy value; fail with `what` after `timeout_s`."""
+) -> Any:
+    """Poll `condition` (sync or async) until it returns a truthy value, and return that;
+    fail with `what` after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
         result = condition()
         if asyncio.iscoroutine(result):
             result = await result
         if result:
-            return result  # type: ignore[return-value]
+            return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         await asyncio.sleep(interval_s)
