@@ -21,7 +21,6 @@ from aiohttp import web
 
 from ingress.app import create_app
 from runtime.errors import ConfigError
-from runtime.local_kafka import resolve_bootstrap
 from runtime.logs import bind_context, configure_logging, get_logger
 from runtime.settings import IngressSettings
 from runtime.supervisor import Child, ProcessChild, Restart, supervise
@@ -83,15 +82,15 @@ def _worker_main(settings: IngressSettings, bootstrap: str, index: int, workers:
     )
 
 
-def serve(settings: IngressSettings, workers: int = 1) -> int:
-    """Run the ingress in the foreground until SIGTERM / SIGINT; the exit status."""
+def serve(settings: IngressSettings, bootstrap: str, workers: int = 1) -> int:
+    """Run the ingress against Kafka at `bootstrap` (resolved by the CLI) in the foreground
+    until SIGTERM / SIGINT; the exit status."""
     if workers < 1:
         raise ConfigError("--workers must be 1 or more")
     try:
         settings.tenant_tokens()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    bootstrap = resolve_bootstrap(settings)
     _warn_if_open(settings)
     if workers == 1:
         _worker_main(settings, bootstrap, 0, 1)

@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 from processors.engine import Processor, run_engine
 from runtime.errors import ConfigError
-from runtime.local_kafka import resolve_bootstrap
 from runtime.logs import configure_logging, get_logger
 from runtime.settings import ProcessorSettings
 from runtime.supervisor import Child, ProcessChild, Restart, supervise
@@ -67,13 +66,14 @@ def _child(name: str, settings: ProcessorSettings, bootstrap: str, instance: int
     )
 
 
-def run_processor(name: str, settings: ProcessorSettings, instances: int = 1) -> int:
-    """Run processor `name` until SIGTERM/SIGINT; `instances` group members. The exit
-    status."""
+def run_processor(
+    name: str, settings: ProcessorSettings, bootstrap: str, instances: int = 1
+) -> int:
+    """Run processor `name` against Kafka at `bootstrap` (resolved by the CLI) until
+    SIGTERM/SIGINT; `instances` group members. The exit status."""
     if instances < 1:
         raise ConfigError("--instances must be at least 1")
     processor = load_processor(name, settings)
-    bootstrap = resolve_bootstrap(settings)
     if instances == 1:
         configure_tracing(f"wecom-stream-{name}")  # span export only if OTEL_* asks for it
         asyncio.run(_serve(processor, settings, bootstrap, 0, _instance_port(settings, 0)))

@@ -113,13 +113,19 @@ def _cmd_ingress(args: argparse.Namespace, settings: CommonSettings) -> int:
 
     overrides = {k: v for k, v in {"http_host": args.host, "http_port": args.port}.items() if v}
     ingress_settings = IngressSettings(**overrides)
-    return serve(ingress_settings, workers=args.workers)
+    return serve(ingress_settings, resolve_bootstrap(ingress_settings), workers=args.workers)
 
 
 def _cmd_process(args: argparse.Namespace, settings: CommonSettings) -> int:
     from processors.runner import run_processor  # lazily: only this subcommand needs it
 
-    return run_processor(args.name, ProcessorSettings(), instances=args.instances)
+    processor_settings = ProcessorSettings()
+    return run_processor(
+        args.name,
+        processor_settings,
+        resolve_bootstrap(processor_settings),
+        instances=args.instances,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
