@@ -23,7 +23,7 @@ from runtime.local_kafka import local_broker, resolve_bootstrap
 from runtime.logs import configure_logging
 from runtime.settings import CommonSettings, IngressSettings, KafkaSecurity, ProcessorSettings
 from runtime.supervisor import STOP_ALL, child_commands, supervise
-from runtime.tail import tail
+from runtime.tail import add_tail_arguments, run_tail
 from runtime.topics import TopicsReport, ensure_topics
 from schemas.registry import PROCESSOR_NAMES, REGISTRY
 from wecom_stream import backfill, replay
@@ -100,12 +100,7 @@ def _cmd_run(args: argparse.Namespace, settings: CommonSettings) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace, settings: CommonSettings) -> int:
-    bootstrap = resolve_bootstrap(settings)
-    topic = settings.topic(args.topic)
-    code: int = asyncio.run(
-        tail(bootstrap, topic, from_end=args.from_end, limit=args.max, idle_s=args.idle)
-    )
-    return code
+    return run_tail(args, resolve_bootstrap(settings), settings.topic(args.topic))
 
 
 def _cmd_ingress(args: argparse.Namespace, settings: CommonSettings) -> int:
@@ -142,13 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--kafka-only", action="store_true", help="stop after Kafka and the topics are ready"
     )
 
-    tail_cmd = sub.add_parser("tail", help="print a topic's records as JSON lines")
-    tail_cmd.add_argument("topic", help="logical topic name, e.g. chat.message.v1")
-    tail_cmd.add_argument("--from-end", action="store_true", help="only new records")
-    tail_cmd.add_argument("--max", type=int, default=None, help="stop after N records")
-    tail_cmd.add_argument(
-        "--idle", type=float, default=None, help="stop after S seconds without a record"
+    tail_cmd = sub.add_parser(
+        "tail", help="print a topic's records: readable on a terminal, else JSON lines"
     )
+    add_tail_arguments(tail_cmd)
 
     ingress = sub.add_parser("ingress", help="the HTTP ingress")
     ingress.add_argument("--host", default=None, help="default WECOM_STREAM_HTTP_HOST")
