@@ -87,10 +87,6 @@ def serve(settings: IngressSettings, bootstrap: str, workers: int = 1) -> int:
     until SIGTERM / SIGINT; the exit status."""
     if workers < 1:
         raise ConfigError("--workers must be 1 or more")
-    try:
-        settings.tenant_tokens()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
     _warn_if_open(settings)
     if workers == 1:
         _worker_main(settings, bootstrap, 0, 1)

@@ -63,7 +63,7 @@ from runtime.logs import get_logger
 from runtime.settings import ProcessorSettings
 from schemas.cloudevents import event_headers, parse_time
 from schemas.insight import InsightFeedback
-from schemas.registry import DAY_MS, FEEDBACK_EVENT, FEEDBACK_STATS, RAW_INSIGHT_FEEDBACK, by_name
+from schemas.registry import FEEDBACK_EVENT, FEEDBACK_STATS, RAW_INSIGHT_FEEDBACK, by_name
 
 __all__ = [
     "CALLBACKS",
@@ -89,7 +89,7 @@ log = get_logger(__name__)
 REPLIES = "replies"
 WINDOW_ROWS = "windows"
 TOTALS = "totals"
-RETENTION_MS = 30 * DAY_MS
+RETENTION_MS: int = ProcessorSettings.model_fields["feedback_retention_ms"].default
 """Default of `WECOM_STREAM_FEEDBACK_RETENTION_MS`: how long a reply (and an hour/day row) is
 kept after its last change, in stream time."""
 

@@ -60,7 +60,6 @@ from runtime.errors import WecomStreamError
 from runtime.settings import ProcessorSettings
 from schemas.cloudevents import event_headers, parse_time, stable_id
 from schemas.registry import (
-    DAY_MS,
     RAW_YUJU_ROOM_JOIN,
     RAW_YUJU_ROOM_LEAVE,
     RAW_YUJU_ROOM_TOPIC,
@@ -108,7 +107,9 @@ EVENTS = Counter(
 )
 
 
-DEPARTED_RETENTION_MS = 7 * DAY_MS
+DEPARTED_RETENTION_MS: int = ProcessorSettings.model_fields[
+    "membership_departed_retention_ms"
+].default
 """Default of `WECOM_STREAM_MEMBERSHIP_DEPARTED_RETENTION_MS` (the raw topics' retention)."""
 
 

@@ -39,7 +39,9 @@ def default_cache_dir() -> Path:
 class CommonSettings(BaseSettings):
     """Settings every wecom-stream process reads."""
 
-    model_config = SettingsConfigDict(env_prefix="WECOM_STREAM_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="WECOM_STREAM_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     kafka_bootstrap_servers: str | None = Field(  # type: ignore[pydantic-alias]  # env name
         default=None,
@@ -85,7 +87,9 @@ class KafkaSecurity(BaseSettings):
     """How every process authenticates to Kafka and encrypts its connections (all clients:
     producers, consumers, admin). Env names are `WECOM_STREAM_KAFKA_<FIELD>`."""
 
-    model_config = SettingsConfigDict(env_prefix="WECOM_STREAM_KAFKA_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="WECOM_STREAM_KAFKA_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
@@ -179,20 +183,29 @@ class IngressSettings(CommonSettings):
         description="`tenant` header stamped on Insight records (their body names no tenant).",
     )
 
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_pairs(cls, value: SecretStr) -> SecretStr:
+        _parse_tenants(value.get_secret_value())  # a malformed list fails at load, once
+        return value
+
     def tenant_tokens(self) -> dict[str, str]:
-        """Parse `tenants` into {tenant: token}."""
-        pairs: dict[str, str] = {}
-        for item in self.tenants.get_secret_value().split(","):
-            if not item.strip():
-                continue
-            name, sep, token = item.partition("=")
-            if not sep or not name.strip() or not token.strip():
-                raise ValueError(
-                    "WECOM_STREAM_TENANTS must be comma-separated tenant=token pairs, "
-                    "e.g. 'acme=TOKEN1,beta=TOKEN2'"
-                )
-            pairs[name.strip()] = token.strip()
-        return pairs
+        """{tenant: token} of `tenants` (validated when the settings were read)."""
+        return _parse_tenants(self.tenants.get_secret_value())
+
+
+def _parse_tenants(text: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, token = item.partition("=")
+        if not sep or not name.strip() or not token.strip():
+            raise ValueError(  # never the value: it holds tokens
+                "must be comma-separated tenant=token pairs, e.g. 'acme=TOKEN1,beta=TOKEN2'"
+            )
+        pairs[name.strip()] = token.strip()
+    return pairs
 
 
 class ProcessorSettings(CommonSettings):
