@@ -5,3 +5,5 @@ records back into the pipeline) live here because they use both sides: the ingre
 rules and the processors' topics. Nothing in `schemas`, `runtime`, `ingress` or `processors`
 imports this package.
 """
+
+__all__: list[str] = []  # a namespace: wecom_stream.backfill, wecom_stream.replay
