@@ -1,7 +1,8 @@
 """Launching Apache Kafka nodes on this machine: the broker jars (Maven Central via
-`deploy/kafka/pom.xml`, or `KAFKA_HOME`), Java, storage formatting, one detached
-`kafka.Kafka` process per node, and stopping them. Shared by the one-node broker
-(`runtime.local_kafka`) and the local cluster (`runtime.local_cluster`)."""
+`deploy/kafka/pom.xml`, with the progress of `runtime.kafka_fetch`, or `KAFKA_HOME`), Java,
+storage formatting, one detached `kafka.Kafka` process per node, and stopping them. Shared
+by the one-node broker (`runtime.local_kafka`) and the local cluster (`runtime.local_cluster`).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import uuid
 from pathlib import Path
 
 from runtime.errors import LocalKafkaError
+from runtime.kafka_fetch import reporter_for, run_maven
 from runtime.settings import default_cache_dir
 
 __all__ = [
@@ -127,13 +129,15 @@ def ensure_distribution(home: Path | None = None) -> Path:
         staging = home / "libs.partial"
         shutil.rmtree(staging, ignore_errors=True)
         print(
-            f"fetching Apache Kafka {KAFKA_VERSION} from Maven Central into {libs}", file=sys.stderr
+            f"fetching Apache Kafka {KAFKA_VERSION} from Maven Central into {libs} "
+            "(about 45 MB, once)",
+            file=sys.stderr,
         )
-        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        code, explain = run_maven(
             [
                 mvn,
-                "-q",
                 "-B",
+                "-Dstyle.color=never",
                 "-f",
                 str(_pom_dir() / "pom.xml"),
                 "dependency:copy-dependencies",
@@ -141,15 +145,12 @@ def ensure_distribution(home: Path | None = None) -> Path:
                 f"-Dkafka.version={KAFKA_VERSION}",
                 f"-DoutputDirectory={staging}",
             ],
-            capture_output=True,
-            text=True,
-            check=False,
+            reporter_for(f"Apache Kafka {KAFKA_VERSION}"),
         )
-        if result.returncode != 0 or not _has_kafka_jar(staging):
-            tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
+        if code != 0 or not _has_kafka_jar(staging):
             raise LocalKafkaError(
                 f"Maven could not resolve org.apache.kafka:kafka_2.13:{KAFKA_VERSION}: "
-                + " | ".join(tail)
+                + " | ".join(explain)
             )
         staging.rename(libs)
     return libs
