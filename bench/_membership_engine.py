@@ -143,7 +143,7 @@ def run(bootstrap: str, workloads: dict[str, tuple[Workload, Workload]]) -> dict
     }
     with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "processor.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "process", "membership"],
+            [sys.executable, "-m", "wecom_stream", "process", "membership"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -60,7 +60,7 @@ async def _command(bootstrap: str, fake: FakeChatRecordApi, customers: Path) -> 
     }
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runtime.cli", "backfill", "chat-records",
+        sys.executable, "-m", "wecom_stream", "backfill", "chat-records",
         "--customers-file", str(customers), "--start", "2026-11-01", "--end", "2026-12-01",
         "--rps", "0",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

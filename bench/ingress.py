@@ -231,7 +231,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "runtime.cli",
+                    "wecom_stream",
                     "ingress",
                     "--host",
                     "127.0.0.1",

@@ -72,7 +72,7 @@ def command(
             WECOM_STREAM_STATE_DIR=str(state),
             WECOM_STREAM_COMMIT_INTERVAL_MS=str(int(float(interval) * 1000)),
         )
-        return [sys.executable, "-m", "runtime.cli", "process", "normalizer"], env
+        return [sys.executable, "-m", "wecom_stream", "process", "normalizer"], env
     script = str(REPO / "bench" / "_quix_normalizer.py")
     argv = [str(quix_python()), script, bootstrap, prefix, "exactly-once", interval, str(state)]
     return argv, env

@@ -217,7 +217,7 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
             env["WECOM_STREAM_PROCESSING_GUARANTEE"] = guarantee
             env["WECOM_STREAM_STORE_KIND"] = "memory" if mode.endswith("-memory") else "disk"
             env["WECOM_STREAM_STATE_DIR"] = str(Path(tempfile.gettempdir()) / f"{prefix}state")
-            argv = [sys.executable, "-m", "runtime.cli", "process", "normalizer"]
+            argv = [sys.executable, "-m", "wecom_stream", "process", "normalizer"]
             # from the moment the restored tasks start processing (before 2026-12-03 the
             # assignment was logged there; it is now logged before the restore)
             marker, group = '"tasks_restored"', f"{prefix}wecom-stream.normalizer"

@@ -174,7 +174,7 @@ async def start_to_output(
     started = time.monotonic()
     with log.open("ab") as out:
         proc = subprocess.Popen(  # noqa: ASYNC220 - started once; the timing starts before it
-            [sys.executable, "-m", "runtime.cli", "process", "normalizer"],
+            [sys.executable, "-m", "wecom_stream", "process", "normalizer"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -285,7 +285,7 @@ async def restore_rate(
     env = _env(bootstrap, prefix, kind, work / f"state-{prefix}")
     with log.open("ab") as out:
         proc = subprocess.Popen(  # noqa: ASYNC220 - started once
-            [sys.executable, "-m", "runtime.cli", "process", processor],
+            [sys.executable, "-m", "wecom_stream", "process", processor],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

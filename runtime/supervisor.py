@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -37,7 +36,6 @@ __all__ = [
     "Command",
     "ProcessChild",
     "Restart",
-    "child_commands",
     "supervise",
 ]
 
@@ -137,20 +135,6 @@ class Restart:
 
 STOP_ALL = None
 """The policy of `run`: a child's death stops the others."""
-
-
-def child_commands(
-    processors: Sequence[str], base_env: Mapping[str, str], metrics_port: int
-) -> list[Command]:
-    """The ingress plus one `process NAME` per processor, each on its own metrics port
-    (`metrics_port + 1`, `+ 2`, ...; all 0, i.e. any free port, when `metrics_port` is 0)."""
-    cli = [sys.executable, "-m", "runtime.cli"]
-    children = [Command("ingress", [*cli, "ingress"], dict(base_env))]
-    for offset, name in enumerate(processors, start=1):
-        port = metrics_port + offset if metrics_port else 0
-        env = {**base_env, "WECOM_STREAM_METRICS_PORT": str(port)}
-        children.append(Command(name, [*cli, "process", name], env))
-    return children
 
 
 @dataclass

@@ -65,7 +65,7 @@ def backfill_env(kafka_env: dict[str, str], fake: FakeChatRecordApi) -> dict[str
 
 async def start_backfill(env: dict[str, str], args: Sequence[str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runtime.cli", "backfill", "chat-records", *args,
+        sys.executable, "-m", "wecom_stream", "backfill", "chat-records", *args,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
-CLI = [sys.executable, "-m", "runtime.cli"]
+CLI = [sys.executable, "-m", "wecom_stream"]
 
 
 class CliProcess:

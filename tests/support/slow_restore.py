@@ -13,7 +13,7 @@ from typing import Any
 
 from processors.engine import _restore
 from processors.engine._restore import ChangelogReader
-from runtime.cli import main
+from wecom_stream.cli import main
 
 _original = ChangelogReader.catch_up
 

@@ -59,7 +59,7 @@ def test_invalid_mode_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cli_reports_bad_settings_as_one_line_without_the_value(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from runtime.cli import main
+    from wecom_stream.cli import main
 
     monkeypatch.setenv("WECOM_STREAM_PROCESSING_GUARANTEE", "secret-looking-value")
     assert main(["process", "normalizer"]) == 1

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from runtime.cli import build_parser
 from runtime.tail import RecordFilter, RecordView, parse_since, parse_where
+from wecom_stream.cli import build_parser
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 NOW_MS = 1_796_112_000_000

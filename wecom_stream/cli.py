@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -22,7 +22,7 @@ from runtime.local_cluster import LocalCluster
 from runtime.local_kafka import local_broker, resolve_bootstrap
 from runtime.logs import configure_logging
 from runtime.settings import CommonSettings, IngressSettings, KafkaSecurity, ProcessorSettings
-from runtime.supervisor import STOP_ALL, child_commands, supervise
+from runtime.supervisor import STOP_ALL, Command, supervise
 from runtime.tail import add_tail_arguments, run_tail
 from runtime.topics import TopicsReport, ensure_topics
 from schemas.registry import PROCESSOR_NAMES, REGISTRY
@@ -74,6 +74,20 @@ def _cmd_topics(args: argparse.Namespace, settings: CommonSettings) -> int:
     for line in report.lines():
         print(line)
     return 0
+
+
+def child_commands(
+    processors: Sequence[str], base_env: Mapping[str, str], metrics_port: int
+) -> list[Command]:
+    """The ingress plus one `process NAME` per processor, each on its own metrics port
+    (`metrics_port + 1`, `+ 2`, ...; all 0, i.e. any free port, when `metrics_port` is 0)."""
+    cli = [sys.executable, "-m", "wecom_stream"]
+    children = [Command("ingress", [*cli, "ingress"], dict(base_env))]
+    for offset, name in enumerate(processors, start=1):
+        port = metrics_port + offset if metrics_port else 0
+        env = {**base_env, "WECOM_STREAM_METRICS_PORT": str(port)}
+        children.append(Command(name, [*cli, "process", name], env))
+    return children
 
 
 def _cmd_run(args: argparse.Namespace, settings: CommonSettings) -> int:
