@@ -75,6 +75,11 @@ bench-restore: kafka-jars ## state: restore rates, start to next output with 1M/
 bench-backfill: kafka-jars ## backfill chat-records: messages/s for 100 customers x 50 messages vs a bare producer (bench/results/backfill.json)
 	$(BIN)/python bench/backfill.py
 
+.PHONY: bench-plots
+bench-plots: $(STAMP) ## draw docs/img/bench-*.png from bench/results/*.json (installs matplotlib)
+	$(BIN)/pip install -q '.[bench]'
+	$(BIN)/python bench/plots.py
+
 .PHONY: bench-peers
 bench-peers: kafka-jars ## normalizer vs Quix Streams, same handler, exactly-once, side by side (bench/results/peers.json; makes .venv-quix)
 	$(BIN)/python bench/peers.py
