@@ -40,6 +40,7 @@ from ingress.spool import Position, Spool, SpoolFullError, SpoolRecord
 from runtime.errors import ConfigError
 from runtime.kafka import producer_config
 from runtime.logs import get_logger
+from runtime.retry import full_jitter_s
 from runtime.topics import ensure_topics
 from schemas.registry import REGISTRY
 
@@ -124,7 +125,7 @@ class Publisher:
 
     async def _connect(self) -> None:
         """Start the producer, retrying while Kafka is unreachable (the spool takes over)."""
-        backoff = 0.5
+        failures = 0
         while True:
             # linger 0: a callback waits for its ack, so lingering only adds latency; records
             # still batch by themselves while a produce request is in flight.
@@ -137,9 +138,12 @@ class Publisher:
             except (KafkaError, OSError) as exc:
                 with contextlib.suppress(KafkaError, OSError):
                     await producer.stop()
-                log.warning("kafka_unreachable", error=type(exc).__name__, retry_in_s=backoff)
+                failures += 1
+                backoff = full_jitter_s(failures, initial_s=0.5, max_s=10.0)
+                log.warning(
+                    "kafka_unreachable", error=type(exc).__name__, retry_in_s=round(backoff, 2)
+                )
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
                 continue
             self._producer = producer
             self._direct = DirectProducer(producer, self.timeout)
@@ -247,7 +251,7 @@ class Publisher:
         return None
 
     async def _drain_loop(self) -> None:
-        backoff = 0.2
+        failures = 0
         while True:
             spool = self._next_spool()
             if spool is None:
@@ -262,12 +266,15 @@ class Publisher:
                 await self._drain_batch(spool)
             except KafkaError as exc:
                 self.metrics.kafka_errors.labels(type(exc).__name__).inc()
-                log.warning("spool_drain_retry", error=type(exc).__name__, retry_in_s=backoff)
+                failures += 1
+                backoff = full_jitter_s(failures, initial_s=0.2, max_s=5.0)
+                log.warning(
+                    "spool_drain_retry", error=type(exc).__name__, retry_in_s=round(backoff, 2)
+                )
                 spool.rewind()
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
                 continue
-            backoff = 0.2
+            failures = 0
             self._update_gauges()
             if self.backlog == 0:
                 self._set_up(True)

@@ -1,5 +1,6 @@
 """The one backoff rule of every loop that retries on its own schedule (the supervisor's
-restarts, the engine's member restarts): exponential with full jitter, as tenacity's
+restarts, the engine's member restarts, the ingress publisher's connect and spool-drain
+loops): exponential with full jitter, as tenacity's
 `wait_random_exponential` (which the backfill client uses inside its retry loop) computes
 it, for loops that are not a tenacity retry."""
 
