@@ -125,7 +125,7 @@ async def test_a_refused_key_stops_the_whole_run(
             customers,
             WINDOW,
             api=client(session, fake, key="wrong"),
-            producer=None,  # type: ignore[arg-type]  # never reached: the first answer refuses
+            producer=None,  # never reached: the first answer refuses
             topic="unused",
             tenant=None,
             concurrency=2,

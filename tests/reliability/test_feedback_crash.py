@@ -4,6 +4,7 @@ callbacks keep arriving through the ingress: no transition lost or repeated on
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ async def test_feedback_exact_across_sigkills_mid_stream(
             target = int(total * share)
             await poster.release(share + AHEAD)
             await wait_for(
-                lambda t=target: reached(t),
+                functools.partial(reached, target),
                 timeout_s=90,
                 interval_s=0,
                 what=f"{target} committed events",

@@ -98,8 +98,8 @@ def oracle(callbacks: Iterable[tuple[Body, int]]) -> Expected:
     for (bot, _), reply in replies.items():
         hour, day = _start(reply.first_ms, 3600), _start(reply.first_ms, 86400)
         for suffix in ["", *(f"|{n}" for n in reply.nodes)]:
-            for key in (f"{bot}|hour|{hour}", f"{bot}|day|{day}", f"{bot}|all|"):
-                row = stats.setdefault(key + suffix, [0, 0, 0, 0])
+            for window in (f"{bot}|hour|{hour}", f"{bot}|day|{day}", f"{bot}|all|"):
+                row = stats.setdefault(window + suffix, [0, 0, 0, 0])
                 row[0] += reply.status == "thumb-up"
                 row[1] += reply.status == "thumb-down"
                 row[2] += reply.status == "none"

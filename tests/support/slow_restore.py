@@ -24,7 +24,7 @@ async def _slow(self: ChangelogReader, *args: Any) -> None:
 
 
 if __name__ == "__main__":
-    ChangelogReader.catch_up = _slow  # type: ignore[method-assign]
+    ChangelogReader.catch_up = _slow  # type: ignore[method-assign, assignment]
     if "SLOW_RESTORE_STEP" in os.environ:
         _restore._MAX_RECORDS = int(os.environ["SLOW_RESTORE_STEP"])
         _restore._STEP_PAUSE_S = float(os.environ.get("SLOW_RESTORE_PAUSE_S", "1"))

@@ -108,7 +108,7 @@ async def committed_offsets(bootstrap: str, group: str) -> dict[Any, Any]:
         return (offsets,)
 
     (offsets,) = await wait_for(fetch, timeout_s=30, what=f"the coordinator of {group}")
-    return offsets
+    return dict(offsets)
 
 
 async def committed_total(bootstrap: str, group: str) -> int:

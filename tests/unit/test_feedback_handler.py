@@ -113,7 +113,10 @@ def test_duplicates_unrated_and_unknown_statuses_emit_nothing_and_are_counted() 
 
 def test_unknown_status_log_carries_no_message_text(caplog: pytest.LogCaptureFixture) -> None:
     secret = "my private question"
-    extra = {"triggerEvent": {"receiveTextMessage": {"text": secret}}, "feedback": secret}
+    extra: dict[str, Any] = {
+        "triggerEvent": {"receiveTextMessage": {"text": secret}},
+        "feedback": secret,
+    }
     with caplog.at_level("WARNING"):
         assert LocalRun(PROCESSOR).feed(record(body("meh", **extra), 0, T0)) == []
     assert secret not in caplog.text

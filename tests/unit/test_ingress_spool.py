@@ -26,7 +26,7 @@ def segments(directory: Path) -> list[Path]:
 
 
 def drain_all(spool: Spool, batch: int = 1000) -> list[SpoolRecord]:
-    out = []
+    out: list[SpoolRecord] = []
     while True:
         got = spool.read_batch(batch)
         if not got:
@@ -137,7 +137,7 @@ async def test_full_spool_refuses_and_frees_space_when_drained(tmp_path: Path) -
     assert 0 < stored < 100
     assert spool.full
     assert len(drain_all(spool)) == stored
-    assert not spool.full
+    assert not bool(spool.full)  # bool(): mypy narrowed `spool.full` by the assert above
     await spool.append(rec(100))
     spool.close()
 
