@@ -47,6 +47,10 @@ test-cluster: kafka-jars ## a local 3-node cluster under faults: leader SIGKILL,
 k8s-tools: ## build once into ~/.cache/wecom-stream/k8s-tools: Kubernetes v1.37.2 control plane + kubectl, etcd v3.7.3, kwok v0.8.0, kustomize v5.8.2 (~15 min cold)
 	bash deploy/k8s/tools/build.sh
 
+.PHONY: promtool
+promtool: $(STAMP) ## build once into ~/.cache/wecom-stream/tools: promtool v0.316.0 (~3-8 min cold; make deploy-check builds it too when Go is on PATH)
+	$(BIN)/python -c 'from tests.deploy.tools import promtool; print(promtool(install=True))'
+
 .PHONY: test-k8s
 test-k8s: k8s-tools $(STAMP) ## base + every overlay on a local API server with kwok nodes: server dry run, apply, rollouts, a drain held by the PDBs (~1 min)
 	$(BIN)/pytest tests/k8s -p no:cacheprovider $(PYTEST_ARGS)
@@ -89,12 +93,14 @@ schemas: $(STAMP) ## regenerate schemas/json/ (JSON Schemas + AsyncAPI) from the
 	$(BIN)/python -m schemas.export
 
 .PHONY: deploy-render
-deploy-render: $(STAMP) ## rewrite the generated KEDA files of deploy/k8s (after a registry, processor or overlay config change)
+deploy-render: $(STAMP) ## rewrite the generated files: KEDA (deploy/k8s) and the PrometheusRule (deploy/monitoring, from rules.yaml)
 	$(BIN)/python deploy/k8s/render.py
+	$(BIN)/python deploy/monitoring/render.py
 
 .PHONY: deploy-check
-deploy-check: $(STAMP) ## build every kustomization (pinned kustomize) and validate it offline: Kubernetes 1.37, KEDA CRDs (~10 s warm)
+deploy-check: $(STAMP) ## build every kustomization (pinned kustomize) and validate it offline: Kubernetes 1.37, KEDA and Prometheus Operator CRDs, PromQL, promtool rule checks and alert tests (~15 s warm)
 	$(BIN)/python deploy/k8s/render.py --check
+	$(BIN)/python deploy/monitoring/render.py --check
 	$(BIN)/pytest tests/deploy tests/unit/test_deploy.py -p no:cacheprovider $(PYTEST_ARGS)
 
 .PHONY: format

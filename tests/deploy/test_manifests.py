@@ -1,9 +1,10 @@
 """`make deploy-check`: every rendered kustomization is valid, offline.
 
 Core objects against the Kubernetes 1.37 OpenAPI schemas with unknown fields refused
-(kubernetes-validate); KEDA objects against KEDA v2.20.2's CRD schemas (deploy/k8s/crds/)
-with unknown fields refused, against @kubernetes-models/keda (Node) and against the kafka
-scaler's parameter names; and every reference between objects resolves.
+(kubernetes-validate); KEDA objects against KEDA v2.20.2's CRD schemas and Prometheus Operator
+objects against prometheus-operator v0.93.0's (deploy/k8s/crds/) with unknown fields refused,
+against @kubernetes-models/keda and /prometheus-operator (Node) and against the kafka scaler's
+parameter names; and every reference between objects resolves.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tests.deploy.conftest import Objects
 from tests.deploy.tools import K8S, node_validator
 
 KUBERNETES = "1.37.0"
-CRD_GROUPS = {"keda.sh"}
+CRD_GROUPS = {"keda.sh", "monitoring.coreos.com"}
 # Created outside git (base/config.yaml, components/kafka-auth/kustomization.yaml).
 EXTERNAL_SECRETS = {"wecom-stream-credentials", "wecom-stream-kafka-auth"}
 # The kafka scaler's parameters (KEDA v2.20.2 pkg/scalers/kafka_scaler.go, `keda:"name=..."`
@@ -96,7 +97,7 @@ def _strict(schema: Any) -> Any:
 @cache
 def _crd_schemas() -> dict[tuple[str, str], Any]:
     schemas = {}
-    for path in sorted((K8S / "crds").glob("keda.sh_*.yaml")):
+    for path in sorted((K8S / "crds").glob("*.yaml")):
         for crd in yaml.safe_load_all(path.read_text()):
             if not crd or crd.get("kind") != "CustomResourceDefinition":
                 continue
@@ -108,7 +109,7 @@ def _crd_schemas() -> dict[tuple[str, str], Any]:
     return schemas
 
 
-def test_keda_objects_match_the_crd_schemas(builds: dict[str, Objects]) -> None:
+def test_custom_resources_match_the_crd_schemas(builds: dict[str, Objects]) -> None:
     errors = []
     for where, obj in _objects(builds, custom=True):
         schema = _crd_schemas().get((obj["apiVersion"], obj["kind"]))
@@ -122,10 +123,10 @@ def test_keda_objects_match_the_crd_schemas(builds: dict[str, Objects]) -> None:
     assert not errors, "\n".join(errors)
 
 
-def test_keda_objects_pass_kubernetes_models(builds: dict[str, Objects]) -> None:
+def test_custom_resources_pass_kubernetes_models(builds: dict[str, Objects]) -> None:
     command = node_validator(install=True)
     if command is None:
-        pytest.skip("node and npm are not on PATH: @kubernetes-models/keda cannot run")
+        pytest.skip("node and npm are not on PATH: @kubernetes-models cannot run")
     objects = [obj for _, obj in _objects(builds, custom=True)]
     out = subprocess.run(
         command, input=json.dumps(objects), capture_output=True, text=True, check=False
