@@ -31,8 +31,9 @@ class Link(NamedTuple):
     target: str
 
 
-def _prose_lines(text: str) -> list[tuple[int, str]]:
-    """The lines outside fenced code blocks, numbered from 1, with code spans blanked."""
+def _prose_lines(text: str, *, blank_code_spans: bool = True) -> list[tuple[int, str]]:
+    """The lines outside fenced code blocks, numbered from 1, with code spans blanked (for
+    links) or kept (for headings, whose anchors include the code's text)."""
     lines: list[tuple[int, str]] = []
     fence: str | None = None
     for number, line in enumerate(text.splitlines(), start=1):
@@ -44,7 +45,7 @@ def _prose_lines(text: str) -> list[tuple[int, str]]:
         if opened:
             fence = opened.group(1)
             continue
-        lines.append((number, _CODE_SPAN.sub("", line)))
+        lines.append((number, _CODE_SPAN.sub("", line) if blank_code_spans else line))
     return lines
 
 
@@ -63,7 +64,7 @@ def anchors(path: Path) -> set[str]:
     """Every heading anchor of a Markdown file, duplicates numbered as GitHub does."""
     seen: dict[str, int] = {}
     found: set[str] = set()
-    for _, line in _prose_lines(path.read_text(encoding="utf-8")):
+    for _, line in _prose_lines(path.read_text(encoding="utf-8"), blank_code_spans=False):
         match = _HEADING.match(line)
         if match is None:
             continue
@@ -141,15 +142,18 @@ def test_slug_follows_github(heading: str, expected: str) -> None:
 
 def test_a_broken_link_and_a_missing_anchor_are_caught(tmp_path: Path) -> None:
     doc = tmp_path / "a.md"
-    (tmp_path / "b.md").write_text("# Title\n\n## Same\n\n## Same\n", encoding="utf-8")
+    (tmp_path / "b.md").write_text(
+        "# Title\n\n## Same\n\n## Same\n\n## Route (`/v1/x`)\n", encoding="utf-8"
+    )
     doc.write_text(
-        "[ok](b.md#same-1) [gone](c.md) [bad](b.md#nope) [self](#title) "
+        "[ok](b.md#same-1) [code](b.md#route-v1x) [gone](c.md) [bad](b.md#nope) [self](#title) "
         "`[code](x.md)` [web](https://example.com/x)\n```\n[fenced](y.md)\n```\n# Title\n",
         encoding="utf-8",
     )
     found = {link.target: _problem(link) for link in links(doc)}
-    assert set(found) == {"b.md#same-1", "c.md", "b.md#nope", "#title"}
+    assert set(found) == {"b.md#same-1", "b.md#route-v1x", "c.md", "b.md#nope", "#title"}
     assert found["b.md#same-1"] is None
+    assert found["b.md#route-v1x"] is None
     assert found["#title"] is None
     assert found["c.md"] == "c.md does not exist"
     assert "no heading with the anchor #nope" in str(found["b.md#nope"])
