@@ -6,6 +6,7 @@ Private to the engine; `processors.engine` explains the guarantees."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -227,6 +228,11 @@ class Member:
             dropped = [self.tasks.pop(p) for p in sorted(gone) if p in self.tasks]
             await asyncio.gather(*(self.drop(task, clean=clean) for task in dropped))
             self._owned -= revoked
+            for tp in revoked:  # another member reports these partitions' lag now
+                with contextlib.suppress(KeyError):
+                    self.metrics.lag.remove(
+                        self.processor.name, self.names.logical(tp.topic), str(tp.partition)
+                    )
             self._show_tasks()
         _log.info("partitions_revoked", dropped=sorted(gone))
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
+from prometheus_client.parser import text_string_to_metric_families
 
 from processors.engine import EngineError, Names
 from processors.engine._setup import prepare_topics
@@ -135,6 +137,23 @@ async def test_two_members_share_partitions_and_output_stays_exact(
         return set(last) == {0, 1} and sorted(last[0] + last[1]) == [0, 1, 2, 3, 4, 5]
 
     await wait_for(split, timeout_s=60, what="the six tasks split between both members")
+    # Each member reports consumer lag only for the partitions it owns now: a revoked
+    # partition's series is removed (its new owner reports it), never left stale.
+    last: dict[int, list[int]] = {}
+    for e in events(proc, "partitions_assigned"):
+        last[e["instance"]] = e["tasks"]
+    ports = {e["instance"]: e["metrics_port"] for e in events(proc, "processor_starting")}
+    async with aiohttp.ClientSession() as session:
+        for instance, port in ports.items():
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                text = await resp.text()
+            lagged = {
+                int(sample.labels["partition"])
+                for family in text_string_to_metric_families(text)
+                if family.name == "wecom_stream_processor_consumer_lag"
+                for sample in family.samples
+            }
+            assert lagged <= set(last[instance]), (instance, lagged, last[instance])
     assert proc.terminate() == 0
     assert await committed_total(kafka_bootstrap, group) == len(messages)
 
