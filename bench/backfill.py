@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import re
@@ -32,10 +31,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _run import bench_kafka, write_results  # noqa: E402 - bench/, the script's dir
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
 from runtime.kafka import producer_config, wait_for_broker  # noqa: E402
-from runtime.local_kafka import LocalKafka  # noqa: E402
 from runtime.topics import ensure_topics  # noqa: E402
 from schemas.chat_record import QueryWindow  # noqa: E402
 from schemas.registry import RAW_YUJU_CHAT_RECORD, by_name  # noqa: E402
@@ -144,25 +143,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = None if bootstrap else LocalKafka(Path(tmp), port=0)
-        if broker is not None:
-            bootstrap = broker.start().bootstrap
-        try:
-            assert bootstrap is not None
-            result = asyncio.run(run(bootstrap, args.runs))
-        finally:
-            if broker is not None:
-                broker.stop()
+    with bench_kafka() as (bootstrap, _):
+        result = asyncio.run(run(bootstrap, args.runs))
     print(
         f"backfill: {result['median_rate']:.0f} messages/s (median of {args.runs}; "
         f"{result['ratio_to_bare']:.2f}x a bare producer at {result['median_bare_rate']:.0f}); "
         f"wall time of the whole command {result['median_wall_s']:.1f} s"
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, result)
     return 0
 
 

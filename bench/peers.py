@@ -36,11 +36,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _run import bench_kafka, write_results  # noqa: E402 - bench/, the script's dir
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 from processor import preload  # noqa: E402 - bench/, the script's directory
 
 from runtime.kafka import consumer_config, wait_for_broker  # noqa: E402
-from runtime.local_kafka import LocalKafka  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "peers.json"
 QUIX_VENV = REPO / ".venv-quix"
@@ -168,18 +168,9 @@ def main() -> int:
     parser.add_argument("--modes", nargs="+", default=list(MODES))
     args = parser.parse_args()
     quix_python()
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = None if bootstrap else LocalKafka(Path(tmp), port=0)
-        if broker is not None:
-            bootstrap = broker.start().bootstrap
-        try:
-            assert bootstrap is not None
-            result = asyncio.run(run(args, bootstrap))
-        finally:
-            if broker is not None:
-                broker.stop()
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    with bench_kafka() as (bootstrap, _):
+        result = asyncio.run(run(args, bootstrap))
+    write_results(RESULTS, result)
     print(json.dumps(result["ratios"]))
     return 0
 

@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from _proc_cpu import cpu_seconds  # noqa: E402 - bench/, the script's directory
+from _run import bench_kafka, write_results  # noqa: E402 - bench/, the script's dir
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from processors.engine import (  # noqa: E402
@@ -66,7 +67,7 @@ from processors.engine import (  # noqa: E402
     run_engine,
 )
 from runtime.kafka import consumer_config, producer_config, wait_for_broker  # noqa: E402
-from runtime.local_kafka import KAFKA_VERSION, LocalKafka  # noqa: E402
+from runtime.local_kafka import KAFKA_VERSION  # noqa: E402
 from runtime.logs import configure_logging  # noqa: E402
 from runtime.settings import ProcessorSettings  # noqa: E402
 from runtime.topics import ensure_topics  # noqa: E402
@@ -326,22 +327,11 @@ def main() -> int:
             bare_loop(*args.bare_loop, settings.max_batch_records, settings.commit_interval_ms)
         )
         return 0
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
-        broker = None if bootstrap else LocalKafka(Path(tmp), port=0)
-        try:
-            if broker is not None:
-                bootstrap = broker.start().bootstrap
-            assert bootstrap is not None
-            report = asyncio.run(run(args, bootstrap, broker is not None))
-        finally:
-            if broker is not None:
-                broker.stop()
+    with bench_kafka() as (bootstrap, dedicated):
+        report = asyncio.run(run(args, bootstrap, dedicated))
     print(json.dumps(report["ratio_to_bare_loop"]))
     if not args.no_write:
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-        print(f"written {RESULTS.relative_to(REPO)}")
+        write_results(RESULTS, report)
     return 0
 
 

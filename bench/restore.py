@@ -48,12 +48,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import orjson  # noqa: E402
+from _run import bench_kafka, write_results  # noqa: E402 - bench/, the script's dir
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from processors.engine._setup import prepare_topics  # noqa: E402
 from processors.runner import load_processor  # noqa: E402
 from runtime.kafka import consumer_config, producer_config, wait_for_broker  # noqa: E402
-from runtime.local_kafka import LocalKafka  # noqa: E402
 from runtime.settings import ProcessorSettings  # noqa: E402
 from schemas.cloudevents import event_headers  # noqa: E402
 
@@ -354,20 +354,9 @@ def main() -> int:
         "--rate-entries", type=int, default=1_000_000, help="membership / feedback restore runs"
     )
     args = parser.parse_args()
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = None if bootstrap else LocalKafka(Path(tmp), port=0)
-        if broker is not None:
-            bootstrap = broker.start().bootstrap
-        try:
-            assert bootstrap is not None
-            result = asyncio.run(run(args, bootstrap))
-        finally:
-            if broker is not None:
-                broker.stop()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    with bench_kafka() as (bootstrap, _):
+        result = asyncio.run(run(args, bootstrap))
+    write_results(RESULTS, result)
     return 0
 
 

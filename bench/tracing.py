@@ -17,7 +17,6 @@ Writes `bench/results/tracing.json`.
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import timeit
@@ -30,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import orjson  # noqa: E402
+from _run import write_results  # noqa: E402 - bench/, the script's dir
 from multidict import CIMultiDict  # noqa: E402
 from opentelemetry import trace  # noqa: E402
 from opentelemetry.trace import NonRecordingSpan, SpanContext  # noqa: E402
@@ -151,9 +151,7 @@ def main() -> int:
         f"+{processor['propagation_and_age_us']:.2f} µs per record, normalizer handler "
         f"{processor['normalizer_handle_us']:.2f} µs; OpenTelemetry extract+inject {otel:.2f} µs"
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, result)
     return 0
 
 
