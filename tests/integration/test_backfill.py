@@ -25,7 +25,7 @@ import pytest
 from processors.normalizer import PROCESSOR
 from schemas.chat import ChatMessage
 from tests.support.engine import engine_running
-from tests.support.fake_chat_record_api import KEY, FakeChatRecordApi, chats_of
+from tests.support.fake_chat_record_api import KEY, FakeChatRecordApi, chats_of, running_fake
 from tests.support.processes import wait_for
 from tests.support.topics import Consumed, committed_total, read_topic
 
@@ -45,13 +45,8 @@ class Run:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeChatRecordApi]:
-    api = FakeChatRecordApi()
-    await api.start()
-    try:
+    async with running_fake() as api:  # checks every request's body when it stops
         yield api
-    finally:
-        await api.stop()
-    assert api.problems == []
 
 
 def backfill_env(kafka_env: dict[str, str], fake: FakeChatRecordApi) -> dict[str, str]:

@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from schemas.chat_record import QueryWindow
-from tests.support.fake_chat_record_api import KEY, FakeChatRecordApi, chats_of
+from tests.support.fake_chat_record_api import KEY, FakeChatRecordApi, chats_of, running_fake
 from wecom_stream.backfill.api import ApiKeyRefused, ChatRecordApi, CustomerFailed, Pacer
 from wecom_stream.backfill.progress import LogReporter
 from wecom_stream.backfill.run import backfill
@@ -24,13 +24,8 @@ WINDOW = QueryWindow(start_time="2026-11-01 00:00:00", end_time="2026-12-01 00:0
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeChatRecordApi]:
-    api = FakeChatRecordApi()
-    await api.start()
-    try:
+    async with running_fake() as api:  # checks every request's body when it stops
         yield api
-    finally:
-        await api.stop()
-    assert api.problems == []  # every request had the documented body
 
 
 @pytest.fixture

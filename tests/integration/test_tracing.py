@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaProducer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -62,7 +63,7 @@ class OtlpReceiver:
     def __init__(self) -> None:
         self.spans: list[dict[str, Any]] = []
         self.url = ""
-        self._runner: web.AppRunner | None = None
+        self._server: TestServer | None = None
 
     async def _traces(self, request: web.Request) -> web.Response:
         export = ExportTraceServiceRequest()
@@ -89,16 +90,13 @@ class OtlpReceiver:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/traces", self._traces)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._server = TestServer(app, host="127.0.0.1")  # a free loopback port
+        await self._server.start_server()
+        self.url = str(self._server.make_url("")).rstrip("/")
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._server is not None:
+            await self._server.close()
 
 
 @pytest.fixture

@@ -18,13 +18,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-__all__ = ["FakeChatRecordApi", "Request", "chats_of"]
+__all__ = ["FakeChatRecordApi", "Request", "chats_of", "running_fake"]
 
 KEY = "test-api-key-0123456789"
 PATH = "/v1/openapi/chat/record"
@@ -76,22 +79,19 @@ class FakeChatRecordApi:
     in_flight: int = 0
     in_flight_max: int = 0
     url: str = ""
-    _runner: web.AppRunner | None = None
+    _server: TestServer | None = None
 
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post(PATH, self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._server = TestServer(app, host="127.0.0.1")  # a free loopback port
+        await self._server.start_server()
+        self.url = str(self._server.make_url("")).rstrip("/")
         return self.url
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._server is not None:
+            await self._server.close()
 
     def requests_for(self, customer: str) -> list[Request]:
         return [r for r in self.requests if r.customer == customer]
@@ -164,6 +164,19 @@ class FakeChatRecordApi:
         if kind == "html":
             return web.Response(status=200, text="<html>gateway</html>", content_type="text/html")
         raise ValueError(f"unknown fault {fault!r}")
+
+
+@asynccontextmanager
+async def running_fake() -> AsyncIterator[FakeChatRecordApi]:
+    """A started fake; on leaving, it is stopped and every request it saw must have had the
+    documented body."""
+    api = FakeChatRecordApi()
+    await api.start()
+    try:
+        yield api
+    finally:
+        await api.stop()
+    assert api.problems == []
 
 
 def _rid() -> str:
