@@ -74,7 +74,7 @@ from processors._normalizer_fast import (
 from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec
 from runtime.settings import ProcessorSettings
 from schemas.chat import Channel, ChatMessage
-from schemas.chat_record import ChatRecordEntry
+from schemas.chat_record import ChatRecordEntry, entry_id
 from schemas.cloudevents import event_headers, parse_time
 from schemas.registry import CHAT_MESSAGE, RAW_YUJU_CHAT_RECORD, RAW_YUJU_MESSAGE, by_name
 from schemas.yuju import YujuMessage
@@ -247,6 +247,12 @@ def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
     )
     if out.direction == "outbound" and mode != out.channel:
         modes.set(conversation, out.channel)
+    return (_output(out, ce_time),)
+
+
+def _output(out: ChatMessage, ce_time: str | None) -> OutputRecord:
+    """A validated `ChatMessage` as its record (key: the conversation), with its headers;
+    `ce_time` passed on when the input's is canonical, else written from `received_at`."""
     headers = event_headers(
         ce_id=out.message_id,
         source=CE_SOURCE,
@@ -254,7 +260,7 @@ def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
         time=ce_time or out.received_at,
         tenant=out.tenant,
     )
-    return (OutputRecord(CHAT_MESSAGE, conversation, out, headers),)
+    return OutputRecord(CHAT_MESSAGE, out.conversation_id, out, headers)
 
 
 def _handle_fast(
@@ -293,21 +299,13 @@ def _handle_chat_record(record: InputRecord, ctx: Context) -> Iterable[OutputRec
     assert record.value is not None  # handle() checked
     entry = ChatRecordEntry.model_validate_json(record.value)
     history = ctx.store(HISTORY_STORE)
-    received_at, ce_time = _received(record)
-    out = chat_record_message(
-        entry, received_at=received_at, tenant=record.headers.get("tenant") or None
-    )
-    if out.message_id in history:
+    message_id = entry_id(entry)
+    if message_id in history:  # a re-run of the same backfill: nothing is built
         return ()
-    history.set(out.message_id, 1)
-    headers = event_headers(
-        ce_id=out.message_id,
-        source=CE_SOURCE,
-        ce_type=_CE_TYPE,
-        time=ce_time or out.received_at,
-        tenant=out.tenant,
-    )
-    return (OutputRecord(CHAT_MESSAGE, out.conversation_id, out, headers),)
+    history.set(message_id, 1)
+    received_at, ce_time = _received(record)
+    tenant = record.headers.get("tenant") or None
+    return (_output(chat_record_message(entry, received_at=received_at, tenant=tenant), ce_time),)
 
 
 def _declaration(dedup_ms: int, history_ms: int) -> Processor:
