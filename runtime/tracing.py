@@ -38,6 +38,7 @@ __all__ = [
     "configure_tracing",
     "continue_trace",
     "exporting",
+    "record_span",
     "start_span",
     "trace_id_of",
 ]
@@ -118,6 +119,12 @@ def continue_trace(traceparent: str | None) -> str:
 def trace_id_of(traceparent: str) -> str:
     """The trace id (32 hex characters) of a `traceparent` we wrote."""
     return traceparent[3:35]
+
+
+def record_span(name: str, parent: str | None, kind: SpanKind) -> tuple[Any, str | None]:
+    """With export: `start_span`. Without: (None, None) and nothing computed: the caller
+    continues the trace (`continue_trace`) only where it writes a record."""
+    return start_span(name, parent, kind) if _state["tracer"] is not None else (None, None)
 
 
 def start_span(name: str, parent: str | None, kind: SpanKind) -> tuple[Any, str]:

@@ -19,8 +19,8 @@ from processors.engine._metrics import EngineMetrics
 from processors.engine._setup import Names
 from processors.engine._stores import ChangelogEntry, MemoryStore, TaskStore
 from processors.engine.api import InputRecord, OutputRecord, Processor, Store
+from runtime import tracing
 from runtime.logs import get_logger
-from runtime.tracing import TRACEPARENT, SpanKind, start_span, trace_id_of
 from schemas.cloudevents import header_map
 from schemas.registry import by_name
 
@@ -99,7 +99,7 @@ class SealedCommit(NamedTuple):
     ages: dict[str, list[int]]
 
 
-_CONSUMER = SpanKind.CONSUMER
+_CONSUMER = tracing.SpanKind.CONSUMER
 
 
 class Task:
@@ -163,7 +163,8 @@ class Task:
                 for store in stores:
                     store.now_ms = ts
             headers_in = header_map(rec.headers)
-            span, traceparent = start_span(span_name, headers_in.get(TRACEPARENT), _CONSUMER)
+            parent = headers_in.get(tracing.TRACEPARENT)
+            span, traceparent = tracing.record_span(span_name, parent, _CONSUMER)
             try:
                 inp = InputRecord(
                     logical, tp.partition, rec.offset, rec.key, rec.value, headers_in, ts
@@ -172,19 +173,19 @@ class Task:
             except Exception as exc:  # noqa: BLE001 - any handler failure is a poison record
                 for store in stores:
                     store.end_record(ok=False)
-                await self._dead_letter(tp, rec, exc, traceparent)
+                await self._dead_letter(tp, rec, exc, traceparent or tracing.continue_trace(parent))
             else:
                 for store in stores:
                     store.end_record(ok=True)
                 if outputs:
-                    trace_header = (TRACEPARENT, traceparent.encode())
-                    ages = self._ages
+                    traceparent = traceparent or tracing.continue_trace(parent)
+                    trace_header = (tracing.TRACEPARENT, traceparent.encode())
                 for topic, key, value, headers in outputs:
                     headers.append(trace_header)  # the engine's own copy (`_serialize`)
                     if not try_append(topic, key, value, headers):
                         await append(topic, key, value, headers)
                     out_counts[topic] = out_counts.get(topic, 0) + 1
-                    ages.setdefault(topic, []).append(ts)
+                    self._ages.setdefault(topic, []).append(ts)
             finally:
                 if span is not None:
                     span.end()
@@ -249,7 +250,7 @@ class Task:
             offset=rec.offset,
             error_type=type(exc).__name__,
             error=describe_error(exc),
-            trace_id=trace_id_of(traceparent),
+            trace_id=tracing.trace_id_of(traceparent),
         )
 
     # ---------------------------------------------------------------- commit
