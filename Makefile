@@ -61,32 +61,32 @@ test-unit: $(STAMP) ## unit tests only (no broker)
 
 .PHONY: bench-ingress
 bench-ingress: kafka-jars ## ingress throughput/latency vs a bare aiohttp handler (bench/results/ingress.json)
-	$(BIN)/python bench/ingress.py
+	$(BIN)/python -m bench.ingress
 
 .PHONY: bench-processor
 bench-processor: kafka-jars ## normalizer throughput vs a bare aiokafka loop (bench/results/processor.json)
-	$(BIN)/python bench/processor.py
+	$(BIN)/python -m bench.processor
 
 .PHONY: bench-membership
 bench-membership: kafka-jars ## membership: 2,000-member room, 1,000 joins/leaves; time/event, snapshot bytes (bench/results/membership.json)
-	$(BIN)/python bench/membership.py
+	$(BIN)/python -m bench.membership
 
 .PHONY: bench-restore
 bench-restore: kafka-jars ## state: restore rates, start to next output with 1M/3M ids, memory and disk per entry (bench/results/restore.json)
-	$(BIN)/python bench/restore.py
+	$(BIN)/python -m bench.restore
 
 .PHONY: bench-backfill
 bench-backfill: kafka-jars ## backfill chat-records: messages/s for 100 customers x 50 messages vs a bare producer (bench/results/backfill.json)
-	$(BIN)/python bench/backfill.py
+	$(BIN)/python -m bench.backfill
 
 .PHONY: bench-plots
 bench-plots: $(STAMP) ## draw docs/img/bench-*.png from bench/results/*.json (installs matplotlib)
 	$(BIN)/pip install -q '.[bench]'
-	$(BIN)/python bench/plots.py
+	$(BIN)/python -m bench.plots
 
 .PHONY: bench-peers
 bench-peers: kafka-jars ## normalizer vs Quix Streams, same handler, exactly-once, side by side (bench/results/peers.json; makes .venv-quix)
-	$(BIN)/python bench/peers.py
+	$(BIN)/python -m bench.peers
 
 .PHONY: schemas
 schemas: $(STAMP) ## regenerate schemas/json/ (JSON Schemas + AsyncAPI) from the models

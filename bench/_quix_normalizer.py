@@ -5,25 +5,23 @@ conversation mode) over Quix Streams' RocksDB state, exactly-once or at-least-on
 Quix state is scoped to the message key; the raw topic is keyed by chatId, so the
 normalizer's stores (messageIds of a conversation, its mode) live in the same scope.
 
-    python bench/_quix_normalizer.py BOOTSTRAP PREFIX GUARANTEE COMMIT_INTERVAL_S STATE_DIR
+    python -m bench._quix_normalizer BOOTSTRAP PREFIX GUARANTEE COMMIT_INTERVAL_S STATE_DIR
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from quixstreams import Application  # the peer's own virtualenv only
 from quixstreams.state import State
 
-from processors.engine.api import InputRecord, JsonValue
+from processors.engine.api import InputRecord, JsonValue, Store
 from processors.normalizer import handle
 
 
-class _Store:
+class _Store(Store):
     """The engine's `Store` API over a Quix `State`, one name prefix per store."""
 
     def __init__(self, state: State, name: str) -> None:
@@ -35,15 +33,21 @@ class _Store:
     def set(self, key: str, value: JsonValue) -> None:
         self._state.set(self._prefix + key, value)
 
+    def delete(self, key: str) -> None:
+        self._state.delete(self._prefix + key)
+
+    def items(self) -> Iterator[tuple[str, JsonValue]]:
+        raise NotImplementedError("Quix State is not enumerable; the normalizer never asks")
+
     def __contains__(self, key: object) -> bool:
-        return self._state.exists(self._prefix + str(key))
+        return bool(self._state.exists(self._prefix + str(key)))
 
 
 class _Context:
     def __init__(self, state: State) -> None:
         self._state = state
 
-    def store(self, name: str) -> _Store:
+    def store(self, name: str) -> Store:
         return _Store(self._state, name)
 
 
@@ -71,7 +75,8 @@ def main() -> None:
         out = []
         for o in handle(record, _Context(state)):
             v = o.value
-            out.append(v if isinstance(v, bytes) else v.model_dump_json().encode())
+            if v is not None:
+                out.append(v if isinstance(v, bytes) else v.model_dump_json().encode())
         return out
 
     sdf = app.dataframe(source)

@@ -28,18 +28,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
+from bench._run import bench_kafka, write_results
+from runtime.kafka import producer_config, wait_for_broker
+from runtime.topics import ensure_topics
+from schemas.chat_record import QueryWindow
+from schemas.registry import RAW_YUJU_CHAT_RECORD, by_name
+from tests.support.fake_chat_record_api import KEY, FakeChatRecordApi, chats_of
+from wecom_stream.backfill.records import records_of
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from _run import bench_kafka, write_results  # noqa: E402 - bench/, the script's dir
-from aiokafka import AIOKafkaProducer  # noqa: E402
-
-from runtime.kafka import producer_config, wait_for_broker  # noqa: E402
-from runtime.topics import ensure_topics  # noqa: E402
-from schemas.chat_record import QueryWindow  # noqa: E402
-from schemas.registry import RAW_YUJU_CHAT_RECORD, by_name  # noqa: E402
-from tests.support.fake_chat_record_api import KEY, FakeChatRecordApi, chats_of  # noqa: E402
-from wecom_stream.backfill.records import records_of  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "backfill.json"
 CUSTOMERS = 100

@@ -52,10 +52,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from _load import (  # noqa: E402 - bench/, the script's dir
+from bench._load import (
     CONNECTIONS,
     TOKEN,
     WRK_LUA,
@@ -66,7 +63,9 @@ from _load import (  # noqa: E402 - bench/, the script's dir
     run_wrk,
     write_targets,
 )
-from _proc_cpu import pin_group  # noqa: E402
+from bench._proc_cpu import pin_group
+
+REPO = Path(__file__).resolve().parent.parent
 
 RESULTS = REPO / "bench" / "results" / "ingress.json"
 CPUS = sorted(os.sched_getaffinity(0))
@@ -212,7 +211,11 @@ def main() -> None:
     procs: list[Proc] = []
     try:
         port = free_port()
-        bare = Proc([sys.executable, __file__, "--bare-server", str(port)], env, work / "bare.log")
+        bare = Proc(
+            [sys.executable, "-m", "bench.ingress", "--bare-server", str(port)],
+            env,
+            work / "bare.log",
+        )
         procs.append(bare)
         bare_url = f"http://127.0.0.1:{port}"
         wait_http(f"{bare_url}/readyz")

@@ -11,7 +11,7 @@ snapshots (transactional, the registry's compression) to a topic created with th
 real `wecom-stream process membership` (`bench/_membership_engine.py`): raw topics in,
 committed outputs, changelog and offsets out.
 
-    .venv/bin/python bench/membership.py [--members 2000] [--events 1000]
+    .venv/bin/python -m bench.membership [--members 2000] [--events 1000]
 
 Writes `bench/results/membership.json`.
 """
@@ -34,10 +34,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import _membership_engine
 import orjson
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from bench import _membership_engine
 from processors.engine.api import InputRecord, JsonValue, OutputRecord, Store
 from processors.membership import make_handler
 from schemas.cloudevents import stable_id
@@ -301,7 +301,7 @@ async def through_broker(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench/membership.py")
+    parser = argparse.ArgumentParser(prog="python -m bench.membership")
     parser.add_argument("--members", type=int, default=2000)
     parser.add_argument("--events", type=int, default=1000)
     args = parser.parse_args(argv)

@@ -33,14 +33,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
+
+from bench._run import bench_kafka, write_results
+from bench.processor import preload
+from runtime.kafka import consumer_config, wait_for_broker
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from _run import bench_kafka, write_results  # noqa: E402 - bench/, the script's dir
-from aiokafka import AIOKafkaConsumer  # noqa: E402
-from processor import preload  # noqa: E402 - bench/, the script's directory
-
-from runtime.kafka import consumer_config, wait_for_broker  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "peers.json"
 QUIX_VENV = REPO / ".venv-quix"
@@ -73,8 +72,16 @@ def command(
             WECOM_STREAM_COMMIT_INTERVAL_MS=str(int(float(interval) * 1000)),
         )
         return [sys.executable, "-m", "wecom_stream", "process", "normalizer"], env
-    script = str(REPO / "bench" / "_quix_normalizer.py")
-    argv = [str(quix_python()), script, bootstrap, prefix, "exactly-once", interval, str(state)]
+    argv = [
+        str(quix_python()),
+        "-m",
+        "bench._quix_normalizer",
+        bootstrap,
+        prefix,
+        "exactly-once",
+        interval,
+        str(state),
+    ]
     return argv, env
 
 

@@ -6,6 +6,7 @@ that is missing is skipped with a line saying so.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Callable
@@ -92,6 +93,9 @@ PLOTS: dict[str, Callable[[dict[str, Any]], list[tuple[Bars, str, str]]]] = {
 
 
 def main() -> int:
+    argparse.ArgumentParser(
+        prog="python -m bench.plots", description=__doc__.split("\n")[0]
+    ).parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     for name, draw in PLOTS.items():
         path = RESULTS / f"{name}.json"

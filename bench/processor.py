@@ -52,28 +52,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from _proc_cpu import cpu_seconds  # noqa: E402 - bench/, the script's directory
-from _run import bench_kafka, write_results  # noqa: E402 - bench/, the script's dir
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-
-from processors.engine import (  # noqa: E402
+from bench._proc_cpu import cpu_seconds
+from bench._run import bench_kafka, write_results
+from processors.engine import (
     Context,
     InputRecord,
     OutputRecord,
     Processor,
     run_engine,
 )
-from runtime.kafka import consumer_config, producer_config, wait_for_broker  # noqa: E402
-from runtime.local_kafka import KAFKA_VERSION  # noqa: E402
-from runtime.logs import configure_logging  # noqa: E402
-from runtime.settings import ProcessorSettings  # noqa: E402
-from runtime.topics import ensure_topics  # noqa: E402
-from schemas.registry import REGISTRY, TopicSpec  # noqa: E402
-from tests.support.topics import committed_total  # noqa: E402
-from tests.support.yuju_messages import raw_messages  # noqa: E402
+from runtime.kafka import consumer_config, producer_config, wait_for_broker
+from runtime.local_kafka import KAFKA_VERSION
+from runtime.logs import configure_logging
+from runtime.settings import ProcessorSettings
+from runtime.topics import ensure_topics
+from schemas.registry import REGISTRY, TopicSpec
+from tests.support.topics import committed_total
+from tests.support.yuju_messages import raw_messages
+
+REPO = Path(__file__).resolve().parent.parent
 
 RESULTS = REPO / "bench" / "results" / "processor.json"
 RAW = "raw.yuju.message.v1"
@@ -208,10 +207,17 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
             WECOM_STREAM_LOG_LEVEL="INFO",
         )
         if mode == "bare":
-            argv = [sys.executable, __file__, "--bare-loop", bootstrap, prefix]
+            argv = [sys.executable, "-m", "bench.processor", "--bare-loop", bootstrap, prefix]
             marker, group = ASSIGNED, f"{prefix}bench.bare"
         elif mode == "engine-passthrough":
-            argv = [sys.executable, __file__, "--engine-passthrough", bootstrap, prefix]
+            argv = [
+                sys.executable,
+                "-m",
+                "bench.processor",
+                "--engine-passthrough",
+                bootstrap,
+                prefix,
+            ]
             marker, group = '"tasks_restored"', f"{prefix}wecom-stream.normalizer"
         else:
             guarantee = mode.removesuffix("-memory")
@@ -296,7 +302,7 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="bench/processor.py")
+    parser = argparse.ArgumentParser(prog="python -m bench.processor")
     parser.add_argument("--records", type=int, default=220_000)
     parser.add_argument(
         "--repeats", type=int, default=5, help="rounds of every mode, interleaved (medians)"
@@ -323,8 +329,9 @@ def main() -> int:
         return 0
     if args.bare_loop:
         settings = ProcessorSettings()
+        bootstrap, prefix = args.bare_loop
         asyncio.run(
-            bare_loop(*args.bare_loop, settings.max_batch_records, settings.commit_interval_ms)
+            bare_loop(bootstrap, prefix, settings.max_batch_records, settings.commit_interval_ms)
         )
         return 0
     with bench_kafka() as (bootstrap, dedicated):

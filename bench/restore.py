@@ -44,18 +44,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench._run import bench_kafka, write_results
+from processors.engine._setup import prepare_topics
+from processors.runner import load_processor
+from runtime.kafka import consumer_config, producer_config, wait_for_broker
+from runtime.settings import ProcessorSettings
+from schemas.cloudevents import event_headers
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import orjson  # noqa: E402
-from _run import bench_kafka, write_results  # noqa: E402 - bench/, the script's dir
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-
-from processors.engine._setup import prepare_topics  # noqa: E402
-from processors.runner import load_processor  # noqa: E402
-from runtime.kafka import consumer_config, producer_config, wait_for_broker  # noqa: E402
-from runtime.settings import ProcessorSettings  # noqa: E402
-from schemas.cloudevents import event_headers  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "restore.json"
 PARTITIONS = 6
@@ -283,11 +282,11 @@ async def restore_rate(
     await fill_changelog(bootstrap, prefix, n, int(time.time() * 1000), processor)
     log = work / f"{prefix}rate"
     env = _env(bootstrap, prefix, kind, work / f"state-{prefix}")
-    with log.open("ab") as out:
+    with log.open("ab") as sink:
         proc = subprocess.Popen(  # noqa: ASYNC220 - started once
             [sys.executable, "-m", "wecom_stream", "process", processor],
             env=env,
-            stdout=out,
+            stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=REPO,

@@ -17,6 +17,7 @@ Writes `bench/results/tracing.json`.
 
 from __future__ import annotations
 
+import argparse
 import platform
 import sys
 import timeit
@@ -25,25 +26,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import orjson  # noqa: E402
-from _run import write_results  # noqa: E402 - bench/, the script's dir
-from multidict import CIMultiDict  # noqa: E402
-from opentelemetry import trace  # noqa: E402
-from opentelemetry.trace import NonRecordingSpan, SpanContext  # noqa: E402
-from opentelemetry.trace.propagation.tracecontext import (  # noqa: E402
+import orjson
+from multidict import CIMultiDict
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext
+from opentelemetry.trace.propagation.tracecontext import (
     TraceContextTextMapPropagator,
 )
 
-from ingress.routing import build_record  # noqa: E402
-from processors.engine import InputRecord  # noqa: E402
-from processors.engine.testing import LocalRun  # noqa: E402
-from processors.normalizer import PROCESSOR  # noqa: E402
-from runtime.tracing import TRACEPARENT, continue_trace  # noqa: E402
-from schemas.cloudevents import header_map  # noqa: E402
-from tests.support.ingress import message  # noqa: E402
+from bench._run import write_results
+from ingress.routing import build_record
+from processors.engine import InputRecord
+from processors.engine.testing import LocalRun
+from processors.normalizer import PROCESSOR
+from runtime.tracing import TRACEPARENT, continue_trace
+from schemas.cloudevents import header_map
+from tests.support.ingress import message
+
+REPO = Path(__file__).resolve().parent.parent
 
 RESULTS = REPO / "bench" / "results" / "tracing.json"
 CE_TIME = "2026-12-03T00:00:00.000Z"
@@ -130,6 +130,9 @@ def _opentelemetry() -> float:
 
 
 def main() -> int:
+    argparse.ArgumentParser(
+        prog="python -m bench.tracing", description=__doc__.split("\n")[0]
+    ).parse_args()
     ingress = _ingress()
     processor = _processor()
     otel = _opentelemetry()
