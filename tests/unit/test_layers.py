@@ -28,11 +28,12 @@ def imported_packages(path: Path) -> set[tuple[str, int]]:
     """(top-level package of ours, line) for each absolute import in the file."""
     found: set[tuple[str, int]] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-        names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module]
+        else:
+            continue
         for name in names:
             top = name.partition(".")[0]
             if top in ALLOWED:
