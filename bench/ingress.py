@@ -20,7 +20,7 @@ with a bare aiohttp `{}` handler measured in the same run as the baseline.
   A production broker is warm, so before the measured ingress runs `wrk` drives the 1-worker
   ingress for `--warmup` seconds (default 90; not part of any measured figure).
 - Placement: unpinned by default (every process may run on every CPU, as in all figures in
-  the README). `--pin` (2+ CPUs) puts the server under test of the bare and 1-worker runs
+  docs/benchmarks.md). `--pin` (2+ CPUs) puts the server under test of the bare and 1-worker runs
   alone on the first CPU and `wrk`, `vegeta` and the broker this run started on the others;
   the 2-worker run stays unpinned (its workers need both CPUs). Measured on 2026-12-02
   before the deadline-timer fix (6f71040): pinned, the 1-worker ingress, which sleeps

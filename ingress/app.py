@@ -151,8 +151,8 @@ def _record_of(
 ) -> SpoolRecord | web.Response:
     """The record of an accepted body, or the error response. A function of its own so that
     the parsed body is freed before the request waits for Kafka: hundreds of waiting
-    callbacks each holding a parse tree cost CPU per request (a larger working set; README
-    "Benchmarks", 2026-12-02 A/B)."""
+    callbacks each holding a parse tree cost CPU per request (a larger working set;
+    docs/benchmarks.md, "History", 2026-12-02 A/B)."""
     try:
         body = parse_body(raw)
     except BodyError as exc:

@@ -1,6 +1,6 @@
 """Where an accepted callback goes: straight to Kafka, or to the disk spool, never lost.
 
-Rules (README "Ingress"):
+Rules (docs/design.md, "Ack or spool: the produce path"):
 - Spool empty and Kafka up: produce (idempotent, `acks=all`; batched with concurrent requests
   by `_direct.py`) and wait at most
   `produce_timeout_s`. Acknowledged → `KAFKA`. Failed or late → the record is appended to the

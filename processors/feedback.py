@@ -3,7 +3,7 @@ per-bot and per-flow-node counts over hourly, daily and all-time windows.
 
 Reads `raw.insight.feedback.v1` (keyed by `botId`, so one bot's state lives in one
 partition); writes one `FeedbackEvent` per callback that changes a reply, and the
-`FeedbackStats` rows that changed. Semantics (also in the README):
+`FeedbackStats` rows that changed. Semantics (also in docs/design.md, "feedback"):
 
 - Reply identity: `botId` + `execId`. `execId` is on every callback of a reply, while
   `messageId` may be absent on some of them; keying by "messageId when present" would count

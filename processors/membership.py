@@ -3,7 +3,7 @@ disorder. Reads the room join / leave / topic raw topics (keyed by `imRoomId`, s
 state lives in one partition); writes a `MemberChange` per real join or leave and a full
 `RoomMembership` snapshot (compacted topic, keyed by room id) per change of the room.
 
-Semantics (also in the README, "membership"):
+Semantics (also in docs/design.md, "membership"):
 - Event time: the callback's `timestamp` (s or ms); absent, unusable or more than
   `MAX_FUTURE_SKEW_MS` after the receive time, the receive time (`ce_time` header, else the
   record timestamp).

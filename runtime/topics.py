@@ -1,7 +1,7 @@
 """Topic creation and reconciliation: every topic we create is durable, and an existing
 topic that is weaker than we need is fixed or reported, never silently left.
 
-Durability (README, "Running on a replicated cluster"):
+Durability (docs/cluster.md, "Topic durability on a replicated cluster"):
 - `min.insync.replicas` on the topic itself: 2 when the replication factor is ≥ 3, else
   RF − 1 (at least 1). With Kafka's broker default of 1, an `acks=all` write could be
   acknowledged by the leader alone and lost with it.

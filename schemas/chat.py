@@ -2,7 +2,7 @@
 written by the normalizer, one per distinct platform `messageId`.
 
 Field names are the contract in DESIGN.md ("Output field names"); the mapping from the
-platform's callback is documented in `processors.normalizer` and the README.
+platform's callback is documented in `processors.normalizer` and docs/design.md ("normalizer").
 """
 
 from __future__ import annotations

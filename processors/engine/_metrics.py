@@ -1,5 +1,6 @@
 """Prometheus metrics of one processor process and its `/healthz` + `/metrics` HTTP server.
-Private to the engine. Metric names are listed in the README ("Operations")."""
+Private to the engine. Metric names are listed in docs/operations.md
+("Endpoints, logs and metrics")."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ changes of mind, exact duplicates, unknown statuses, absent optional fields). `o
 recomputes, from the bodies in arrival order and their receive times, the final value of
 every `feedback.stats.v1` key and the status transitions `feedback.event.v1` must carry.
 It works from the final state of each reply, not from increments, and shares no code with
-the processor: the rules it encodes are the ones the README states.
+the processor: the rules it encodes are the ones docs/design.md states ("Feedback rules").
 """
 
 from __future__ import annotations

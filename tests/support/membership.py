@@ -9,8 +9,8 @@ leaving and rejoining, attribute changes, equal event times, events without a us
 `oracle` recomputes from the raw topics (body, `ce_id`, `ce_time`, `tenant` as the ingress
 published them) the final `RoomMembership` of every room, by a different route than the
 processor: it groups every event by member and by room attribute and takes the maximum by
-(event time, leave over join, `ce_id`) — the rules the README states — with no incremental
-state. `check_changes` checks `room.member-change.v1` against it.
+(event time, leave over join, `ce_id`) — the rules of docs/design.md ("Membership rules") —
+with no incremental state. `check_changes` checks `room.member-change.v1` against it.
 
 End-to-end helpers: a real ingress with a tenant token, the processor as a subprocess, a
 wait on the processor's committed input offsets, and the whole check against the oracle.

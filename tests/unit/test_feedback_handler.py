@@ -149,7 +149,8 @@ def test_retention_forgets_replies_and_their_windows_but_not_all_time_totals() -
     assert set(data(local, "replies")) == {"b1|e2"}
     assert "b1|hour|2026-11-22T09:00:00Z" not in data(local, "windows")
     assert data(local, "totals") == {"b1|all|": [2, 0, 0, 0]}
-    # A vote changed after that is a new rating (README: State): counted again in `all`.
+    # A vote changed after that is a new rating (docs/design.md, "Feedback state"):
+    # counted again in `all`.
     out = run(local, [(body("thumb-down"), later)], first=2)
     event = out[0].value
     assert isinstance(event, FeedbackEvent)
