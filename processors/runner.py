@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 import multiprocessing
-import signal
 from collections.abc import Callable
 
 from processors.engine import Processor, run_engine
 from runtime.errors import ConfigError
 from runtime.logs import configure_logging, get_logger
 from runtime.settings import ProcessorSettings
-from runtime.supervisor import Child, ProcessChild, Restart, supervise
+from runtime.supervisor import Child, ProcessChild, Restart, stop_on_signals, supervise
 from runtime.tracing import configure_tracing
 
 __all__ = ["load_processor", "run_processor"]
@@ -46,11 +45,8 @@ def load_processor(name: str, settings: ProcessorSettings) -> Processor:
 async def _serve(
     processor: Processor, settings: ProcessorSettings, bootstrap: str, instance: int, port: int
 ) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await run_engine(processor, settings, bootstrap, stop, instance=instance, metrics_port=port)
+    with stop_on_signals() as stop:
+        await run_engine(processor, settings, bootstrap, stop, instance=instance, metrics_port=port)
 
 
 def _instance_port(settings: ProcessorSettings, instance: int) -> int:

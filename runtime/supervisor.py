@@ -13,15 +13,19 @@
 Both: SIGTERM and SIGINT stop the tree (exit 0): every child gets SIGTERM (a graceful stop:
 the ingress drains, a processor commits and leaves its group), then SIGKILL after
 `grace_s`. The signal handlers are installed here and nowhere else in a supervising
-process, and restored when `supervise` returns.
+process, and restored when `supervise` returns. A process running one asyncio job (a
+supervised child, or the job alone: `process`, `tail`) gets its graceful stop from
+`stop_on_signals`; the ingress's aiohttp `run_app` installs the same two itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -163,6 +167,21 @@ def _launch(name: str, slot: _Slot) -> None:
     slot.started_at = time.monotonic()
     slot.restart_at = None
     _log.info("child_started", child=name, pid=slot.child.pid)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event the first SIGTERM or SIGINT sets, on the running loop, for the job to stop
+    gracefully; the handlers are removed when the block ends."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 def supervise(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from runtime.errors import WecomStreamError
 from runtime.kafka import consumer_config
+from runtime.supervisor import stop_on_signals
 from runtime.tail._filters import RecordFilter
 from runtime.tail._records import RecordView
 
@@ -87,21 +87,16 @@ async def _seek(consumer: AIOKafkaConsumer, parts: list[TopicPartition], opts: T
 async def tail_records(bootstrap: str, opts: TailOptions, out: Output) -> int:
     """Read `opts.topic`, writing each record the filter keeps to `out`; 0 when done."""
     consumer = AIOKafkaConsumer(**consumer_config(bootstrap, None))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await consumer.start()
-    try:
-        await _run(consumer, opts, out, stop)
-        out.flush()
-    except StopTail:
-        pass
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer.stop()
+    with stop_on_signals() as stop:
+        await consumer.start()
+        try:
+            await _run(consumer, opts, out, stop)
+            out.flush()
+        except StopTail:
+            pass
+        finally:
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer.stop()
     return 0
 
 
