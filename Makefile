@@ -79,6 +79,10 @@ bench-restore: kafka-jars ## state: restore rates, start to next output with 1M/
 bench-backfill: kafka-jars ## backfill chat-records: messages/s for 100 customers x 50 messages vs a bare producer (bench/results/backfill.json)
 	$(BIN)/python -m bench.backfill
 
+.PHONY: bench-e2e
+bench-e2e: kafka-jars ## HTTP callback -> committed chat.message.v1 latency at 800/s, ingress + normalizer (bench/results/e2e.json)
+	$(BIN)/python -m bench.e2e
+
 .PHONY: bench-plots
 bench-plots: $(STAMP) ## draw docs/img/bench-*.png from bench/results/*.json (installs matplotlib)
 	$(BIN)/pip install -q '.[bench]'
