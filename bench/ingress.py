@@ -82,7 +82,7 @@ def bare_server(port: int) -> None:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    from ingress import new_event_loop  # the same event loop as the ingress (uvloop)
+    from runtime.eventloop import new_event_loop  # the same event loop as the ingress
 
     web.run_app(
         app, host="127.0.0.1", port=port, access_log=None, print=None, loop=new_event_loop()

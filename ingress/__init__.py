@@ -1,13 +1,12 @@
 """The HTTP ingress: authenticates platform callbacks and durably publishes them to Kafka.
 
-`serve` runs it (CLI `wecom-stream ingress`), `create_app` is the aiohttp app factory
-(tests), `new_event_loop` the loop it runs on (uvloop when installed), `Spool` the disk
-spool.
+`serve` runs it (CLI `wecom-stream ingress`; on `runtime.eventloop`'s loop), `create_app`
+is the aiohttp app factory (tests), `Spool` the disk spool.
 """
 
 from ingress.app import create_app
 from ingress.publisher import Outcome, Publisher
-from ingress.server import new_event_loop, serve
+from ingress.server import serve
 from ingress.spool import Spool, SpoolFullError, SpoolRecord
 
 __all__ = [
@@ -17,6 +16,5 @@ __all__ = [
     "SpoolFullError",
     "SpoolRecord",
     "create_app",
-    "new_event_loop",
     "serve",
 ]

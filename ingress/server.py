@@ -10,8 +10,6 @@ SIGINT for a graceful stop (in-flight requests finish, the producer flushes, the
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import multiprocessing
 import os
 import shutil
@@ -21,12 +19,13 @@ from aiohttp import web
 
 from ingress.app import create_app
 from runtime.errors import ConfigError
+from runtime.eventloop import new_event_loop, tune_gc
 from runtime.logs import bind_context, configure_logging, get_logger
 from runtime.settings import IngressSettings
 from runtime.supervisor import Child, ProcessChild, Restart, supervise
 from runtime.tracing import configure_tracing
 
-__all__ = ["new_event_loop", "serve"]
+__all__ = ["serve"]
 
 log = get_logger(__name__)
 _SHUTDOWN_TIMEOUT_S = 10.0
@@ -47,29 +46,11 @@ def _warn_if_open(settings: IngressSettings) -> None:
         )
 
 
-def _tune_gc() -> None:
-    """Fewer, cheaper garbage collections: a request allocates many short-lived containers,
-    and a full collection over everything imported at start-up is a latency spike. The
-    objects alive now are frozen out of collection, and generation 0 collects less often."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed (a faster loop and socket layer), else asyncio's default."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 def _worker_main(settings: IngressSettings, bootstrap: str, index: int, workers: int) -> None:
     configure_logging(settings.log_level, settings.log_format)
     bind_context(worker=index)
     configure_tracing("wecom-stream-ingress")  # span export only if OTEL_* asks for it
-    _tune_gc()
+    tune_gc()
     web.run_app(
         create_app(settings, bootstrap=bootstrap, worker_index=index, workers=workers),
         host=settings.http_host,

@@ -7,12 +7,12 @@ Convention: `processors/<name>.py` exposes `PROCESSOR: Processor`, or
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import multiprocessing
 from collections.abc import Callable
 
 from processors.engine import Processor, run_engine
+from runtime import eventloop
 from runtime.errors import ConfigError
 from runtime.logs import configure_logging, get_logger
 from runtime.settings import ProcessorSettings
@@ -57,7 +57,7 @@ def _child(name: str, settings: ProcessorSettings, bootstrap: str, instance: int
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing(f"wecom-stream-{name}")
     processor = load_processor(name, settings)
-    asyncio.run(
+    eventloop.run(
         _serve(processor, settings, bootstrap, instance, _instance_port(settings, instance))
     )
 
@@ -72,7 +72,7 @@ def run_processor(
     processor = load_processor(name, settings)
     if instances == 1:
         configure_tracing(f"wecom-stream-{name}")  # span export only if OTEL_* asks for it
-        asyncio.run(_serve(processor, settings, bootstrap, 0, _instance_port(settings, 0)))
+        eventloop.run(_serve(processor, settings, bootstrap, 0, _instance_port(settings, 0)))
         return 0
     return _supervise(name, settings, bootstrap, instances)
 
