@@ -11,18 +11,32 @@ costs in memory and on disk.
   time to its output (read_committed) is "start to next output". Restore figures come from
   the process's `tasks_restored` log line; RSS is read from `/proc` once the output was
   seen; memory per entry = (RSS - RSS of the same store kind with N = 0) / N.
-- Scenarios per N: `memory` (every start restores the whole changelog); `disk` first start
-  (no local state: the whole changelog into RocksDB, what a replica that moved gets), then
-  restart after SIGTERM on the same state dir, then restart after SIGKILL (the killed
-  member's partitions come back only after the session timeout: 6 s here, the broker's
-  minimum, so that figure is session timeout + catch-up).
-- Restore rates of the other processors' main stores: membership's `rooms` (member entries
-  as it writes them, ~350 bytes) and feedback's `replies` (~150 bytes), `--rate-entries`
-  each (1M: 10k rooms x 100 members), per store kind, from a process's `tasks_restored`
-  line (all entries share one value, which flatters the disk figure, not the rate).
-- Kafka: `KAFKA_BOOTSTRAP_SERVERS` if set, else a dedicated local broker for the run.
+- `normalizer` scenarios per N: `memory` (every start restores the whole changelog);
+  `disk` first start (no local state: the whole changelog into RocksDB, what a replica
+  that moved gets), then restart after SIGTERM on the same state dir, then restart after
+  SIGKILL (the killed member's partitions come back only after the session timeout: 6 s
+  here, the broker's minimum, so that figure is session timeout + catch-up).
+- `rates`: restore rates of the other processors' main stores: membership's `rooms` (member entries
+  as it writes them, ~350 bytes, under its keys and in its rooms' partitions, plus one room
+  record per room) and feedback's `replies` (~150 bytes, all entries one value, which
+  flatters the disk figure, not the rate), `--rate-entries` each (1M: 10k rooms x 100
+  members), per store kind, from a process's `tasks_restored` line.
+- `fresh` (`bench/_restart.py`): a normalizer (disk stores) on a brand-new prefix, start to
+  the output of one message, `--fresh-repeats` times per variant: (a) every registry topic
+  exists (`wecom-stream topics create` ran), the processor creates its changelog; (b) only
+  the ingress's raw topics exist, it creates the rest. Median and max; every start to
+  output also has its phases from the log (`bench/_restore_base.py`: boot, topic creation,
+  group join, producers, catch-up, handled, visible).
+- `membership-restart` (`bench/_restart.py`): membership holding `--membership-entries`
+  members (10k rooms), per store kind: first start, restart after SIGTERM, after SIGKILL,
+  each to the output of one room join (built as the ingress publishes it) into a room of
+  the store; RSS and memory per store entry against an empty store.
+- `--only` picks scenarios (default all); a run writes only its scenarios' keys of the
+  results (the others are kept). One untimed fresh start first warms the broker up (its
+  group and transaction coordinators' topics are made at first use). Kafka:
+  `KAFKA_BOOTSTRAP_SERVERS` if set, else a dedicated local broker for the run.
 
-Writes `bench/results/restore.json`.
+Writes `bench/results/restore.json` (not with `--no-write`).
 """
 
 from __future__ import annotations
@@ -32,221 +46,33 @@ import asyncio
 import json
 import os
 import platform
-import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
+from bench._restart import fresh, membership_restart, warm_up
+from bench._restore_base import (
+    REPO,
+    SESSION_MS,
+    disk_mib,
+    fill_changelog,
+    processor_env,
+    restored,
+    rss_mib,
+    start_to_output,
+    stop,
+)
 from bench._run import bench_kafka, write_results
-from processors.engine._setup import prepare_topics
-from processors.runner import load_processor
-from runtime.kafka import consumer_config, producer_config, wait_for_broker
-from runtime.settings import ProcessorSettings
-from schemas.cloudevents import event_headers
+from runtime.kafka import wait_for_broker
 
-REPO = Path(__file__).resolve().parent.parent
-
-RESULTS = REPO / "bench" / "results" / "restore.json"
-PARTITIONS = 6
-SESSION_MS = "6000"
-
-
-def _seen_key(i: int) -> bytes:
-    return uuid.UUID(int=i * 2654435761 + 12345).hex.encode()
-
-
-_MEMBER = {  # a member entry as membership writes it (~350 bytes with the write time)
-    "p": True,
-    "t": 1795334400000,
-    "r": 0,
-    "e": "3f0c5d1e9a7b4c2d8e6f1a0b9c8d7e6f",
-    "o": {
-        "contact_id": "7881300085910772",
-        "nickname": "王小明（上海某某科技）",
-        "room_alias": "小明",
-        "avatar_url": "https://wework.qpic.cn/wwpic/123456_abcdefghijklmnop_1700000000/0",
-        "contact_type": 1,
-        "is_friend": False,
-        "is_coworker": False,
-        "is_bot": False,
-        "joined_at": "2026-11-22T08:00:00.000Z",
-    },
-}
-_REPLY = {  # a rated reply as feedback writes it (~150 bytes)
-    "status": "thumb-down",
-    "rated_ms": 1795334400000,
-    "node_ids": ["0ecd34f2-bdfa-43bb-a9ab-8acfcaf67528"],
-    "comment": None,
-    "message_id": None,
-}
-STORES: dict[str, tuple[str, Callable[[int], bytes], Any]] = {
-    # processor: (store, key of entry i, value), the values the processors write
-    "normalizer": ("seen", _seen_key, 1),
-    "membership": ("rooms", lambda i: f"member:12:room-{i % 10_000:06d}:{i:08d}".encode(), _MEMBER),
-    "feedback": ("replies", lambda i: f"bot-{i % 50}|exec-{i:09d}".encode(), _REPLY),
-}
-
-
-async def fill_changelog(
-    bootstrap: str, prefix: str, n: int, now_ms: int, processor: str = "normalizer"
-) -> None:
-    """The processor's topics created, then N entries of its main store (`STORES`) written
-    to that store's changelog."""
-    settings = ProcessorSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
-    names, _ = await prepare_topics(load_processor(processor, settings), settings, bootstrap)
-    store, key_of, item = STORES[processor]
-    topic = names.changelog(store)
-    value = orjson.dumps([now_ms - 60_000, item])
-    producer = AIOKafkaProducer(**producer_config(bootstrap, linger_ms=0))
-    await producer.start()
-    try:
-        futures = []
-        for p in range(PARTITIONS):
-            batch = producer.create_batch()
-            for i in range(p, n, PARTITIONS):
-                key = key_of(i)
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    futures.append(await producer.send_batch(batch, topic, partition=p))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            futures.append(await producer.send_batch(batch, topic, partition=p))
-            if len(futures) > 200:
-                await asyncio.gather(*futures)
-                futures.clear()
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-def _message(tag: str, now_ms: int) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    body = {
-        "data": {
-            "messageId": f"bench-{tag}",
-            "chatId": f"chat-{tag}",
-            "botId": "bot",
-            "contactId": "c",
-            "type": 7,
-            "payload": {"text": "hi"},
-            "timestamp": now_ms,
-            "isSelf": False,
-        }
-    }
-    headers = event_headers(
-        ce_id=f"bench-{tag}",
-        source="wecom-stream/ingress/yuju",
-        ce_type="wecomstream.raw.yuju.message.v1",
-        time=datetime.now(UTC),
-        tenant="bench",
-    )
-    return f"chat-{tag}".encode(), orjson.dumps(body), headers
-
-
-def _rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmRSS:\s+(\d+) kB", status)
-    return round(int(match.group(1)) / 1024, 1) if match else 0.0
-
-
-def _restored(log: Path) -> dict[str, Any]:
-    for line in reversed(log.read_text(errors="replace").splitlines()):
-        if '"tasks_restored"' in line:
-            event: dict[str, Any] = orjson.loads(line)
-            return event
-    return {}
-
-
-async def start_to_output(
-    bootstrap: str, prefix: str, env: dict[str, str], log: Path
-) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """Start a normalizer, produce one new message, time its output; the process is left
-    running for the caller to stop."""
-    started = time.monotonic()
-    with log.open("ab") as out:
-        proc = subprocess.Popen(  # noqa: ASYNC220 - started once; the timing starts before it
-            [sys.executable, "-m", "wecom_stream", "process", "normalizer"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=REPO,
-        )
-    tag = uuid.uuid4().hex[:10]
-    producer = AIOKafkaProducer(**producer_config(bootstrap))
-    consumer = AIOKafkaConsumer(
-        prefix + "chat.message.v1", **consumer_config(bootstrap, None, auto_offset_reset="latest")
-    )
-    await producer.start()
-    await consumer.start()
-    try:
-        await consumer.seek_to_end()
-        key, value, headers = _message(tag, int(time.time() * 1000))
-        await producer.send_and_wait(
-            prefix + "raw.yuju.message.v1", value, key=key, headers=headers
-        )
-        deadline = started + 600
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=100)
-            if any(
-                f"bench-{tag}".encode() in (r.value or b"") for rs in batch.values() for r in rs
-            ):
-                break
-            if proc.poll() is not None:
-                tail = log.read_text()[-2000:]  # noqa: ASYNC240 - failing anyway
-                raise RuntimeError(f"normalizer exited: {tail}")
-        else:
-            raise RuntimeError("no output within 600 s")
-        elapsed = time.monotonic() - started
-    finally:
-        await consumer.stop()
-        await producer.stop()
-    for _ in range(100):  # logged once the last task is handed over, maybe after the output
-        restored = _restored(log)
-        if restored.get("restored_records") is not None:
-            break
-        await asyncio.sleep(0.05)
-    return proc, {
-        "start_to_output_s": round(elapsed, 2),
-        "restored_records": restored.get("restored_records"),
-        "restore_s": restored.get("restore_s"),
-        "producers_s": restored.get("producers_s"),
-        "catch_up_s": restored.get("catch_up_s"),
-        "restore_records_per_s": restored.get("records_per_s"),
-        "rss_mib": _rss_mib(proc.pid),
-    }
-
-
-def _env(bootstrap: str, prefix: str, kind: str, state: Path) -> dict[str, str]:
-    """A processor's environment: this run's broker, prefix, store kind and state dir."""
-    return dict(
-        os.environ,
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        WECOM_STREAM_TOPIC_PREFIX=prefix,
-        WECOM_STREAM_METRICS_PORT="0",
-        WECOM_STREAM_LOG_FORMAT="json",
-        WECOM_STREAM_STORE_KIND=kind,
-        WECOM_STREAM_STATE_DIR=str(state),
-        WECOM_STREAM_SESSION_TIMEOUT_MS=SESSION_MS,
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    os.killpg(proc.pid, sig)
-    proc.wait(120)
-
-
-def _disk_mib(path: Path) -> float:
-    total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return round(total / 2**20, 1)
+RESULTS = Path(__file__).resolve().parent / "results" / "restore.json"
+SCENARIOS = ("normalizer", "rates", "fresh", "membership-restart")
 
 
 async def scenario(bootstrap: str, n: int, kind: str, work: Path) -> dict[str, Any]:
@@ -256,20 +82,20 @@ async def scenario(bootstrap: str, n: int, kind: str, work: Path) -> dict[str, A
     await fill_changelog(bootstrap, prefix, n, now_ms)
     fill_s = round(time.monotonic() - t0, 1)
     state = work / f"state-{prefix}"
-    env = _env(bootstrap, prefix, kind, state)
+    env = processor_env(bootstrap, prefix, kind, state)
     out: dict[str, Any] = {"entries": n, "store": kind, "fill_s": fill_s}
     proc, out["first_start"] = await start_to_output(bootstrap, prefix, env, work / f"{prefix}1")
     if kind == "disk":
-        _stop(proc, signal.SIGTERM)
-        out["disk_mib"] = _disk_mib(state)
+        stop(proc, signal.SIGTERM)
+        out["disk_mib"] = disk_mib(state)
         proc, out["restart_after_sigterm"] = await start_to_output(
             bootstrap, prefix, env, work / f"{prefix}2"
         )
-        _stop(proc, signal.SIGKILL)
+        stop(proc, signal.SIGKILL)
         proc, out["restart_after_sigkill"] = await start_to_output(
             bootstrap, prefix, env, work / f"{prefix}3"
         )
-    _stop(proc, signal.SIGTERM)
+    stop(proc, signal.SIGTERM)
     print(json.dumps(out), flush=True)
     return out
 
@@ -279,9 +105,9 @@ async def restore_rate(
 ) -> dict[str, Any]:
     """Start `process <processor>` over a changelog of N entries; its restore figures."""
     prefix = f"b{uuid.uuid4().hex[:8]}."
-    await fill_changelog(bootstrap, prefix, n, int(time.time() * 1000), processor)
+    records = await fill_changelog(bootstrap, prefix, n, int(time.time() * 1000), processor)
     log = work / f"{prefix}rate"
-    env = _env(bootstrap, prefix, kind, work / f"state-{prefix}")
+    env = processor_env(bootstrap, prefix, kind, work / f"state-{prefix}")
     with log.open("ab") as sink:
         proc = subprocess.Popen(  # noqa: ASYNC220 - started once
             [sys.executable, "-m", "wecom_stream", "process", processor],
@@ -293,69 +119,96 @@ async def restore_rate(
         )
     try:
         deadline = time.monotonic() + 600
-        restored: dict[str, Any] = {}
-        while not restored.get("restored_records") and time.monotonic() < deadline:
+        done: dict[str, Any] = {}
+        while not done.get("restored_records") and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-            restored = _restored(log)
-        rss = _rss_mib(proc.pid)
+            done = restored(log)
+        rss = rss_mib(proc.pid)
     finally:
-        _stop(proc, signal.SIGTERM)
+        stop(proc, signal.SIGTERM)
     out = {
         "processor": processor,
         "store": kind,
         "entries": n,
-        "restored_records": restored.get("restored_records"),
-        "catch_up_s": restored.get("catch_up_s"),
-        "restore_records_per_s": restored.get("records_per_s"),
+        "store_records": records,
+        "restored_records": done.get("restored_records"),
+        "catch_up_s": done.get("catch_up_s"),
+        "restore_records_per_s": done.get("records_per_s"),
         "rss_mib": rss,
     }
     print(json.dumps(out), flush=True)
     return out
 
 
+async def normalizer_scenarios(
+    bootstrap: str, args: argparse.Namespace, work: Path
+) -> list[dict[str, Any]]:
+    results = []
+    for kind in args.stores:
+        base = await scenario(bootstrap, 0, kind, work)
+        for n in args.entries:
+            r = await scenario(bootstrap, n, kind, work)
+            rss = r["first_start"]["rss_mib"] - base["first_start"]["rss_mib"]
+            r["memory_bytes_per_entry"] = round(rss * 2**20 / n)
+            if "disk_mib" in r:
+                r["disk_bytes_per_entry"] = round(r["disk_mib"] * 2**20 / n)
+            results.append(r)
+        results.append(base)
+    return results
+
+
 async def run(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
+    """The results of the scenarios asked for, under their keys of restore.json."""
     await wait_for_broker(bootstrap)
+    out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep_logs or tmp)
         work.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before timing
-        results = []
-        for kind in args.stores:
-            base = await scenario(bootstrap, 0, kind, work)
-            for n in args.entries:
-                r = await scenario(bootstrap, n, kind, work)
-                rss = r["first_start"]["rss_mib"] - base["first_start"]["rss_mib"]
-                r["memory_bytes_per_entry"] = round(rss * 2**20 / n)
-                if "disk_mib" in r:
-                    r["disk_bytes_per_entry"] = round(r["disk_mib"] * 2**20 / n)
-                results.append(r)
-            results.append(base)
-        rates = [
-            await restore_rate(bootstrap, processor, args.rate_entries, kind, work)
-            for processor in ("membership", "feedback")
-            for kind in args.stores
-        ]
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}",
-        "session_timeout_ms": int(SESSION_MS),
-        "results": results,
-        "restore_rates": rates,
-    }
+        await warm_up(bootstrap, work)
+        if "normalizer" in args.only:
+            out["results"] = await normalizer_scenarios(bootstrap, args, work)
+        if "rates" in args.only:
+            out["restore_rates"] = [
+                await restore_rate(bootstrap, processor, args.rate_entries, kind, work)
+                for processor in ("membership", "feedback")
+                for kind in args.stores
+            ]
+        if "fresh" in args.only:
+            out["fresh"] = await fresh(bootstrap, args.fresh_repeats, work, args.fresh_store)
+        if "membership-restart" in args.only:
+            out["membership_restart"] = await membership_restart(
+                bootstrap, args.membership_entries, args.stores, work
+            )
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    if "results" in out or "restore_rates" in out:  # the top-level date is theirs
+        out["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+    for key in ("fresh", "membership_restart"):
+        if key in out:
+            out[key]["machine"] = machine
+    return {**out, "machine": machine, "session_timeout_ms": int(SESSION_MS)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--entries", type=int, nargs="+", default=[1_000_000, 3_000_000])
     parser.add_argument("--stores", nargs="+", default=["memory", "disk"])
     parser.add_argument("--keep-logs", type=Path, help="write the processes' logs here")
     parser.add_argument(
         "--rate-entries", type=int, default=1_000_000, help="membership / feedback restore runs"
     )
+    parser.add_argument("--fresh-repeats", type=int, default=5)
+    parser.add_argument("--fresh-store", choices=["disk", "memory"], default="disk")
+    parser.add_argument("--membership-entries", type=int, default=1_000_000)
+    parser.add_argument("--no-write", action="store_true", help="print, do not write results")
     args = parser.parse_args()
     with bench_kafka() as (bootstrap, _):
         result = asyncio.run(run(args, bootstrap))
-    write_results(RESULTS, result)
+    if args.no_write:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return 0
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    write_results(RESULTS, {**previous, **result})
     return 0
 
 
