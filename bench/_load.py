@@ -112,12 +112,13 @@ def ensure_vegeta() -> str:
     return built
 
 
-def write_targets(path: Path, url: str, count: int) -> None:
-    """`count` distinct message callbacks as vegeta JSON targets (one request per line)."""
+def write_targets(path: Path, url: str, count: int, tag: str = "rate") -> None:
+    """`count` distinct message callbacks (ids `<tag>-<i>`, 500 conversations) as vegeta JSON
+    targets (one request per line)."""
     template = message_template()
     with path.open("w") as out:
         for i in range(count):
-            body = template.replace("__MSGID__", f"rate-{i}").replace(
+            body = template.replace("__MSGID__", f"{tag}-{i}").replace(
                 "__CHATID__", f"chat-{i % 500}"
             )
             target = {

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import platform
@@ -34,7 +33,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench._load import TOKEN, ensure_vegeta, message_template, run_rate
+from bench._load import TOKEN, ensure_vegeta, run_rate, write_targets
 from bench._run import bench_kafka, write_results
 from bench.ingress import Proc, free_port, wait_http
 from runtime.kafka import consumer_config, wait_for_broker
@@ -43,23 +42,6 @@ from schemas.registry import REGISTRY, by_name
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "e2e.json"
-
-
-def write_targets(path: Path, url: str, count: int, tag: str) -> None:
-    """`count` distinct message callbacks (ids `<tag>-<i>`, 500 conversations)."""
-    template = message_template()
-    with path.open("w") as out:
-        for i in range(count):
-            body = template.replace("__MSGID__", f"{tag}-{i}").replace(
-                "__CHATID__", f"chat-{i % 500}"
-            )
-            target = {
-                "method": "POST",
-                "url": url,
-                "body": base64.b64encode(body.encode()).decode(),
-                "header": {"Content-Type": ["application/json"]},
-            }
-            out.write(json.dumps(target) + "\n")
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
