@@ -153,7 +153,9 @@ async def wait_for_drained(bootstrap: str, prefix: str, records: int) -> None:
     await wait_for(drained, timeout_s=60, what="the normalizer drained its input")
 
 
-async def test_ctrl_c_stops_cleanly_and_a_rerun_completes_without_duplicates(
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+async def test_a_stop_signal_stops_cleanly_and_a_rerun_completes_without_duplicates(
+    sig: signal.Signals,
     kafka_bootstrap: str,
     kafka_env: dict[str, str],
     topic_prefix: str,
@@ -178,7 +180,7 @@ async def test_ctrl_c_stops_cleanly_and_a_rerun_completes_without_duplicates(
         what="the fast customers answered and a slow one in flight",
     )
     await read_topic(kafka_bootstrap, topic_prefix + RAW, expect=20, timeout_s=60)  # c0, c1
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stopped = await finish(proc)
     assert stopped.code == 130, stopped.stderr
     assert "interrupted: what was published stays published" in stopped.stdout

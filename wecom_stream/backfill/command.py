@@ -1,5 +1,6 @@
 """`wecom-stream backfill chat-records`: the command line of a backfill, its summary and
-exit status (0 all done; 1 a customer failed or the apiKey was refused; 130 interrupted).
+exit status (0 all done; 1 a customer failed or the apiKey was refused; 130 interrupted by
+SIGINT or SIGTERM).
 
 The summary names the failed customers with their reasons and says whether the window is
 fixed (a re-run adds nothing downstream) or rolling (`--days`: a re-run after the window
@@ -20,6 +21,7 @@ from runtime.kafka import producer_config, wait_for_broker
 from runtime.local_kafka import resolve_bootstrap
 from runtime.logs import get_logger
 from runtime.settings import BackfillSettings, CommonSettings
+from runtime.supervisor import stop_on_signals
 from runtime.topics import ensure_topics
 from schemas.chat_record import QueryWindow
 from schemas.registry import RAW_YUJU_CHAT_RECORD, by_name
@@ -133,18 +135,33 @@ async def _run(
                 timeout_s=settings.backfill_timeout_s,
                 attempts=settings.backfill_attempts,
             )
-            return await backfill(
-                customers,
-                window,
-                api=api,
-                producer=producer,
-                topic=settings.topic(spec.name),
-                tenant=tenant,
-                concurrency=concurrency,
-                reporter=reporter_for_stream(),
+            run = asyncio.ensure_future(
+                backfill(
+                    customers,
+                    window,
+                    api=api,
+                    producer=producer,
+                    topic=settings.topic(spec.name),
+                    tenant=tenant,
+                    concurrency=concurrency,
+                    reporter=reporter_for_stream(),
+                )
             )
+            return await _until_signal(run)
     finally:
         await producer.stop()  # flushes what was handed over, interrupted or not
+
+
+async def _until_signal(run: asyncio.Future[Outcome]) -> Outcome:
+    """The run's outcome; SIGINT (Ctrl-C) or SIGTERM (a Kubernetes Job's pod deleted)
+    cancels it, and it returns as interrupted. Installed on the loop, so the stop works
+    even where the shell started us with SIGINT ignored (a background job)."""
+    with stop_on_signals() as stop:
+        run.add_done_callback(lambda _: stop.set())
+        await stop.wait()
+        if not run.done():
+            run.cancel()
+        return await run
 
 
 def command(args: argparse.Namespace, common: CommonSettings) -> int:
