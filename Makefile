@@ -63,6 +63,10 @@ test-unit: $(STAMP) ## unit tests only (no broker)
 bench-ingress: kafka-jars ## ingress throughput/latency vs a bare aiohttp handler (bench/results/ingress.json)
 	$(BIN)/python -m bench.ingress
 
+.PHONY: bench-ingress-peers
+bench-ingress-peers: kafka-jars ## ingress vs Benthos v4.27.0 (http_server -> kafka_franz) and the bare handler, CPU per request (builds Benthos once with Go)
+	$(BIN)/python -m bench.ingress --only bare ingress1 benthos
+
 .PHONY: bench-processor
 bench-processor: kafka-jars ## normalizer throughput vs a bare aiokafka loop (bench/results/processor.json)
 	$(BIN)/python -m bench.processor

@@ -28,6 +28,7 @@ __all__ = [
     "message_template",
     "run_rate",
     "run_wrk",
+    "warm_up",
     "write_targets",
 ]
 
@@ -144,6 +145,12 @@ def machine_busy_s() -> tuple[float, float]:
     idle = fields[3] + fields[4]  # idle + iowait
     tick = os.sysconf("SC_CLK_TCK")
     return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+def warm_up(wrk: str, url: str, script: Path, seconds: float) -> None:
+    """`wrk` at the maximum rate for `seconds`, measuring nothing (a new broker's JIT)."""
+    warm = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds:.0f}s", "-s", str(script), url]
+    subprocess.run(warm, check=True, capture_output=True)
 
 
 def run_wrk(

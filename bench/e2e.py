@@ -34,14 +34,16 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench._load import TOKEN, ensure_vegeta, run_rate, write_targets
+from bench._procs import Proc, free_port, wait_http
 from bench._run import bench_kafka, write_results
-from bench.ingress import Proc, free_port, wait_http
 from runtime.kafka import consumer_config, wait_for_broker
 from runtime.topics import ensure_topics
 from schemas.registry import REGISTRY, by_name
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "e2e.json"
+COMMIT_SECONDS = "wecom_stream_processor_commit_seconds"
+BATCH_SECONDS = "wecom_stream_processor_batch_seconds"
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -54,6 +56,46 @@ def _percentiles(values: list[float]) -> dict[str, float]:
         "p90_ms": round(q[89], 1),
         "p99_ms": round(q[98], 1),
         "max_ms": round(ordered[-1], 1),
+    }
+
+
+def _histograms(url: str) -> dict[str, dict[str, float]]:
+    """The normalizer's commit and batch histograms (`/metrics`): per name, its cumulative
+    bucket counts by upper bound, `sum` and `count`."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+        text = resp.read().decode()
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in (COMMIT_SECONDS, BATCH_SECONDS):
+            continue
+        values = out.setdefault(family.name, {})
+        for sample in family.samples:
+            key = sample.labels.get("le") or sample.name.rsplit("_", 1)[-1]
+            values[key] = values.get(key, 0.0) + sample.value
+    return out
+
+
+def _histogram_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Count, mean and the bucket bounds holding the median and p99 of the observations
+    between two scrapes."""
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    count = delta.get("count", 0.0)
+    if not count:
+        return {"count": 0}
+    bounds = sorted((float(k), v) for k, v in delta.items() if k not in ("sum", "count"))
+
+    def bound(q: float) -> float:
+        return next(le for le, n in bounds if n >= q * count)
+
+    return {
+        "count": int(count),
+        "mean_ms": round(1000 * delta["sum"] / count, 1),
+        "p50_at_most_ms": 1000 * bound(0.5),
+        "p99_at_most_ms": 1000 * bound(0.99),
     }
 
 
@@ -143,8 +185,12 @@ async def run(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str,
         key, _, value = pair.partition("=")
         env[key] = value
     python = args.python or sys.executable
+    metrics_port = free_port()
+    metrics = f"http://127.0.0.1:{metrics_port}/metrics"
     normalizer = Proc(
-        [python, "-m", "wecom_stream", "process", "normalizer"], env, work / "normalizer.log"
+        [python, "-m", "wecom_stream", "process", "normalizer"],
+        {**env, "WECOM_STREAM_METRICS_PORT": str(metrics_port)},
+        work / "normalizer.log",
     )
     port = free_port()
     ingress = Proc(
@@ -170,6 +216,7 @@ async def run(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str,
         stop = asyncio.Event()
         reading = asyncio.create_task(reader.run(stop))
         print(f"measured: {args.duration:.0f} s at {args.rate:.0f}/s ...", flush=True)
+        before = _histograms(metrics)
         try:
             result = await attack(
                 vegeta, f"{url}/notice", work, args.rate, args.duration, "e2e", reader
@@ -178,6 +225,13 @@ async def run(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str,
             stop.set()
             await reading
             await reader.stop()
+        after = _histograms(metrics)
+        result["normalizer"] = {  # the loop's time: a commit, a fetched batch to its commit
+            name.removeprefix("wecom_stream_processor_"): _histogram_delta(
+                before.get(name, {}), after.get(name, {})
+            )
+            for name in (COMMIT_SECONDS, BATCH_SECONDS)
+        }
     finally:
         ingress.stop()
         normalizer.stop()

@@ -11,9 +11,16 @@ with a bare aiohttp `{}` handler measured in the same run as the baseline.
 - Bodies: realistic group-level message callbacks (the sample, text payload, a distinct
   `messageId` per request, 500 conversations), with the tenant token.
 - Kafka: `KAFKA_BOOTSTRAP_SERVERS`, else a local broker started for the run in a temp dir.
-- Runs: bare (max), ingress --workers 1 (max), ingress --workers 2 (max), then the open-loop
-  rate of half the 1-worker maximum against the 1-worker ingress and the bare handler.
-  After the ingress runs the topic's end offsets are compared with the 200s wrk counted.
+- Runs: bare (max), ingress --workers 1 (max), Benthos (max; the peer, `bench/_benthos.py`),
+  ingress --workers 2 (max), then the open-loop rate of half the 1-worker maximum against
+  the 1-worker ingress and the bare handler (`half-rate`). `--only` picks runs (half-rate
+  needs ingress1); a run writes only its runs' keys of the results and the ratios whose
+  runs it made (`run_dates` says when each was measured), `--no-write` none. The topic's
+  end offsets (less the records Benthos wrote) are compared with the 200s the ingress
+  logged; Benthos's 2xx answers are checked against the records it wrote before its run.
+- Benthos: measured as the 1-worker ingress is (same script, duration, placement, server CPU
+  per request); `cpu_ratio_benthos_over_ingress_workers_1` is Benthos's CPU per request over
+  ours (our efficiency relative to Benthos, target >= 0.7).
 - Broker warm-up: a broker this run started is a cold JVM; for its first minute or two the
   JIT compiles Kafka's produce path, and the broker then took ~195 µs of CPU per request
   (against ~35 µs on a warm broker), which on 2 cores is taken from the ingress and `wrk`.
@@ -33,7 +40,8 @@ with a bare aiohttp `{}` handler measured in the same run as the baseline.
   started it) and how busy the whole machine was (`machine_busy_percent`: other work on the
   shared machine shows there). These only add figures; what is measured is unchanged.
 
-Writes `bench/results/ingress.json` and prints a summary. `--duration` shortens the runs.
+Writes `bench/results/ingress.json` and prints a summary. `--duration` shortens the runs;
+`make bench-ingress-peers` runs bare, ingress1 and benthos only.
 """
 
 from __future__ import annotations
@@ -42,16 +50,15 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench._benthos import ensure_benthos, measure_benthos
+from bench._ingress_report import RUNS, document, summary
 from bench._load import (
     CONNECTIONS,
     TOKEN,
@@ -61,14 +68,19 @@ from bench._load import (
     message_template,
     run_rate,
     run_wrk,
+    warm_up,
     write_targets,
 )
 from bench._proc_cpu import pin_group
+from bench._procs import Proc, free_port, topic_total, wait_http
+
+__all__ = ["main"]
 
 REPO = Path(__file__).resolve().parent.parent
 
 RESULTS = REPO / "bench" / "results" / "ingress.json"
 CPUS = sorted(os.sched_getaffinity(0))
+INGRESS = [sys.executable, "-m", "wecom_stream", "ingress", "--host", "127.0.0.1"]
 
 
 # ---------------------------------------------------------------- child modes
@@ -90,22 +102,6 @@ def bare_server(port: int) -> None:
 
 
 # ---------------------------------------------------------------- orchestration
-def wait_http(url: str, timeout_s: float = 60) -> None:
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
-                if resp.status == 200 and b'"kafka":"down"' not in resp.read():
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not become ready within {timeout_s:.0f}s")
-
-
 def place_load(pin: bool, broker_pgid: int | None) -> None:
     """Pinned: this process (so `wrk` and `vegeta`, its children) and the broker on every CPU
     but the first, which is left to the server under test; unpinned: all on every CPU."""
@@ -115,51 +111,22 @@ def place_load(pin: bool, broker_pgid: int | None) -> None:
         pin_group(broker_pgid, cpus)
 
 
-def free_port() -> int:
-    from runtime.local_kafka import free_port as free
-
-    return free()
-
-
-class Proc:
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log.open("wb")
-        self.proc = subprocess.Popen(
-            args, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
-        self.log.close()
-
-
-async def topic_total(bootstrap: str, topic: str) -> int:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()  # no public API for this
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        return sum([await consumer.position(tp) for tp in tps])
-    finally:
-        await consumer.stop()
-
-
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument(
         "--warmup", type=float, default=90.0, help="seconds warming a broker this run started"
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=RUNS, default=list(RUNS), help="runs to make (default all)"
+    )
+    parser.add_argument("--no-write", action="store_true", help="print, do not write results")
+    parser.add_argument(
+        "--benthos-max-in-flight",
+        type=int,
+        default=CONNECTIONS,
+        help=f"the kafka_franz output's max_in_flight (default {CONNECTIONS}, wrk's "
+        "connections; Benthos's own default is 10)",
     )
     parser.add_argument(
         "--pin",
@@ -171,6 +138,13 @@ def main() -> None:
     )
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if "half-rate" in args.only and "ingress1" not in args.only:
+        parser.error("--only half-rate needs ingress1 (its rate is half the 1-worker maximum)")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     if args.bare_server:
         bare_server(args.bare_server)
         return
@@ -180,8 +154,11 @@ def main() -> None:
     from runtime.topics import ensure_topics
     from schemas.registry import REGISTRY
 
+    runs = set(args.only)
     wrk = ensure_wrk()
-    vegeta = ensure_vegeta()
+    vegeta = ensure_vegeta() if "half-rate" in runs else ""
+    if "benthos" in runs:
+        ensure_benthos()  # a first build takes minutes: before any broker starts
     work = Path(tempfile.mkdtemp(prefix="bench-ingress-"))
     script = work / "message.lua"
     script.write_text(WRK_LUA.replace("__TEMPLATE__", message_template()))
@@ -197,6 +174,7 @@ def main() -> None:
     pin = args.pin and len(CPUS) >= 2
     place_load(pin, broker_pgid)
     prefix = f"bench{int(time.time())}."
+    topic = prefix + "raw.yuju.message.v1"
     asyncio.run(wait_for_broker(bootstrap))
     asyncio.run(ensure_topics(bootstrap, [s for s in REGISTRY if s.writer == "ingress"], prefix))
     env = {
@@ -209,58 +187,66 @@ def main() -> None:
     }
     results: dict[str, Any] = {}
     procs: list[Proc] = []
+    warmup = args.warmup if broker is not None else 0.0  # spent before the first Kafka run
+    accepted = 0
+    gone = 0  # 499: a request cancelled (the server stopping, or the client gone)
+    benthos_written = 0
     try:
-        port = free_port()
-        bare = Proc(
-            [sys.executable, "-m", "bench.ingress", "--bare-server", str(port)],
-            env,
-            work / "bare.log",
-        )
-        procs.append(bare)
-        bare_url = f"http://127.0.0.1:{port}"
-        wait_http(f"{bare_url}/readyz")
-        if pin:  # the server under test alone on the first CPU
-            pin_group(bare.proc.pid, {CPUS[0]})
-        print("bare aiohttp handler, max rate ...", flush=True)
-        results["bare"] = run_wrk(wrk, f"{bare_url}/notice", script, args.duration, bare.proc.pid)
+        if runs & {"bare", "half-rate"}:
+            port = free_port()
+            bare = Proc(
+                [sys.executable, "-m", "bench.ingress", "--bare-server", str(port)],
+                env,
+                work / "bare.log",
+            )
+            procs.append(bare)
+            bare_url = f"http://127.0.0.1:{port}"
+            wait_http(f"{bare_url}/readyz")
+            if pin:  # the server under test alone on the first CPU
+                pin_group(bare.proc.pid, {CPUS[0]})
+        if "bare" in runs:
+            print("bare aiohttp handler, max rate ...", flush=True)
+            results["bare"] = run_wrk(
+                wrk, f"{bare_url}/notice", script, args.duration, bare.proc.pid
+            )
 
-        accepted = 0
-        gone = 0  # 499: a request cancelled (the server stopping, or the client gone)
-        for workers in (1, 2):
+        for name in [r for r in RUNS[1:4] if r in runs]:
+            if name == "benthos":
+                results["benthos"], benthos_written = measure_benthos(
+                    wrk,
+                    script,
+                    work,
+                    bootstrap,
+                    topic,
+                    duration=args.duration,
+                    warmup=warmup,
+                    max_in_flight=args.benthos_max_in_flight,
+                    pin_cpu=CPUS[0] if pin else None,
+                    broker_pgid=broker_pgid,
+                )
+                warmup = 0.0
+                continue
+            workers = int(name[-1])
             if workers == 2:
                 place_load(False, broker_pgid)
             port = free_port()
-            ingress = Proc(
-                [
-                    sys.executable,
-                    "-m",
-                    "wecom_stream",
-                    "ingress",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(workers),
-                ],
-                env,
-                work / f"ingress-{workers}.log",
-            )
+            cmd = [*INGRESS, "--port", str(port), "--workers", str(workers)]
+            ingress = Proc(cmd, env, work / f"ingress-{workers}.log")
             procs.append(ingress)
             url = f"http://127.0.0.1:{port}"
             wait_http(f"{url}/readyz")
             if pin and workers == 1:
                 pin_group(ingress.proc.pid, {CPUS[0]})
-            if workers == 1 and broker is not None and args.warmup > 0:
-                print(f"warming the new broker up for {args.warmup:.0f}s ...", flush=True)
-                warm = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{args.warmup:.0f}s", "-s", str(script)]
-                subprocess.run([*warm, f"{url}/notice"], check=True, capture_output=True)
+            if warmup > 0:
+                print(f"warming the new broker up for {warmup:.0f}s ...", flush=True)
+                warm_up(wrk, f"{url}/notice", script, warmup)
+                warmup = 0.0
             print(f"ingress --workers {workers}, max rate ...", flush=True)
             run = run_wrk(
                 wrk, f"{url}/notice", script, args.duration, ingress.proc.pid, broker_pgid
             )
             results[f"ingress_workers_{workers}"] = run
-            if workers == 1:
+            if workers == 1 and "half-rate" in runs:
                 half = run["requests_per_s"] / 2
                 print(f"ingress --workers 1, open loop at {half:.0f}/s ...", flush=True)
                 targets = work / "ingress-targets.json"
@@ -275,13 +261,19 @@ def main() -> None:
             gone += log.count('"status":499')
             spooled = log.count('"outcome":"spool"')
             results[f"ingress_workers_{workers}"]["spooled"] = spooled
-        print("bare aiohttp handler, open loop at the same rate ...", flush=True)
-        place_load(pin, broker_pgid)  # as in the 1-worker ingress's open-loop run
-        half = results["ingress_workers_1"]["requests_per_s"] / 2
-        targets = work / "bare-targets.json"
-        write_targets(targets, f"{bare_url}/notice", int(half * args.duration) + 1)
-        results["bare_half_rate"] = run_rate(vegeta, targets, half, args.duration)
-        on_topic = asyncio.run(topic_total(bootstrap, prefix + "raw.yuju.message.v1"))
+        if "half-rate" in runs:
+            print("bare aiohttp handler, open loop at the same rate ...", flush=True)
+            place_load(pin, broker_pgid)  # as in the 1-worker ingress's open-loop run
+            half = results["ingress_workers_1"]["requests_per_s"] / 2
+            targets = work / "bare-targets.json"
+            write_targets(targets, f"{bare_url}/notice", int(half * args.duration) + 1)
+            results["bare_half_rate"] = run_rate(vegeta, targets, half, args.duration)
+        if runs & {"ingress1", "ingress2"}:
+            results["records_on_topic"] = (
+                asyncio.run(topic_total(bootstrap, topic)) - benthos_written
+            )
+            results["responses_200_logged"] = accepted
+            results["responses_499_logged"] = gone
     finally:
         for proc in procs:
             proc.stop()
@@ -292,64 +284,24 @@ def main() -> None:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    ratio = results["ingress_workers_1"]["requests_per_s"] / results["bare"]["requests_per_s"]
-    scaling = (
-        results["ingress_workers_2"]["requests_per_s"]
-        / results["ingress_workers_1"]["requests_per_s"]
+    placement = (
+        f"bare, 1-worker and benthos runs: server on CPU {CPUS[0]}, wrk/vegeta/broker on "
+        f"CPUs {CPUS[1:]}; 2-worker run unpinned"
+        if pin
+        else "unpinned"
     )
-    doc = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": "2-core / 24 GiB shared VM, broker on the same machine",
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "load_generator": "wrk 1 thread (max rate); vegeta v12.13.0 (open-loop constant rate)",
-        "kafka": "local broker started by the benchmark" if broker else "KAFKA_BOOTSTRAP_SERVERS",
-        "broker_warmup_s": args.warmup if broker else 0,
-        "placement": (
-            f"bare and 1-worker runs: server on CPU {CPUS[0]}, wrk/vegeta/broker on CPUs "
-            f"{CPUS[1:]}; 2-worker run unpinned"
-            if pin
-            else "unpinned"
-        ),
-        "body_bytes": len(message_template().encode()),
-        **results,
-        "ratio_ingress_over_bare_workers_1": round(ratio, 3),
-        "cpu_ratio_bare_over_ingress": round(
-            results["bare"]["server_cpu_us_per_request"]
-            / results["ingress_workers_1"]["server_cpu_us_per_request"],
-            3,
-        ),
-        "throughput_workers_2_over_1": round(scaling, 3),
-        "records_on_topic": on_topic,
-        "responses_200_logged": accepted,
-        "responses_499_logged": gone,
-        "targets": {
-            "ratio_at_least": 0.6,
-            "p99_ms_at_half_max_below": 50,
-            "ratio_met": ratio >= 0.6,
-            "p99_met": results["ingress_workers_1_half_rate"]["p99_ms"] < 50,
-        },
-    }
+    doc = document(runs, results, args.warmup if broker is not None else None, placement)
+    summary(doc, runs)
+    if args.no_write:
+        print(f"not written (--no-write): {RESULTS}")
+        return
+    if runs != set(RUNS) and RESULTS.exists():  # keep the other runs' keys
+        previous = json.loads(RESULTS.read_text())
+        goals = {**previous.get("targets", {}), **doc["targets"]}
+        dates = {**previous.get("run_dates", {}), **doc["run_dates"]}
+        doc = {**previous, **doc, "targets": goals, "run_dates": dates}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    for name in ("bare", "ingress_workers_1", "ingress_workers_2"):
-        r = results[name]
-        print(
-            f"{name:22s} {r['requests_per_s']:9.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
-            f"p99 {r['p99_ms']:7.2f} ms  non-2xx {r['non_2xx']}"
-        )
-    for name in ("ingress_workers_1_half_rate", "bare_half_rate"):
-        r = results[name]
-        print(
-            f"{name:28s} {r['achieved_rate']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
-            f"p99 {r['p99_ms']:7.2f} ms  {r['statuses']}"
-        )
-    print(f"ratio ingress/bare (1 worker): {ratio:.3f} (target >= 0.6)")
-    print(f"throughput 2 workers / 1 worker: {scaling:.3f}")
-    print(
-        f"records on topic: {on_topic}; logged by the ingress: {accepted} answered 200, "
-        f"{gone} cancelled (499)"
-    )
     print(f"wrote {RESULTS}")
 
 

@@ -38,6 +38,8 @@ def _bars(ax: Any, bars: Bars, unit: str, title: str) -> None:
 
 def ingress(d: dict[str, Any]) -> list[tuple[Bars, str, str]]:
     runs = {"bare aiohttp {}": d["bare"], "ingress, 1 worker": d["ingress_workers_1"]}
+    if "benthos" in d:
+        runs["Benthos v4.27.0"] = d["benthos"]
     if "ingress_workers_2" in d:
         runs["ingress, 2 workers"] = d["ingress_workers_2"]
     rate = [(name, r["requests_per_s"]) for name, r in runs.items()]
