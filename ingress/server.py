@@ -10,6 +10,7 @@ SIGINT for a graceful stop (in-flight requests finish, the producer flushes, the
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import shutil
@@ -17,12 +18,12 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from ingress.app import create_app
+from ingress.app import IngressApp
 from runtime.errors import ConfigError
 from runtime.eventloop import new_event_loop, tune_gc
 from runtime.logs import bind_context, configure_logging, get_logger
 from runtime.settings import IngressSettings
-from runtime.supervisor import Child, ProcessChild, Restart, supervise
+from runtime.supervisor import Child, ProcessChild, Restart, stop_on_signals, supervise
 from runtime.tracing import configure_tracing
 
 __all__ = ["serve"]
@@ -51,16 +52,35 @@ def _worker_main(settings: IngressSettings, bootstrap: str, index: int, workers:
     bind_context(worker=index)
     configure_tracing("wecom-stream-ingress")  # span export only if OTEL_* asks for it
     tune_gc()
-    web.run_app(
-        create_app(settings, bootstrap=bootstrap, worker_index=index, workers=workers),
-        host=settings.http_host,
-        port=settings.http_port,
-        reuse_port=workers > 1 or None,
-        access_log=None,
-        print=None,
-        shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
-        loop=new_event_loop(),
-    )
+    app = IngressApp(settings, bootstrap=bootstrap, worker_index=index, workers=workers)
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(_run_worker(app, settings.http_host, settings.http_port, workers))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def _run_worker(app: IngressApp, host: str, port: int, workers: int) -> None:
+    """Serve until SIGTERM / SIGINT, then stop gracefully: stop listening, let the requests in
+    flight finish (at most `_SHUTDOWN_TIMEOUT_S`), then flush the producer and close the
+    spools."""
+    with stop_on_signals() as stop:
+        await app.start()
+        runner = web.ServerRunner(app.server(access_log=None), shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
+        try:
+            await runner.setup()
+            site = web.TCPSite(runner, host, port, reuse_port=workers > 1 or None)
+            await site.start()
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+            await app.stop()
+            # what is left (none of ours should be) is cancelled, as aiohttp's run_app does
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def serve(settings: IngressSettings, bootstrap: str, workers: int = 1) -> int:

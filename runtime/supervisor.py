@@ -14,8 +14,8 @@ Both: SIGTERM and SIGINT stop the tree (exit 0): every child gets SIGTERM (a gra
 the ingress drains, a processor commits and leaves its group), then SIGKILL after
 `grace_s`. The signal handlers are installed here and nowhere else in a supervising
 process, and restored when `supervise` returns. A process running one asyncio job (a
-supervised child, or the job alone: `process`, `tail`) gets its graceful stop from
-`stop_on_signals`; the ingress's aiohttp `run_app` installs the same two itself.
+supervised child, or the job alone: `process`, `tail`, an ingress worker) gets its graceful
+stop from `stop_on_signals`.
 """
 
 from __future__ import annotations

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aiohttp
 import orjson
-from aiohttp.test_utils import TestClient, TestServer
 
-from ingress.app import create_app
 from runtime.local_kafka import free_port
 from runtime.settings import IngressSettings
-from tests.support.ingress import message
+from tests.support.ingress import in_process_ingress, message
 
 TOKEN = "TOKEN-full-1"
 
@@ -25,11 +22,7 @@ async def test_spool_then_503_when_full_and_kafka_down(tmp_path: Path) -> None:
         spool_dir=tmp_path / "spool",
         spool_max_bytes=20_000,
     )
-    client: TestClient[aiohttp.web.Request, aiohttp.web.Application] = TestClient(
-        TestServer(create_app(config, bootstrap=nowhere))
-    )
-    await client.start_server()
-    try:
+    async with in_process_ingress(config, nowhere, wait_kafka=False) as client:
         statuses: list[int] = []
         for n in range(100):
             async with client.post("/notice", data=orjson.dumps(message(n, "c", TOKEN))) as r:
@@ -47,7 +40,5 @@ async def test_spool_then_503_when_full_and_kafka_down(tmp_path: Path) -> None:
         assert doc["status"] == "unavailable"
         assert doc["kafka"] == "down"
         assert doc["spool_depth"] == len(statuses) - 1
-    finally:
-        await client.close()
     spooled = sum(p.stat().st_size for p in (tmp_path / "spool" / "worker-0").glob("seg-*"))
     assert 0 < spooled <= 20_000

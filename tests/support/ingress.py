@@ -11,9 +11,9 @@ from typing import Any
 
 import aiohttp
 import orjson
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import RawTestServer, TestClient
 
-from ingress.app import PUBLISHER, create_app
+from ingress.app import IngressApp
 from runtime.local_kafka import free_port
 from runtime.settings import IngressSettings
 from tests.support.processes import CliProcess, CliProcesses, wait_for
@@ -43,17 +43,27 @@ def message(n: int, chat: str, token: str, text: str = "hello") -> dict[str, Any
 
 @asynccontextmanager
 async def in_process_ingress(
-    settings: IngressSettings, bootstrap: str
+    settings: IngressSettings, bootstrap: str, *, wait_kafka: bool = True
 ) -> AsyncIterator[TestClient[Any, Any]]:
-    """The ingress app on a loopback port in this event loop; yields once Kafka is up."""
-    app = create_app(settings, bootstrap=bootstrap)
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
+    """The ingress on a loopback port in this event loop, served as `wecom-stream ingress`
+    serves it (`IngressApp.handle` on aiohttp's low-level server); yields once Kafka is up
+    (or at once, `wait_kafka=False`). The app is stopped after the server, as in the CLI."""
+    app = IngressApp(settings, bootstrap=bootstrap)
+    await app.start()
     try:
-        await wait_for(lambda: app[PUBLISHER].kafka_up, timeout_s=30, what="ingress producer")
-        yield client
+        server = RawTestServer(app.handle, request_factory=app.request_factory)
+        client: TestClient[Any, Any] = TestClient(server)
+        await client.start_server()
+        try:
+            if wait_kafka:
+                await wait_for(
+                    lambda: app.publisher.kafka_up, timeout_s=30, what="ingress producer"
+                )
+            yield client
+        finally:
+            await client.close()
     finally:
-        await client.close()
+        await app.stop()
 
 
 async def ready(base_url: str) -> dict[str, Any] | None:
