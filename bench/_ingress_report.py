@@ -11,10 +11,24 @@ from typing import Any
 from bench._benthos import BENTHOS_VERSION
 from bench._load import message_template
 
-__all__ = ["RESULTS_RUNS", "RUNS", "document", "summary"]
+__all__ = ["RESULTS_RUNS", "RUNS", "document", "pick_medians", "summary"]
 
 RUNS = ("bare", "ingress1", "benthos", "ingress2", "half-rate")  # `--only`, in running order
 RESULTS_RUNS = ("bare", "ingress_workers_1", "benthos", "ingress_workers_2")  # wrk, max rate
+
+
+def pick_medians(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per run name, the round of median server CPU per request (the one reported, whole)
+    and, with several rounds, every round's CPU per request and rate under `rounds`."""
+    picked: dict[str, Any] = {}
+    for name, runs in rounds.items():
+        ordered = sorted(runs, key=lambda r: r["server_cpu_us_per_request"])
+        picked[name] = {**ordered[(len(ordered) - 1) // 2], "rounds": len(runs)}
+        if len(runs) > 1:
+            picked.setdefault("rounds", {})[name] = [
+                {k: r[k] for k in ("server_cpu_us_per_request", "requests_per_s")} for r in runs
+            ]
+    return picked
 
 
 def document(
@@ -55,8 +69,16 @@ def document(
         p99 = results["ingress_workers_1_half_rate"]["p99_ms"]
         targets.update(p99_ms_at_half_max_below=50, p99_met=p99 < 50)
     if {"ingress1", "benthos"} <= runs:
-        peer = cpu["benthos"] / cpu["ingress_workers_1"]
+        peer = cpu["benthos"] / cpu["ingress_workers_1"]  # medians over the rounds
         doc["cpu_ratio_benthos_over_ingress_workers_1"] = round(peer, 3)
+        if "rounds" in results:  # each round's ratio (ours and Benthos measured back to back)
+            pairs = zip(
+                results["rounds"]["ingress_workers_1"], results["rounds"]["benthos"], strict=False
+            )
+            doc["cpu_ratio_benthos_over_ingress_per_round"] = [
+                round(b["server_cpu_us_per_request"] / i["server_cpu_us_per_request"], 3)
+                for i, b in pairs
+            ]
         doc["throughput_ingress_workers_1_over_benthos"] = round(
             rps["ingress_workers_1"] / rps["benthos"], 3
         )
@@ -90,6 +112,8 @@ def summary(doc: dict[str, Any], runs: set[str]) -> None:
             f"{doc['cpu_ratio_benthos_over_ingress_workers_1']:.3f} (target >= 0.7); "
             f"req/s ours / benthos {doc['throughput_ingress_workers_1_over_benthos']:.3f}"
         )
+        if "cpu_ratio_benthos_over_ingress_per_round" in doc:
+            print(f"  per round: {doc['cpu_ratio_benthos_over_ingress_per_round']}")
     if "benthos" in doc and "benthos" in runs:
         check = doc["benthos"]["records_check"]
         print(
