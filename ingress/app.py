@@ -293,7 +293,6 @@ class IngressApp:
         self._publisher: Publisher | None = None
         self._ops = {path: _observed(self, h, route) for path, (route, h) in _OPS.items()}
         self._callback = _observed(self, _callback)
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def publisher(self) -> Publisher:
@@ -353,7 +352,7 @@ class IngressApp:
         task: asyncio.Task[None],
     ) -> web.BaseRequest:
         """aiohttp's `BaseRequest`, with our body limit (`read()` raises 413 beyond it)."""
-        loop = self._loop or asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         return web.BaseRequest(
             message, payload, protocol, writer, task, loop, client_max_size=self.max_body_bytes
         )
@@ -361,5 +360,4 @@ class IngressApp:
     def server(self, **kwargs: Any) -> web.Server:
         """The low-level server of `handle` (in the running loop); `kwargs` go to aiohttp's
         `RequestHandler` (e.g. `access_log=None`)."""
-        self._loop = asyncio.get_running_loop()
         return web.Server(self.handle, request_factory=self.request_factory, **kwargs)
