@@ -4,12 +4,14 @@ changelogs have one partition per input partition. Private to the engine."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from processors.engine.api import Processor
 from runtime.errors import ConfigError
 from runtime.kafka import admin_client
 from runtime.logs import get_logger
+from runtime.retry import full_jitter_s
 from runtime.settings import ProcessorSettings
 from runtime.topics import ensure_topics
 from schemas.registry import TopicSpec, by_name, dlq_topic
@@ -17,6 +19,9 @@ from schemas.registry import TopicSpec, by_name, dlq_topic
 __all__ = ["EngineError", "Names", "prepare_topics"]
 
 _log = get_logger(__name__)
+# a topic just created may not be in the metadata of the broker asked yet (on a cluster it
+# answers without the topic for a moment: a normalizer on a fresh 3-node cluster failed so)
+_METADATA_WAIT_S = 15.0
 
 
 class EngineError(ConfigError):
@@ -67,13 +72,23 @@ def _spec(name: str) -> TopicSpec:
 
 
 async def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    """The partition count of each of `topics` that has partitions; asked again (jittered
+    backoff) for up to `_METADATA_WAIT_S` while some are missing."""
     admin = admin_client(bootstrap)
     await admin.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _METADATA_WAIT_S
+    attempt = 0
     try:
-        described = await admin.describe_topics(topics)
+        while True:
+            described = await admin.describe_topics(topics)
+            counts = {t["topic"]: len(t["partitions"]) for t in described if t["partitions"]}
+            if set(topics) <= counts.keys() or loop.time() >= deadline:
+                return counts
+            attempt += 1
+            await asyncio.sleep(full_jitter_s(attempt, initial_s=0.1, max_s=1.0))
     finally:
         await admin.close()
-    return {t["topic"]: len(t["partitions"]) for t in described if t["partitions"]}
 
 
 async def prepare_topics(

@@ -4,6 +4,7 @@ is weaker gets fixed and reported; shapes we cannot fix are one-line errors."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from typing import Any
 
@@ -79,6 +80,26 @@ async def test_processor_changelog_and_dlq_topics_are_durable_too(
     for name in own:
         assert configs[name]["min.insync.replicas"] == ("1", _DYNAMIC_TOPIC_CONFIG), name
         assert configs[name]["unclean.leader.election.enable"][0] == "false", name
+
+
+async def test_the_engine_waits_for_a_new_topic_to_reach_the_metadata(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """On a cluster a topic just created can be missing from the metadata of the broker asked
+    for a moment; the engine's start-up asks again instead of failing (here the topic only
+    appears 1 s after the first question)."""
+    from processors.engine._setup import _partition_counts
+
+    spec = TopicSpec(name="late-topic", writer="test", key="", value="", partitions=3)
+
+    async def create_later() -> None:
+        await asyncio.sleep(1.0)
+        await ensure_topics(kafka_bootstrap, [spec], topic_prefix)
+
+    creating = asyncio.create_task(create_later())
+    counts = await _partition_counts(kafka_bootstrap, [topic_prefix + "late-topic"])
+    await creating
+    assert counts == {topic_prefix + "late-topic": 3}
 
 
 async def test_a_weaker_existing_topic_is_fixed_and_other_differences_reported(
