@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 from pathlib import Path
 
 import orjson
 
 from ingress._frames import HEADER, Position, SpoolRecord, frame, scan
+from runtime.dirlock import lock_directory
 from runtime.errors import WecomStreamError
 from runtime.logs import get_logger
 
@@ -100,13 +100,9 @@ class Spool:
     # ------------------------------------------------------------------ lifecycle
     def open(self, *, blocking_lock: bool = False) -> Spool:
         """Lock the directory, recover (truncate a torn tail), count pending records."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking_lock else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            raise SpoolLockedError(f"spool {self.directory} is in use by another process") from None
+        fd = lock_directory(self.directory, blocking=blocking_lock)
+        if fd is None:
+            raise SpoolLockedError(f"spool {self.directory} is in use by another process")
         self._lock_fd = fd
         self._committed = self._load_position()
         numbers = sorted(
