@@ -20,25 +20,42 @@ database; in Kubernetes each pod has its own volume). A checkpoint older than th
 changelog's `delete.retention.ms` (Kafka's default, 1 day: our changelogs do not set it) is
 not trusted: compaction may have removed tombstones written after it, so the store is
 wiped and restored from the beginning.
+
+A process holds its instance directory under an exclusive lock (`runtime.dirlock`) while it
+runs: a second process started on the same directory (two `wecom-stream process NAME` with
+one `WECOM_STREAM_STATE_DIR`, both instance 0) exits at once with a one-line error instead
+of joining the group and failing every restore on RocksDB's own lock, which kept the whole
+group rebalancing.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 from processors.engine._disk_store import DiskStore
 from processors.engine._stores import MemoryStore, TaskStore
 from processors.engine.api import Processor, StoreSpec
+from runtime.dirlock import lock_directory
+from runtime.errors import ConfigError
 from runtime.logs import get_logger
 from runtime.settings import StoreKind
 
-__all__ = ["TOMBSTONE_RETENTION_MS", "StateManager"]
+__all__ = ["TOMBSTONE_RETENTION_MS", "StateDirInUseError", "StateManager"]
 
 _log = get_logger(__name__)
 TOMBSTONE_RETENTION_MS = 24 * 60 * 60 * 1000
 """The changelogs' `delete.retention.ms` (Kafka's default): how long compaction keeps a
 tombstone, so how old a local checkpoint may be and still be caught up."""
+
+
+class StateDirInUseError(ConfigError):
+    """Another live process holds this processor instance's state directory.
+
+    Operator action: give each process its own `WECOM_STREAM_STATE_DIR` (in Kubernetes each
+    pod has its own volume), or run several members of one process with `--instances N`.
+    """
 
 
 class StateManager:
@@ -57,6 +74,14 @@ class StateManager:
         if kind == "disk" and root is None:
             raise ValueError("disk stores need a state directory")
         self._kept: dict[int, dict[str, TaskStore]] = {}
+        self._lock_fd: int | None = None
+        if kind == "disk" and root is not None:
+            self._lock_fd = lock_directory(root)
+            if self._lock_fd is None:
+                raise StateDirInUseError(
+                    f"state directory {root} is in use by another process: give each process "
+                    "its own WECOM_STREAM_STATE_DIR, or use --instances N"
+                )
 
     def open(self, partition: int) -> dict[str, TaskStore]:
         """The task's stores: those kept from an earlier assignment, else opened (disk:
@@ -109,3 +134,6 @@ class StateManager:
             for store in stores.values():
                 store.close()
         self._kept.clear()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
