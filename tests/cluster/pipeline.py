@@ -253,7 +253,14 @@ class Pipeline:
         return self.ingress.log_text()[-3000:] if self.ingress else ""
 
     def add(self, name: str) -> CliProcess:
-        proc = self.procs.start("process", name, env=PROCESSOR_ENV)
+        """One more instance of processor `name`, with a state directory of its own as a pod
+        has its volume (slot = its place among the live instances: one that replaces a
+        killed instance finds that instance's state, as a restarted pod does)."""
+        slot = len(self.instances[name])
+        state = self.tmp_path / "state" / f"{name}-{slot}"
+        proc = self.procs.start(
+            "process", name, env={**PROCESSOR_ENV, "WECOM_STREAM_STATE_DIR": str(state)}
+        )
         self.instances[name].append(proc)
         return proc
 

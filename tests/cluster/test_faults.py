@@ -32,7 +32,17 @@ from tests.cluster.pipeline import (
 from tests.cluster.pipeline import mixed_callbacks as mix_of
 from tests.support.processes import CliProcesses, wait_for
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.slow,
+    pytest.mark.timeout(600),
+    # This process's own admin clients poll the cluster while a broker is killed and restarts;
+    # aiokafka can leave a connection it was still opening to that broker unclosed, and its
+    # ResourceWarning then surfaces at garbage collection in whichever test runs (seen
+    # 2026-12-04 in (a) and (b), every assertion of both passed). The pipeline under test runs
+    # in subprocesses: this hides nothing of theirs.
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
 
 RATE = 100.0
 """Callbacks per second, all kinds together: steady, and well inside what 2 cores give."""
