@@ -23,7 +23,7 @@ def pick_medians(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     picked: dict[str, Any] = {}
     for name, runs in rounds.items():
         ordered = sorted(runs, key=lambda r: r["server_cpu_us_per_request"])
-        picked[name] = {**ordered[(len(ordered) - 1) // 2], "rounds": len(runs)}
+        picked[name] = {**ordered[(len(ordered) - 1) // 2], "median_of_rounds": len(runs)}
         if len(runs) > 1:
             picked.setdefault("rounds", {})[name] = [
                 {k: r[k] for k in ("server_cpu_us_per_request", "requests_per_s")} for r in runs

@@ -94,6 +94,7 @@ def bare_server(port: int) -> None:
     `web.Application`, ~6 µs of CPU a request more) and the same event loop."""
     from aiohttp import web
 
+    from ingress.server import serve_http
     from runtime.eventloop import new_event_loop
     from runtime.supervisor import stop_on_signals
 
@@ -103,11 +104,7 @@ def bare_server(port: int) -> None:
 
     async def serve() -> None:
         with stop_on_signals() as stop:
-            runner = web.ServerRunner(web.Server(handler, access_log=None))
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            await stop.wait()
-            await runner.cleanup()
+            await serve_http(web.Server(handler, access_log=None), "127.0.0.1", port, stop)
 
     loop = new_event_loop()
     loop.run_until_complete(serve())

@@ -111,13 +111,13 @@ async def _callback(app: IngressApp, request: web.BaseRequest, trace: _Trace) ->
             return _error(401, "bad credential")
     elif kind == "feedback" and not auth.key_ok(request.query.get("key")):
         return _error(401, "bad credential: give the Insight key as ?key= or a path prefix")
-    if (request.content_length or 0) > app.max_body_bytes:
+    if (request.content_length or 0) > app.settings.max_body_bytes:
         return _error(413, "request body too large")
     try:
         if request.content.is_eof():  # the whole body is here already (a small callback)
             raw = await request.read()
         else:  # a timer only for a body still arriving: it cost ~10 µs a request
-            async with asyncio.timeout(app.body_read_timeout_s):
+            async with asyncio.timeout(app.settings.body_read_timeout_s):
                 raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _error(413, "request body too large")
@@ -286,8 +286,6 @@ class IngressApp:
         self.workers = workers
         self.metrics = IngressMetrics()
         self.access = AccessLog(settings.log_level, settings.log_format)
-        self.max_body_bytes = settings.max_body_bytes
-        self.body_read_timeout_s = settings.body_read_timeout_s
         insight_key = settings.insight_key.get_secret_value() if settings.insight_key else None
         self.auth = Auth(settings.tenant_tokens(), insight_key, settings.insight_tenant)
         self._publisher: Publisher | None = None
@@ -354,7 +352,13 @@ class IngressApp:
         """aiohttp's `BaseRequest`, with our body limit (`read()` raises 413 beyond it)."""
         loop = asyncio.get_running_loop()
         return web.BaseRequest(
-            message, payload, protocol, writer, task, loop, client_max_size=self.max_body_bytes
+            message,
+            payload,
+            protocol,
+            writer,
+            task,
+            loop,
+            client_max_size=self.settings.max_body_bytes,
         )
 
     def server(self, **kwargs: Any) -> web.Server:

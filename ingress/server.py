@@ -26,7 +26,7 @@ from runtime.settings import IngressSettings
 from runtime.supervisor import Child, ProcessChild, Restart, stop_on_signals, supervise
 from runtime.tracing import configure_tracing
 
-__all__ = ["serve"]
+__all__ = ["serve", "serve_http"]
 
 log = get_logger(__name__)
 _SHUTDOWN_TIMEOUT_S = 10.0
@@ -62,25 +62,41 @@ def _worker_main(settings: IngressSettings, bootstrap: str, index: int, workers:
 
 
 async def _run_worker(app: IngressApp, host: str, port: int, workers: int) -> None:
-    """Serve until SIGTERM / SIGINT, then stop gracefully: stop listening, let the requests in
-    flight finish (at most `_SHUTDOWN_TIMEOUT_S`), then flush the producer and close the
-    spools."""
+    """Serve until SIGTERM / SIGINT, then stop gracefully (`serve_http`), then flush the
+    producer and close the spools."""
     with stop_on_signals() as stop:
         await app.start()
-        runner = web.ServerRunner(app.server(access_log=None), shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
         try:
-            await runner.setup()
-            site = web.TCPSite(runner, host, port, reuse_port=workers > 1 or None)
-            await site.start()
-            await stop.wait()
+            await serve_http(
+                app.server(access_log=None), host, port, stop, reuse_port=workers > 1 or None
+            )
         finally:
-            await runner.cleanup()
             await app.stop()
             # what is left (none of ours should be) is cancelled, as aiohttp's run_app does
             pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def serve_http(
+    server: web.Server,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    *,
+    reuse_port: bool | None = None,
+) -> None:
+    """Serve aiohttp's low-level `server` on host:port until `stop` is set, then stop
+    listening and let the requests in flight finish (at most `_SHUTDOWN_TIMEOUT_S`). The
+    ingress worker's loop, and the bare baseline's in `bench/ingress.py`."""
+    runner = web.ServerRunner(server, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def serve(settings: IngressSettings, bootstrap: str, workers: int = 1) -> int:
