@@ -52,4 +52,3 @@ def tenant_of(headers: Mapping[str, str]) -> str:
 def scoped_key(tenant: str, *parts: str) -> str:
     """A key scoped by tenant: `tenant|part|part…` (a tenant name never holds `|`)."""
     return KEY_SEPARATOR.join((tenant, *parts))
-
