@@ -84,7 +84,7 @@ bench-backfill: kafka-jars ## backfill chat-records: messages/s for 100 customer
 	$(BIN)/python -m bench.backfill
 
 .PHONY: bench-e2e
-bench-e2e: kafka-jars ## HTTP callback -> committed chat.message.v1 latency at 800/s, ingress + normalizer (bench/results/e2e.json)
+bench-e2e: kafka-jars ## HTTP callback -> committed chat.message.v2 latency at 800/s, ingress + normalizer (bench/results/e2e.json)
 	$(BIN)/python -m bench.e2e
 
 .PHONY: bench-plots

@@ -21,6 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from processors.engine import Names
+from processors.membership import PROCESSOR
 from runtime.kafka import admin_client, consumer_config, producer_config
 from runtime.topics import ensure_topics
 from schemas.cloudevents import event_headers, stable_id
@@ -48,7 +49,7 @@ async def _committed(bootstrap: str, prefix: str) -> tuple[int, int]:
     try:
         tps = [TopicPartition(prefix + t, p) for t in _RAW for p in range(by_name(t).partitions)]
         ends = await consumer.end_offsets(tps)
-        offsets = await admin.list_consumer_group_offsets(Names("membership", prefix).group)
+        offsets = await admin.list_consumer_group_offsets(Names.of(PROCESSOR, prefix).group)
     finally:
         await admin.close()
         await consumer.stop()

@@ -65,7 +65,7 @@ def main() -> None:
     source = app.topic(
         prefix + "raw.yuju.message.v1", key_deserializer="bytes", value_deserializer="bytes"
     )
-    sink = app.topic(prefix + "chat.message.v1", key_serializer="bytes", value_serializer="bytes")
+    sink = app.topic(prefix + "chat.message.v2", key_serializer="bytes", value_serializer="bytes")
 
     def normalize(
         value: bytes, key: bytes, timestamp: int, headers: Any, state: State

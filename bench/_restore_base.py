@@ -57,6 +57,10 @@ def _seen_key(i: int) -> bytes:
     return uuid.UUID(int=i * 2654435761 + 12345).hex.encode()
 
 
+def _reply_key(i: int) -> bytes:
+    return f"default|bot-{i % 50}|exec-{i:09d}".encode()
+
+
 def _member(contact_id: str, t: int) -> dict[str, Any]:
     """A member record as membership writes it (`MemberRecord`, ~350 bytes)."""
     return {
@@ -129,9 +133,12 @@ def membership_entries(n: int, now_ms: int) -> Iterator[Entry]:
 
 STORES: dict[str, tuple[str, Callable[[int, int], Iterator[Entry]]]] = {
     # processor: (store, its N entries as the processor writes them)
-    "normalizer": ("seen", _uniform(_seen_key, 1)),
+    "normalizer": ("seen", _uniform(lambda i: b"default|" + _seen_key(i), 1)),
     "membership": ("rooms", membership_entries),
-    "feedback": ("replies", _uniform(lambda i: f"bot-{i % 50}|exec-{i:09d}".encode(), _REPLY)),
+    "feedback": (
+        "replies",
+        _uniform(lambda i: f"default|bot-{i % 50}|exec-{i:09d}".encode(), _REPLY),
+    ),
 }
 
 
@@ -278,7 +285,7 @@ async def start_to_output(
     log: Path,
     *,
     processor: str = "normalizer",
-    output: str = "chat.message.v1",
+    output: str = "chat.message.v2",
     probe: Callable[[], Probe] | None = None,
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Start `process <processor>`, produce one new input (`probe`, built right after the

@@ -1,4 +1,4 @@
-"""End-to-end latency: an HTTP message callback to its committed `chat.message.v1` record,
+"""End-to-end latency: an HTTP message callback to its committed `chat.message.v2` record,
 through the real ingress (`--workers 1`) and the real normalizer with default settings, at
 a constant rate (default 800 callbacks/s; vegeta, open loop: a request on every tick).
 
@@ -100,7 +100,7 @@ def _histogram_delta(before: dict[str, float], after: dict[str, float]) -> dict[
 
 
 class Reader:
-    """A read_committed consumer of `chat.message.v1`, from its end when started."""
+    """A read_committed consumer of `chat.message.v2`, from its end when started."""
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, tag: str) -> None:
         self.topic, self.partitions, self.tag = topic, partitions, tag.encode()
@@ -210,7 +210,7 @@ async def run(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str,
         print(f"warm-up: {args.warmup:.0f} s at {args.rate:.0f}/s ...", flush=True)
         await attack(vegeta, f"{url}/notice", work, args.rate, args.warmup, "warm", None)
         await asyncio.sleep(3)  # let the warm-up's tail commit
-        output = by_name("chat.message.v1")
+        output = by_name("chat.message.v2")
         reader = Reader(bootstrap, prefix + output.name, output.partitions, "e2e")
         await reader.start()
         stop = asyncio.Event()

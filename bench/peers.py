@@ -111,7 +111,7 @@ async def measure(
     mode: str, bootstrap: str, prefix: str, distinct: int, work: Path
 ) -> dict[str, Any]:
     argv, env = command(mode, bootstrap, prefix, work / f"{prefix}state")
-    consumer = AIOKafkaConsumer(prefix + "chat.message.v1", **consumer_config(bootstrap, None))
+    consumer = AIOKafkaConsumer(prefix + "chat.message.v2", **consumer_config(bootstrap, None))
     await consumer.start()
     log = (work / f"{prefix}log").open("wb")
     started = time.monotonic()

@@ -119,7 +119,7 @@ async def bare_loop(bootstrap: str, prefix: str, batch: int, interval_ms: int) -
 
 
 def _passthrough(record: InputRecord, ctx: Context) -> tuple[OutputRecord, ...]:
-    return (OutputRecord("chat.message.v1", record.key, record.value),)
+    return (OutputRecord("chat.message.v2", record.key, record.value),)
 
 
 async def engine_passthrough(bootstrap: str, prefix: str) -> None:
@@ -129,7 +129,7 @@ async def engine_passthrough(bootstrap: str, prefix: str) -> None:
     settings = ProcessorSettings(
         kafka_bootstrap_servers=bootstrap, topic_prefix=prefix, metrics_port=0
     )
-    processor = Processor("normalizer", (RAW,), ("chat.message.v1",), _passthrough)
+    processor = Processor("normalizer", (RAW,), ("chat.message.v2",), _passthrough)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await run_engine(processor, settings, bootstrap, stop)
@@ -227,7 +227,7 @@ async def run(args: argparse.Namespace, bootstrap: str, dedicated: bool) -> dict
             argv = [sys.executable, "-m", "wecom_stream", "process", "normalizer"]
             # from the moment the restored tasks start processing (before 2026-12-03 the
             # assignment was logged there; it is now logged before the restore)
-            marker, group = '"tasks_restored"', f"{prefix}wecom-stream.normalizer"
+            marker, group = '"tasks_restored"', f"{prefix}wecom-stream.normalizer.v2"
         result = await measure(mode, argv, env, marker, group, args.records, bootstrap)
         if label != "warm-up":
             runs[mode].append(result)

@@ -74,7 +74,7 @@ def _text(content: str, channel: Channel, role: SenderRole) -> str:
 
 
 def chat_record_message(
-    entry: ChatRecordEntry, *, received_at: datetime, tenant: str | None
+    entry: ChatRecordEntry, *, received_at: datetime, tenant: str
 ) -> ChatMessage:
     """The `ChatMessage` of one chat-record entry; `received_at`: when it was fetched."""
     message = entry.message

@@ -5,13 +5,14 @@ for the rules). No I/O. Private to `processors.feedback`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
 from schemas.feedback import WINDOWS, FeedbackEvent, FeedbackStats, Window, satisfaction
 from schemas.feedback import stats_key as _stats_key
 from schemas.feedback import window_bounds as _window_bounds
 from schemas.insight import FEEDBACK_STATUSES, FeedbackStatus
+from schemas.tenancy import DEFAULT_TENANT
 
 __all__ = [
     "Change",
@@ -38,6 +39,7 @@ class Vote:
     status: FeedbackStatus | None
     raw_status: str
     event_ms: int
+    tenant: str = DEFAULT_TENANT
     message_id: str | None = None
     session_id: str | None = None
     contact_id: str | None = None
@@ -46,7 +48,6 @@ class Vote:
     reply_text: str | None = None
     trigger_text: str | None = None
     comment: str | None = None
-    tenant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,7 @@ class Row:
     Identified by its record key (`schemas.feedback.stats_key`)."""
 
     key: str
+    tenant: str = field(compare=False)
     bot_id: str = field(compare=False)
     window: Window = field(compare=False)
     start: datetime | None = field(compare=False)
@@ -142,20 +144,25 @@ class Row:
     @classmethod
     def of(
         cls,
+        tenant: str,
         bot_id: str,
         window: Window,
         start: datetime | None,
         end: datetime | None,
         node_id: str | None = None,
     ) -> Row:
-        return cls(_stats_key(bot_id, window, start, node_id), bot_id, window, start, end, node_id)
+        key = _stats_key(tenant, bot_id, window, start, node_id)
+        return cls(key, tenant, bot_id, window, start, end, node_id)
 
 
-def rows_of(bot_id: str, reply: Reply) -> list[Row]:
-    """The rows a reply counts in: bot-wide, then per node; hour, day, all for each."""
-    bot_rows = [Row.of(bot_id, w, *_window_bounds(w, reply.rated_ms)) for w in WINDOWS]
+def rows_of(tenant: str, bot_id: str, reply: Reply, zone: tzinfo | None = None) -> list[Row]:
+    """The rows a reply counts in: bot-wide, then per node; hour, day, all for each (hour and
+    day windows aligned to `zone`'s local time, default `schemas.feedback.DEFAULT_TIMEZONE`)."""
+    bot_rows = [
+        Row.of(tenant, bot_id, w, *_window_bounds(w, reply.rated_ms, zone)) for w in WINDOWS
+    ]
     node_rows = [
-        Row(f"{row.key}|{node}", bot_id, row.window, row.start, row.end, node)
+        Row(f"{row.key}|{node}", tenant, bot_id, row.window, row.start, row.end, node)
         for node in reply.node_ids
         for row in bot_rows
     ]
@@ -180,8 +187,11 @@ def normalize_status(raw: str) -> FeedbackStatus | None:
     return None
 
 
-def decide(previous: Reply | None, vote: Vote) -> tuple[Outcome, Change | None]:
-    """The pure core: apply one vote to the reply's state (None: never rated)."""
+def decide(
+    previous: Reply | None, vote: Vote, zone: tzinfo | None = None
+) -> tuple[Outcome, Change | None]:
+    """The pure core: apply one vote to the reply's state (None: never rated); windows in
+    `zone`'s local time."""
     status = vote.status
     if status is None:
         return "unknown_status", None
@@ -203,7 +213,9 @@ def decide(previous: Reply | None, vote: Vote) -> tuple[Outcome, Change | None]:
             comment = vote.comment or kept
         if status == previous.status and comment == previous.comment:
             return "duplicate", None
-        old_rows = dict.fromkeys(rows_of(vote.bot_id, previous), Counts.of(previous))
+        old_rows = dict.fromkeys(
+            rows_of(vote.tenant, vote.bot_id, previous, zone), Counts.of(previous)
+        )
         reply = replace(
             previous,
             status=status,
@@ -215,11 +227,12 @@ def decide(previous: Reply | None, vote: Vote) -> tuple[Outcome, Change | None]:
     new_counts = Counts.of(reply)
     deltas = {
         row: delta
-        for row in rows_of(vote.bot_id, reply)
+        for row in rows_of(vote.tenant, vote.bot_id, reply, zone)
         if (delta := new_counts - old_rows.get(row, Counts()))
     }
     event = FeedbackEvent(
         bot_id=vote.bot_id,
+        tenant=vote.tenant,
         exec_id=vote.exec_id,
         message_id=reply.message_id,
         session_id=vote.session_id,
@@ -240,6 +253,7 @@ def stats_row(row: Row, counts: Counts) -> FeedbackStats:
     """The published value of a row holding `counts`."""
     return FeedbackStats(
         bot_id=row.bot_id,
+        tenant=row.tenant,
         node_id=row.node_id,
         window=row.window,
         window_start=row.start,

@@ -25,6 +25,7 @@ import orjson
 
 from schemas.cloudevents import format_time
 from schemas.room import MemberChangeKind
+from schemas.tenancy import DEFAULT_TENANT
 
 __all__ = [
     "ROOM_FIELDS",
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 EventKind = Literal["join", "leave", "topic"]
-ROOM_FIELDS = ("tenant", "topic", "owner_id", "avatar_url")
+ROOM_FIELDS = ("topic", "owner_id", "avatar_url")
 """Room attributes, each last-writer-wins on its own (an event without a value keeps it)."""
 
 _RANK = {"join": 0, "leave": 1, "topic": 0}
@@ -112,6 +113,7 @@ class RoomEventIn:
     room_id: str
     event_ms: int
     event_id: str
+    tenant: str = DEFAULT_TENANT
     attrs: dict[str, str | None] = field(default_factory=dict)
     members: tuple[MemberInfo, ...] = ()
 
@@ -135,17 +137,18 @@ class Transition:
         return not self.member_writes and not self.snapshot_changed and not self.room_changed
 
 
-def room_key(room_id: str) -> str:
-    return f"room:{room_id}"
+def room_key(scope: str) -> str:
+    """The key of a room's record; `scope`: the room id scoped by tenant (`tenant|room`)."""
+    return f"room:{scope}"
 
 
-def member_prefix(room_id: str) -> str:
+def member_prefix(scope: str) -> str:
     """The common start of a room's member keys; the length makes keys unambiguous."""
-    return f"member:{len(room_id)}:{room_id}:"
+    return f"member:{len(scope)}:{scope}:"
 
 
-def member_key(room_id: str, contact_id: str) -> str:
-    return member_prefix(room_id) + contact_id
+def member_key(scope: str, contact_id: str) -> str:
+    return member_prefix(scope) + contact_id
 
 
 def format_ms(ms: int) -> str:
@@ -274,7 +277,9 @@ def _attr(room: RoomRecord, name: str) -> Any:
     return None if current is None else current[0]
 
 
-def snapshot_bytes(room_id: str, room: RoomRecord, records: Sequence[MemberRecord | None]) -> bytes:
+def snapshot_bytes(
+    room_id: str, tenant: str, room: RoomRecord, records: Sequence[MemberRecord | None]
+) -> bytes:
     """The room's `RoomMembership` JSON, byte for byte what the model serializes (fields in
     its order), in one `orjson.dumps`. `records`: the member records of `room["present"]`,
     in that order (fetched by the caller in one tight loop: a big room has 2,000)."""
@@ -287,7 +292,7 @@ def snapshot_bytes(room_id: str, room: RoomRecord, records: Sequence[MemberRecor
     return orjson.dumps(
         {
             "room_id": room_id,
-            "tenant": _attr(room, "tenant"),
+            "tenant": tenant,
             "topic": _attr(room, "topic"),
             "owner_id": _attr(room, "owner_id"),
             "avatar_url": _attr(room, "avatar_url"),

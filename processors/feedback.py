@@ -2,8 +2,13 @@
 per-bot and per-flow-node counts over hourly, daily and all-time windows.
 
 Reads `raw.insight.feedback.v1` (keyed by `botId`, so one bot's state lives in one
-partition); writes one `FeedbackEvent` per callback that changes a reply, and the
-`FeedbackStats` rows that changed. Semantics (also in docs/design.md, "feedback"):
+partition); writes one `FeedbackEvent` per callback that changes a reply
+(`feedback.event.v2`, key `tenant|botId`), and the `FeedbackStats` rows that changed
+(`feedback.stats.v2`). Semantics (also in docs/design.md, "feedback"):
+
+- Tenants: the record's `tenant` header (`schemas.tenancy.tenant_of`; `default` when absent,
+  the DLQ when it is no valid tenant name) scopes every store key and output key, so one
+  tenant's votes never move another's counts, even for the same `botId`.
 
 - Reply identity: `botId` + `execId`. `execId` is on every callback of a reply, while
   `messageId` may be absent on some of them; keying by "messageId when present" would count
@@ -39,8 +44,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from prometheus_client import Counter
@@ -57,13 +63,22 @@ from processors._feedback_state import (
     normalize_status,
     stats_row,
 )
-from processors.engine.api import Context, InputRecord, OutputRecord, Processor, StoreSpec
+from processors.engine.api import (
+    Context,
+    Handler,
+    InputRecord,
+    OutputRecord,
+    Processor,
+    StoreSpec,
+)
 from runtime.errors import WecomStreamError
 from runtime.logs import get_logger
 from runtime.settings import ProcessorSettings
 from schemas.cloudevents import event_headers, parse_time
+from schemas.feedback import DEFAULT_TIMEZONE
 from schemas.insight import InsightFeedback
 from schemas.registry import FEEDBACK_EVENT, FEEDBACK_STATS, RAW_INSIGHT_FEEDBACK, by_name
+from schemas.tenancy import scoped_key, tenant_of
 
 __all__ = [
     "CALLBACKS",
@@ -78,7 +93,8 @@ __all__ = [
     "Vote",
     "configure",
     "decide",
-    "handle",
+    "handle_vote",
+    "make_handler",
     "normalize_status",
     "parse_vote",
     "stats_row",
@@ -162,7 +178,7 @@ def parse_vote(value: bytes | None, headers: Mapping[str, str], timestamp_ms: in
         reply_text="\n".join(texts) or None,
         trigger_text=_text(received.get("text")) if received else None,
         comment=_text(body.feedback),
-        tenant=headers.get("tenant") or None,
+        tenant=tenant_of(headers),
     )
 
 
@@ -185,12 +201,21 @@ def _headers(record: InputRecord, vote: Vote) -> Callable[[str, str], list[tuple
     return headers
 
 
-def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
+def make_handler(zone: tzinfo) -> Handler:
+    """The engine handler, with hour and day windows aligned to `zone`'s local time."""
+
+    def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
+        return handle_vote(record, ctx, zone)
+
+    return handle
+
+
+def handle_vote(record: InputRecord, ctx: Context, zone: tzinfo) -> list[OutputRecord]:
     """Engine adapter: load the reply and its rows from the stores, apply `decide`, save."""
     vote = parse_vote(record.value, record.headers, record.timestamp_ms)
     replies = ctx.store(REPLIES)
-    reply_key = f"{vote.bot_id}|{vote.exec_id}"
-    outcome, change = decide(Reply.from_json(replies.get(reply_key)), vote)
+    reply_key = scoped_key(vote.tenant, vote.bot_id, vote.exec_id)
+    outcome, change = decide(Reply.from_json(replies.get(reply_key)), vote, zone)
     CALLBACKS.labels(outcome).inc()
     if change is None:
         if outcome == "unknown_status":
@@ -205,7 +230,12 @@ def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
     replies.set(reply_key, change.reply.to_json())
     headers = _headers(record, vote)
     out = [
-        OutputRecord(FEEDBACK_EVENT, vote.bot_id, change.event, headers(FEEDBACK_EVENT, "event"))
+        OutputRecord(
+            FEEDBACK_EVENT,
+            scoped_key(vote.tenant, vote.bot_id),
+            change.event,
+            headers(FEEDBACK_EVENT, "event"),
+        )
     ]
     for row, delta in change.deltas.items():
         store = ctx.store(TOTALS if row.window == "all" else WINDOW_ROWS)
@@ -223,25 +253,27 @@ def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
 
 
 def configure(settings: ProcessorSettings) -> Processor:
-    """The declaration with `WECOM_STREAM_FEEDBACK_RETENTION_MS` applied."""
-    return _declare(settings.feedback_retention_ms)
+    """The declaration with `WECOM_STREAM_FEEDBACK_RETENTION_MS` and
+    `WECOM_STREAM_TIMEZONE` applied."""
+    return _declare(settings.feedback_retention_ms, ZoneInfo(settings.timezone))
 
 
-def _declare(retention_ms: int) -> Processor:
+def _declare(retention_ms: int, zone: tzinfo) -> Processor:
     # Rows are written with every change of a reply in them, so a row never expires before
     # the replies it counts: the same retention for both keeps them consistent.
     return Processor(
         name="feedback",
         inputs=(RAW_INSIGHT_FEEDBACK,),
         outputs=(FEEDBACK_EVENT, FEEDBACK_STATS),
-        handle=handle,
+        handle=make_handler(zone),
         stores=(
             StoreSpec(REPLIES, retention_ms=retention_ms),
             StoreSpec(WINDOW_ROWS, retention_ms=retention_ms),
             StoreSpec(TOTALS),
         ),
+        state_version=2,  # store keys scoped by tenant (docs/upgrading.md)
     )
 
 
-PROCESSOR = _declare(RETENTION_MS)
+PROCESSOR = _declare(RETENTION_MS, ZoneInfo(DEFAULT_TIMEZONE))
 """The declaration with the default retention (`configure` is what the runner uses)."""

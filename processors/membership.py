@@ -11,8 +11,12 @@ Semantics (also in docs/design.md, "membership"):
   times are settled deterministically, a leave winning a tie. A duplicate (same `ce_id`) or
   an older event changes nothing and emits nothing; a late join never resurrects a member
   who left later, nor a late leave remove one who rejoined later.
-- Room topic, owner, avatar and tenant are last-writer-wins each on its own, by (event time,
+- Room topic, owner and avatar are last-writer-wins each on its own, by (event time,
   `ce_id`); an event without a value keeps the current one.
+- Tenants: a room is identified by (tenant, `imRoomId`): the record's `tenant` header
+  (`schemas.tenancy.tenant_of`; `default` when absent, the DLQ when it is no valid tenant
+  name) scopes the store keys and the output keys (`tenant|room id`). Two companies' bots in
+  one WeCom room keep a state and a snapshot each; neither can change the other's.
 - Departed members are remembered (tombstone with its time) for
   `WECOM_STREAM_MEMBERSHIP_DEPARTED_RETENTION_MS` (default 7 days) of the room's event
   time; an event older than that horizon about a member without any record is dropped and
@@ -68,6 +72,7 @@ from schemas.registry import (
     by_name,
 )
 from schemas.room import MemberChange
+from schemas.tenancy import scoped_key, tenant_of
 from schemas.yuju import RoomEvent, RoomJoin, RoomLeave, RoomTopic
 
 __all__ = [
@@ -204,8 +209,8 @@ def parse_event(
         room_id=room_id,
         event_ms=event_time_ms(event.timestamp, headers, timestamp_ms),
         event_id=headers.get("ce_id") or stable_id(body if isinstance(body, dict) else {}),
+        tenant=tenant_of(headers),
         attrs={
-            "tenant": headers.get("tenant") or None,
             "topic": event.topic,
             "owner_id": _text(event.owner_im_contact_id),
             "avatar_url": event.avatar_url,
@@ -215,7 +220,7 @@ def parse_event(
 
 
 def _headers(
-    record: InputRecord, topic: str, part: str, ms: int, tenant: str | None
+    record: InputRecord, topic: str, part: str, ms: int, tenant: str
 ) -> list[tuple[str, bytes]]:
     # Derived from the input position: a record re-processed after a crash gets the same id.
     ce_id = stable_id({"in": f"{record.topic}/{record.partition}/{record.offset}", "out": part})
@@ -234,27 +239,27 @@ def handle_event(
     """Engine adapter: load the room, apply the event, write what changed, build outputs."""
     event = parse_event(record.topic, record.value, record.headers, record.timestamp_ms)
     store = ctx.store(STORE)
-    room_id = event.room_id
-
-    prefix = member_prefix(room_id)
+    room_id, tenant = event.room_id, event.tenant
+    scope = scoped_key(tenant, room_id)  # the room's store keys and output key
+    prefix = member_prefix(scope)
 
     def lookup(contact_id: str) -> MemberRecord | None:
         found: MemberRecord | None = store.get(prefix + contact_id)
         return found
 
-    room: RoomRecord | None = store.get(room_key(room_id))
+    room: RoomRecord | None = store.get(room_key(scope))
     step = apply_event(room, lookup, event, retention_ms)
     if step.stale:
         return step, []
     writes = step.member_writes
 
-    tenant = step.room["attrs"].get("tenant", [None])[0]
     out = [
         OutputRecord(
             ROOM_MEMBER_CHANGE,
-            room_id,
+            scope,
             MemberChange(
                 room_id=room_id,
+                tenant=tenant,
                 contact_id=contact_id,
                 change=change,
                 event_time=datetime.fromtimestamp(event.event_ms / 1000, tz=UTC),
@@ -269,7 +274,7 @@ def handle_event(
         records = [
             writes[cid] if cid in writes else get(prefix + cid) for cid in step.room["present"]
         ]
-        snapshot = snapshot_bytes(room_id, step.room, records)
+        snapshot = snapshot_bytes(room_id, tenant, step.room, records)
         if len(snapshot) > MAX_SNAPSHOT_BYTES:
             raise MembershipRejected(
                 f"room {room_id} would have a snapshot of {len(snapshot)} bytes (over "
@@ -278,7 +283,7 @@ def handle_event(
         out.append(
             OutputRecord(
                 ROOM_MEMBERSHIP,
-                room_id,
+                scope,
                 snapshot,
                 _headers(record, ROOM_MEMBERSHIP, "snapshot", step.room["updated"], tenant),
             )
@@ -289,7 +294,7 @@ def handle_event(
             store.delete(prefix + contact_id)
         else:
             store.set(prefix + contact_id, member)
-    store.set(room_key(room_id), step.room)
+    store.set(room_key(scope), step.room)
     return step, out
 
 
@@ -322,6 +327,7 @@ def declare(departed_retention_ms: int) -> Processor:
         handle=make_handler(departed_retention_ms),
         stores=(StoreSpec(STORE),),
         compression_type=by_name(ROOM_MEMBERSHIP).compression_type,
+        state_version=2,  # store keys scoped by tenant (docs/upgrading.md)
     )
 
 

@@ -1,6 +1,11 @@
-"""The normalizer: `raw.yuju.message.v1` → `chat.message.v1`, one strict `ChatMessage` per
-distinct `messageId`, keyed by conversation id. Pure functions plus the handler the engine
-runs (`PROCESSOR` / `configure`).
+"""The normalizer: `raw.yuju.message.v1` → `chat.message.v2`, one strict `ChatMessage` per
+distinct `messageId` of a tenant, keyed `tenant|conversation id`. Pure functions plus the
+handler the engine runs (`PROCESSOR` / `configure`).
+
+Tenants: the record's `tenant` header (`schemas.tenancy.tenant_of`; `default` when absent,
+the DLQ when it is no valid tenant name) scopes every store key and the output's key and
+`ce_id` (`tenant|messageId`), so one tenant's messages never suppress, nor share a
+conversation mode with, another's.
 
 It also reads `raw.yuju.chat-record.v1` (history written by `wecom-stream backfill
 chat-records`): one `ChatMessage` (`origin` chat_record) per distinct entry id, mapped by
@@ -77,6 +82,7 @@ from schemas.chat import Channel, ChatMessage
 from schemas.chat_record import ChatRecordEntry, entry_id
 from schemas.cloudevents import event_headers, parse_time
 from schemas.registry import CHAT_MESSAGE, RAW_YUJU_CHAT_RECORD, RAW_YUJU_MESSAGE, by_name
+from schemas.tenancy import scoped_key, tenant_of
 from schemas.yuju import YujuMessage
 
 __all__ = [
@@ -106,7 +112,7 @@ def normalize(
     msg: YujuMessage,
     *,
     received_at: datetime,
-    tenant: str | None,
+    tenant: str,
     conversation_mode: Channel | None = None,
 ) -> ChatMessage:
     """The `ChatMessage` for one parsed callback (pure)."""
@@ -141,7 +147,7 @@ def chat_fields(
     msg: FastMessage,
     *,
     received_iso: str,
-    tenant: str | None,
+    tenant: str,
     conversation_mode: Channel | None = None,
 ) -> dict[str, Any]:
     """`normalize` for the fast path: the `ChatMessage` as the dict its JSON is, built
@@ -225,86 +231,85 @@ def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
         raise ValueError("record has no value (a tombstone is not a message callback)")
     if record.topic == RAW_YUJU_CHAT_RECORD:
         return _handle_chat_record(record, ctx)
+    tenant = tenant_of(record.headers)
     fast = parse_fast(record.value)
     if fast is not None:
-        done = _handle_fast(record, ctx, fast)
+        done = _handle_fast(record, ctx, fast, tenant)
         if done is not None:
             return done
     msg = YujuMessage.model_validate_json(record.value)
     seen = ctx.store(SEEN_STORE)
-    if msg.message_id in seen:
+    seen_key = scoped_key(tenant, msg.message_id)
+    if seen_key in seen:
         return ()
-    seen.set(msg.message_id, 1)
+    seen.set(seen_key, 1)
     modes = ctx.store(MODE_STORE)
-    conversation = msg.conversation_id
-    mode = modes.get(conversation)
+    mode_key = scoped_key(tenant, msg.conversation_id)
+    mode = modes.get(mode_key)
     received_at, ce_time = _received(record)
-    out = normalize(
-        msg,
-        received_at=received_at,
-        tenant=record.headers.get("tenant") or None,
-        conversation_mode=mode,
-    )
+    out = normalize(msg, received_at=received_at, tenant=tenant, conversation_mode=mode)
     if out.direction == "outbound" and mode != out.channel:
-        modes.set(conversation, out.channel)
+        modes.set(mode_key, out.channel)
     return (_output(out, ce_time),)
 
 
 def _output(out: ChatMessage, ce_time: str | None) -> OutputRecord:
-    """A validated `ChatMessage` as its record (key: the conversation), with its headers;
-    `ce_time` passed on when the input's is canonical, else written from `received_at`."""
+    """A validated `ChatMessage` as its record (key `tenant|conversation`), with its
+    headers (`ce_id` `tenant|message_id`); `ce_time` passed on when the input's is
+    canonical, else written from `received_at`."""
     headers = event_headers(
-        ce_id=out.message_id,
+        ce_id=scoped_key(out.tenant, out.message_id),
         source=CE_SOURCE,
         ce_type=_CE_TYPE,
         time=ce_time or out.received_at,
         tenant=out.tenant,
     )
-    return OutputRecord(CHAT_MESSAGE, out.conversation_id, out, headers)
+    return OutputRecord(CHAT_MESSAGE, scoped_key(out.tenant, out.conversation_id), out, headers)
 
 
 def _handle_fast(
-    record: InputRecord, ctx: Context, msg: FastMessage
+    record: InputRecord, ctx: Context, msg: FastMessage, tenant: str
 ) -> Iterable[OutputRecord] | None:
     """`handle` on the fast path: the same steps, the output serialized from a dict. None
     (nothing written to the stores) when orjson cannot write the output: the model path
     takes the record."""
     seen = ctx.store(SEEN_STORE)
-    if msg.message_id in seen:
+    seen_key = scoped_key(tenant, msg.message_id)
+    if seen_key in seen:
         return ()
     modes = ctx.store(MODE_STORE)
     conversation = msg.conversation_id
-    mode = modes.get(conversation)
+    mode_key = scoped_key(tenant, conversation)
+    mode = modes.get(mode_key)
     received_iso, ce_time = _received_fast(record)
-    tenant = record.headers.get("tenant") or None
     out = chat_fields(msg, received_iso=received_iso, tenant=tenant, conversation_mode=mode)
     value = chat_json(out)
     if value is None:
         return None
-    seen.set(msg.message_id, 1)
+    seen.set(seen_key, 1)
     if out["direction"] == "outbound" and mode != out["channel"]:
-        modes.set(conversation, out["channel"])
+        modes.set(mode_key, out["channel"])
     headers = event_headers(
-        ce_id=msg.message_id,
+        ce_id=seen_key,
         source=CE_SOURCE,
         ce_type=_CE_TYPE,
         time=ce_time,
         tenant=tenant,
     )
-    return (OutputRecord(CHAT_MESSAGE, conversation, value, headers),)
+    return (OutputRecord(CHAT_MESSAGE, scoped_key(tenant, conversation), value, headers),)
 
 
 def _handle_chat_record(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
     """One backfilled chat-record entry: dropped when its id was seen, else its message."""
     assert record.value is not None  # handle() checked
+    tenant = tenant_of(record.headers)
     entry = ChatRecordEntry.model_validate_json(record.value)
     history = ctx.store(HISTORY_STORE)
-    message_id = entry_id(entry)
-    if message_id in history:  # a re-run of the same backfill: nothing is built
+    history_key = scoped_key(tenant, entry_id(entry))
+    if history_key in history:  # a re-run of the same backfill: nothing is built
         return ()
-    history.set(message_id, 1)
+    history.set(history_key, 1)
     received_at, ce_time = _received(record)
-    tenant = record.headers.get("tenant") or None
     return (_output(chat_record_message(entry, received_at=received_at, tenant=tenant), ce_time),)
 
 
@@ -319,6 +324,7 @@ def _declaration(dedup_ms: int, history_ms: int) -> Processor:
             StoreSpec(MODE_STORE, dedup_ms),
             StoreSpec(HISTORY_STORE, history_ms),
         ),
+        state_version=2,  # store keys scoped by tenant (docs/upgrading.md)
     )
 
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.feedback import DEFAULT_TIMEZONE
 
 __all__ = [
     "BackfillSettings",
@@ -257,7 +260,12 @@ class ProcessorSettings(CommonSettings):
         default=90 * 24 * 60 * 60 * 1000,
         gt=0,
         description="How long (stream time) the normalizer remembers a backfilled chat "
-        "record's id: re-running a backfill within it adds nothing to chat.message.v1.",
+        "record's id: re-running a backfill within it adds nothing to chat.message.v2.",
+    )
+    timezone: str = Field(
+        default=DEFAULT_TIMEZONE,
+        description="IANA time zone whose midnights and hours bound the feedback "
+        "processor's day and hour windows (`window_start`/`window_end` carry its offset).",
     )
     feedback_retention_ms: int = Field(
         default=30 * 24 * 60 * 60 * 1000,
@@ -265,6 +273,18 @@ class ProcessorSettings(CommonSettings):
         description="How long (stream time) the feedback processor keeps a reply and its "
         "hour/day rows after their last change; a later vote counts as a new rating.",
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as Asia/Shanghai or UTC"
+            ) from None
+        return value
+
     membership_departed_retention_ms: int = Field(
         default=7 * 24 * 60 * 60 * 1000,
         gt=0,

@@ -1,5 +1,6 @@
-"""`ChatMessage`: the normalized chat message on `chat.message.v1` (strict, snake_case),
-written by the normalizer, one per distinct platform `messageId`.
+"""`ChatMessage`: the normalized chat message on `chat.message.v2` (strict, snake_case),
+written by the normalizer, one per distinct platform `messageId` per tenant (record key
+`tenant|conversation_id`, `ce_id` `tenant|message_id`).
 
 Field names are the contract in DESIGN.md ("Output field names"); the mapping from the
 platform's callback is documented in `processors.normalizer` and docs/design.md ("normalizer").
@@ -83,7 +84,10 @@ class ChatMessage(Outbound):
         "`cr-` id (stable across re-runs of a backfill over a fixed window)"
     )
     conversation_id: str = Field(description="chatId (one bot × one customer), else bot:room")
-    tenant: str | None = Field(description="tenant resolved by the ingress from the token")
+    tenant: str = Field(
+        description="the tenant (resolved by the ingress from the token); `default` for a "
+        "record that names none"
+    )
     platform: Literal["yuju"] = "yuju"
     bot_id: str | None
     contact_id: str | None

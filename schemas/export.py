@@ -21,12 +21,12 @@ JSON_DIR = Path(__file__).parent / "json"
 
 OUTBOUND_MODELS: dict[str, str] = {
     # topic -> "module:Class" of its value model (each processor issue adds its own)
-    "chat.message.v1": "schemas.chat:ChatMessage",
+    "chat.message.v2": "schemas.chat:ChatMessage",
     "raw.yuju.chat-record.v1": "schemas.chat_record:ChatRecordEntry",
-    "feedback.event.v1": "schemas.feedback:FeedbackEvent",
-    "feedback.stats.v1": "schemas.feedback:FeedbackStats",
-    "room.membership.v1": "schemas.room:RoomMembership",
-    "room.member-change.v1": "schemas.room:MemberChange",
+    "feedback.event.v2": "schemas.feedback:FeedbackEvent",
+    "feedback.stats.v2": "schemas.feedback:FeedbackStats",
+    "room.membership.v2": "schemas.room:RoomMembership",
+    "room.member-change.v2": "schemas.room:MemberChange",
 }
 
 

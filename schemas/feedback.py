@@ -1,24 +1,33 @@
-"""Outbound contracts of the feedback processor: `FeedbackEvent` (`feedback.event.v1`),
-`FeedbackStats` (`feedback.stats.v1`), the stats key format and the window arithmetic.
+"""Outbound contracts of the feedback processor: `FeedbackEvent` (`feedback.event.v2`, key
+`tenant|bot_id`), `FeedbackStats` (`feedback.stats.v2`), the stats key format and the
+window arithmetic.
 
-Stats key: `"{bot_id}|{window}|{window_start}"`, plus `"|{node_id}"` for a per-node row;
-`window` is `hour`, `day` or `all`; `window_start` is the UTC start as
-`YYYY-MM-DDTHH:MM:SSZ`, empty for `all`. Windows are tumbling and aligned to UTC.
+Stats key: `"{tenant}|{bot_id}|{window}|{window_start}"`, plus `"|{node_id}"` for a
+per-node row; `window` is `hour`, `day` or `all`; `window_start` is the window's start in
+RFC 3339 with the zone's offset (`2026-01-02T00:00:00+08:00`), empty for `all`.
+
+Windows are tumbling and aligned to the local time of one zone (`WECOM_STREAM_TIMEZONE`,
+default `Asia/Shanghai`, where the teams using WeCom work): an hour window is a local wall
+hour, a day window runs from local midnight to the next (23 or 25 hours on a daylight-saving
+change, in zones that have one). `window_start` and `window_end` are written with the
+zone's offset, the same text in the key and in the value.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Literal, Self
+from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, field_serializer, model_validator
 
 from schemas._base import Outbound
 from schemas.insight import FeedbackStatus
+from schemas.tenancy import scoped_key
 
 __all__ = [
+    "DEFAULT_TIMEZONE",
     "WINDOWS",
-    "WINDOW_MS",
     "FeedbackEvent",
     "FeedbackStats",
     "Window",
@@ -30,30 +39,46 @@ __all__ = [
 
 Window = Literal["hour", "day", "all"]
 WINDOWS: tuple[Window, ...] = ("hour", "day", "all")
-WINDOW_MS: dict[Window, int] = {"hour": 3_600_000, "day": 86_400_000}
-"""Length of the tumbling windows (`all` has none)."""
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+"""The default of `WECOM_STREAM_TIMEZONE`: China time, where a working day starts."""
+_DEFAULT_ZONE = ZoneInfo(DEFAULT_TIMEZONE)
+_HOUR = timedelta(hours=1)
 
 
-def window_bounds(window: Window, event_ms: int) -> tuple[datetime | None, datetime | None]:
-    """(start, end) in UTC of the `window` holding the epoch-ms instant; (None, None) for all."""
+def window_bounds(
+    window: Window, event_ms: int, zone: tzinfo | None = None
+) -> tuple[datetime | None, datetime | None]:
+    """(start, end) of the `window` holding the epoch-ms instant, aligned to `zone`'s local
+    time (default `DEFAULT_TIMEZONE`) and carrying its offset; (None, None) for `all`."""
     if window == "all":
         return None, None
-    size = WINDOW_MS[window]
-    start_ms = event_ms - event_ms % size
-    start = datetime.fromtimestamp(start_ms / 1000, tz=UTC)
-    return start, start + timedelta(milliseconds=size)
+    zone = zone or _DEFAULT_ZONE
+    local = datetime.fromtimestamp(event_ms / 1000, tz=zone)
+    if window == "hour":
+        start = local.replace(minute=0, second=0, microsecond=0)  # keeps `fold`
+        return start, (start.astimezone(UTC) + _HOUR).astimezone(zone)
+    day = local.date()
+    return (
+        datetime.combine(day, time(), tzinfo=zone),
+        datetime.combine(day + timedelta(days=1), time(), tzinfo=zone),
+    )
 
 
 def format_window_start(start: datetime | None) -> str:
-    """A window start as it appears in stats keys: `YYYY-MM-DDTHH:MM:SSZ`, empty for None."""
-    return "" if start is None else start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A window bound as keys and values carry it: RFC 3339 with its own offset, to the
+    second (`2026-01-02T00:00:00+08:00`); empty for None."""
+    return "" if start is None else start.isoformat(timespec="seconds")
 
 
 def stats_key(
-    bot_id: str, window: Window, window_start: datetime | None, node_id: str | None = None
+    tenant: str,
+    bot_id: str,
+    window: Window,
+    window_start: datetime | None,
+    node_id: str | None = None,
 ) -> str:
-    """The `feedback.stats.v1` record key of one row (bot-wide when `node_id` is None)."""
-    key = f"{bot_id}|{window}|{format_window_start(window_start)}"
+    """The `feedback.stats.v2` record key of one row (bot-wide when `node_id` is None)."""
+    key = scoped_key(tenant, bot_id, window, format_window_start(window_start))
     return key if node_id is None else f"{key}|{node_id}"
 
 
@@ -67,6 +92,10 @@ class FeedbackEvent(Outbound):
     """One callback that changed the status (or the comment) of a bot reply."""
 
     bot_id: str
+    tenant: str = Field(
+        description="The tenant of the callback (`WECOM_STREAM_INSIGHT_TENANT` at the "
+        "ingress); `default` for records that name none."
+    )
     exec_id: str = Field(description="The bot execution (reply) the vote is about.")
     message_id: str | None = Field(
         description="The reply's message id, when the platform sent one."
@@ -93,10 +122,17 @@ class FeedbackStats(Outbound):
     """The counts of one bot (or one flow node of a bot) over one window, latest status only."""
 
     bot_id: str
+    tenant: str = Field(description="As `FeedbackEvent.tenant`.")
     node_id: str | None = Field(description="Null for the bot-wide row.")
     window: Window
-    window_start: AwareDatetime | None = Field(description="Null for `all`.")
-    window_end: AwareDatetime | None = Field(description="Exclusive; null for `all`.")
+    window_start: AwareDatetime | None = Field(
+        description="Local start of the window in `WECOM_STREAM_TIMEZONE` (default "
+        "Asia/Shanghai), RFC 3339 with its offset, e.g. `2026-01-02T00:00:00+08:00`; null "
+        "for `all`."
+    )
+    window_end: AwareDatetime | None = Field(
+        description="Exclusive end, as `window_start`; null for `all`."
+    )
     thumbs_up: int = Field(ge=0)
     thumbs_down: int = Field(ge=0)
     neutral: int = Field(ge=0, description="Replies rated once whose latest status is `none`.")
@@ -104,6 +140,10 @@ class FeedbackStats(Outbound):
         ge=0, le=1, description="thumbs_up / (thumbs_up + thumbs_down); null with no votes."
     )
     comments: int = Field(ge=0, description="Replies whose latest status carries a comment.")
+
+    @field_serializer("window_start", "window_end")
+    def _bound(self, value: datetime | None) -> str | None:
+        return None if value is None else format_window_start(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -120,4 +160,4 @@ class FeedbackStats(Outbound):
     @property
     def key(self) -> str:
         """This row's record key (`stats_key`)."""
-        return stats_key(self.bot_id, self.window, self.window_start, self.node_id)
+        return stats_key(self.tenant, self.bot_id, self.window, self.window_start, self.node_id)

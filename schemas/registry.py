@@ -13,6 +13,7 @@ __all__ = [
     "DAY_MS",
     "DEFAULT_PARTITIONS",
     "REGISTRY",
+    "RETIRED_OUTPUTS",
     "TopicSpec",
     "by_name",
     "dlq_topic",
@@ -67,11 +68,21 @@ RAW_YUJU_ROOM_TOPIC = "raw.yuju.room-topic.v1"
 RAW_INSIGHT_FEEDBACK = "raw.insight.feedback.v1"
 RAW_UNROUTED = "raw.unrouted.v1"
 RAW_YUJU_CHAT_RECORD = "raw.yuju.chat-record.v1"
-CHAT_MESSAGE = "chat.message.v1"
-ROOM_MEMBERSHIP = "room.membership.v1"
-ROOM_MEMBER_CHANGE = "room.member-change.v1"
-FEEDBACK_EVENT = "feedback.event.v1"
-FEEDBACK_STATS = "feedback.stats.v1"
+CHAT_MESSAGE = "chat.message.v2"
+ROOM_MEMBERSHIP = "room.membership.v2"
+ROOM_MEMBER_CHANGE = "room.member-change.v2"
+FEEDBACK_EVENT = "feedback.event.v2"
+FEEDBACK_STATS = "feedback.stats.v2"
+RETIRED_OUTPUTS = (
+    "chat.message.v1",
+    "room.membership.v1",
+    "room.member-change.v1",
+    "feedback.event.v1",
+    "feedback.stats.v1",
+)
+"""The processors' outputs before tenant-scoped keys (state version 1): no longer written
+nor created. Existing clusters keep them until their consumers moved to `.v2`
+(docs/upgrading.md); then an operator deletes them."""
 
 PROCESSOR_NAMES = ("normalizer", "membership", "feedback")
 
@@ -119,14 +130,14 @@ REGISTRY: tuple[TopicSpec, ...] = (
     TopicSpec(
         CHAT_MESSAGE,
         "normalizer",
-        "conversation id",
+        "tenant|conversation id",
         "ChatMessage",
         max_message_bytes=DERIVED_MAX_MESSAGE_BYTES,
     ),
     TopicSpec(
         ROOM_MEMBERSHIP,
         "membership",
-        "room id",
+        "tenant|room id",
         "RoomMembership (full snapshot)",
         cleanup_policy="compact",
         # bench/membership.py: a 2,000-member room's snapshot is ~0.6 MB of JSON, ~0.16 MB
@@ -135,10 +146,14 @@ REGISTRY: tuple[TopicSpec, ...] = (
         max_message_bytes=4 * 1024 * 1024,
         compression_type="zstd",
     ),
-    TopicSpec(ROOM_MEMBER_CHANGE, "membership", "room id", "MemberChange"),
-    TopicSpec(FEEDBACK_EVENT, "feedback", "bot id", "FeedbackEvent (with previous status)"),
+    TopicSpec(ROOM_MEMBER_CHANGE, "membership", "tenant|room id", "MemberChange"),
+    TopicSpec(FEEDBACK_EVENT, "feedback", "tenant|bot id", "FeedbackEvent (with previous status)"),
     TopicSpec(
-        FEEDBACK_STATS, "feedback", "bot id + window", "FeedbackStats", cleanup_policy="compact"
+        FEEDBACK_STATS,
+        "feedback",
+        "tenant|bot id|window|window start, plus |node id for a node's row",
+        "FeedbackStats",
+        cleanup_policy="compact",
     ),
     *(
         TopicSpec(

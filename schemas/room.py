@@ -1,5 +1,6 @@
 """Outbound contracts of the membership processor: `RoomMembership` (the compacted
-`room.membership.v1`, one full snapshot per room) and `MemberChange` (`room.member-change.v1`).
+`room.membership.v2`, one full snapshot per tenant and room, key `tenant|room_id`) and
+`MemberChange` (`room.member-change.v2`, same key).
 
 Times are RFC 3339 UTC with millisecond precision and a `Z` (the `ce_time` format), so a
 snapshot is byte-for-byte the same whoever serializes it.
@@ -47,7 +48,11 @@ class RoomMembership(Outbound):
     """The full current membership of one room; the latest record per key is the table."""
 
     room_id: str
-    tenant: str | None = Field(description="From the ingress's `tenant` header, when known.")
+    tenant: str = Field(
+        description="The tenant whose bots reported the room (the ingress's `tenant` header; "
+        "`default` for records that name none). Two tenants in one WeCom room have a "
+        "snapshot each."
+    )
     topic: str | None = Field(description="The room's name, latest by event time.")
     owner_id: str | None = Field(description="`ownerImContactId`, latest by event time.")
     avatar_url: str | None = Field(description="The room's avatar, latest by event time.")
@@ -71,6 +76,7 @@ class MemberChange(Outbound):
     """A member joined or left a room (a real change of membership, never a duplicate)."""
 
     room_id: str
+    tenant: str = Field(description="As `RoomMembership.tenant`.")
     contact_id: str
     change: MemberChangeKind
     event_time: AwareDatetime = Field(description="The callback's event time.")

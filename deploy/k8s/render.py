@@ -3,7 +3,8 @@ per overlay and for the kafka-auth component, the `triggers/` Component that pat
 
 Kustomize cannot build `<prefix><topic>` strings, so the physical names are written out here
 from the same sources the processes use: the topic registry, each processor's declared
-inputs, `processors.engine.Names` (consumer group `<prefix>wecom-stream.<name>`) and the
+inputs, `processors.engine.Names` (consumer group `<prefix>wecom-stream.<name>.v<state
+version>`) and the
 `wecom-stream` ConfigMap of the base and of each overlay (`WECOM_STREAM_TOPIC_PREFIX`,
 `KAFKA_BOOTSTRAP_SERVERS`). After changing one of them: `make deploy-render`.
 `--check` writes nothing and exits 1 when a committed file differs (tests/unit/test_deploy.py
@@ -66,7 +67,8 @@ def _inputs(name: str) -> tuple[str, ...]:
 
 def triggers(name: str, config: dict[str, str]) -> list[Trigger]:
     """The kafka trigger metadata of processor `name` under a ConfigMap's prefix/bootstrap."""
-    names = Names(name, config.get("WECOM_STREAM_TOPIC_PREFIX", ""))
+    processor = load_processor(name, ProcessorSettings())
+    names = Names.of(processor, config.get("WECOM_STREAM_TOPIC_PREFIX", ""))
     return [
         {
             "bootstrapServers": config["KAFKA_BOOTSTRAP_SERVERS"],

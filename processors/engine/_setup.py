@@ -34,14 +34,32 @@ class EngineError(ConfigError):
 
 @dataclass(frozen=True, slots=True)
 class Names:
-    """Physical names of everything a processor uses under a deployment's prefix."""
+    """Physical names of everything a processor uses under a deployment's prefix.
+
+    The state version (`Processor.state_version`) is part of the application's name from
+    version 2 on: group `wecom-stream.<name>.v<N>`, changelogs
+    `wecom-stream.<name>.v<N>-<store>-changelog` (version 1 keeps the names it always had),
+    so a processor whose state layout changed starts as a new application and never reads
+    the old layout's changelogs, offsets or local state directories."""
 
     processor: str
     prefix: str
+    state_version: int = 1
+
+    @classmethod
+    def of(cls, processor: Processor, prefix: str) -> Names:
+        """The names of a processor declaration under a deployment's prefix."""
+        return cls(processor.name, prefix, processor.state_version)
+
+    @property
+    def application(self) -> str:
+        """`wecom-stream.<name>`, plus `.v<N>` from state version 2 on."""
+        base = f"wecom-stream.{self.processor}"
+        return base if self.state_version == 1 else f"{base}.v{self.state_version}"
 
     @property
     def group(self) -> str:
-        return f"{self.prefix}wecom-stream.{self.processor}"
+        return f"{self.prefix}{self.application}"
 
     def topic(self, logical: str) -> str:
         return f"{self.prefix}{logical}"
@@ -50,7 +68,7 @@ class Names:
         return physical[len(self.prefix) :] if physical.startswith(self.prefix) else physical
 
     def changelog_logical(self, store: str) -> str:
-        return f"wecom-stream.{self.processor}-{store}-changelog"
+        return f"{self.application}-{store}-changelog"
 
     def changelog(self, store: str) -> str:
         return self.topic(self.changelog_logical(store))
@@ -95,7 +113,7 @@ async def prepare_topics(
     processor: Processor, settings: ProcessorSettings, bootstrap: str
 ) -> tuple[Names, int]:
     """Create missing topics, check co-partitioning; returns names and the task count."""
-    names = Names(processor.name, settings.topic_prefix)
+    names = Names.of(processor, settings.topic_prefix)
     if not processor.inputs:
         raise EngineError(f"processor {processor.name} declares no input topics")
     registry_specs = [_spec(t) for t in (*processor.inputs, *processor.outputs)]

@@ -113,3 +113,12 @@ class Processor:
     stores: tuple[StoreSpec, ...] = ()
     compression_type: str | None = None
     """Producer compression for this processor's outputs (e.g. `gzip`); None: uncompressed."""
+    state_version: int = 1
+    """The layout of this processor's state (store keys and values). Bumped when a new
+    layout cannot read the old one: the processor is then a new application, with its own
+    consumer group and changelogs (`Names`), which reads its inputs from the beginning and
+    rebuilds its state; the old group's state is never read with the new layout."""
+
+    def __post_init__(self) -> None:
+        if self.state_version < 1:
+            raise ValueError(f"state_version of {self.name} must be 1 or more")

@@ -44,7 +44,7 @@ def add_tail_arguments(parser: argparse.ArgumentParser) -> None:
     """The `tail` subcommand's arguments, on the subparser the CLI made."""
     parser.description = _DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("topic", help="logical topic name, e.g. chat.message.v1")
+    parser.add_argument("topic", help="logical topic name, e.g. chat.message.v2")
     start = parser.add_mutually_exclusive_group()
     start.add_argument(
         "--from-end", action="store_true", help="only records written from now on (follows)"

@@ -297,8 +297,9 @@ async def wait_all_committed(
 ) -> None:
     """Until each processor's group has committed every input record."""
     for name in PROCESSORS:
-        group = Names(name, prefix).group
-        inputs = tuple(load_processor(name, ProcessorSettings()).inputs)
+        processor = load_processor(name, ProcessorSettings())
+        group = Names.of(processor, prefix).group
+        inputs = tuple(processor.inputs)
 
         async def done(group: str = group, inputs: tuple[str, ...] = inputs) -> bool:
             pipeline.alive()

@@ -104,7 +104,7 @@ async def test_every_producer_is_idempotent_with_acks_all_and_own_topics_are_dur
 
             await wait_for(has_task_producers, timeout_s=60, what=f"{name}'s producers")
         own = [f"{topic_prefix}dlq.{name}.v1"] + [
-            f"{topic_prefix}wecom-stream.{name}-{store.name}-changelog"
+            f"{topic_prefix}wecom-stream.{name}.v2-{store.name}-changelog"
             for store in processor.stores
         ]
         assert_durable(

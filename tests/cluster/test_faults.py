@@ -18,7 +18,9 @@ import orjson
 import pytest
 
 from processors.engine import Names
+from processors.runner import load_processor
 from runtime.local_cluster import LocalCluster
+from runtime.settings import ProcessorSettings
 from schemas.registry import RAW_YUJU_MESSAGE
 from tests.cluster.faults import leader_of, stable_members, wait_in_sync
 from tests.cluster.pipeline import (
@@ -157,7 +159,7 @@ async def test_c_each_processor_scaled_one_to_three_to_one(
         await at(load, started, 5)
         added = [pipeline.add(name) for name in PROCESSORS for _ in range(2)]
         for name in PROCESSORS:  # each group settled with its three members
-            group = Names(name, topic_prefix).group
+            group = Names.of(load_processor(name, ProcessorSettings()), topic_prefix).group
 
             async def three(group: str = group) -> bool:
                 pipeline.alive()

@@ -1,6 +1,6 @@
 """`wecom-stream backfill chat-records` end to end through the real broker and the
 normalizer: a fake chat-record API, the CLI as a subprocess, `raw.yuju.chat-record.v1`, and
-`chat.message.v1` read back (read_committed).
+`chat.message.v2` read back (read_committed).
 
 Proves: every message of every answered customer becomes exactly one ChatMessage, in order
 within its chat, with the prefix removed and `origin` chat_record; one failing customer does
@@ -32,7 +32,7 @@ from tests.support.topics import Consumed, committed_total, read_topic
 pytestmark = pytest.mark.kafka
 
 RAW = "raw.yuju.chat-record.v1"
-OUT = "chat.message.v1"
+OUT = "chat.message.v2"
 WINDOW = ["--start", "2026-11-01", "--end", "2026-12-01"]
 
 
@@ -127,7 +127,7 @@ async def test_backfill_publishes_each_message_once_and_a_rerun_adds_nothing(
         messages = [ChatMessage.model_validate_json(r.value or b"") for r in out]
         texts: dict[str, list[str | None]] = {}
         for record, msg in zip(out, messages, strict=True):
-            assert record.key == msg.conversation_id.encode()
+            assert record.key == f"acme|{msg.conversation_id}".encode()
             assert msg.origin == "chat_record"
             assert msg.tenant == "acme"
             texts.setdefault(msg.conversation_id, []).append(msg.text)
@@ -148,7 +148,7 @@ async def wait_for_drained(bootstrap: str, prefix: str, records: int) -> None:
     raw topics have no transaction markers: offsets count records)."""
 
     async def drained() -> bool:
-        return await committed_total(bootstrap, prefix + "wecom-stream.normalizer") >= records
+        return await committed_total(bootstrap, prefix + "wecom-stream.normalizer.v2") >= records
 
     await wait_for(drained, timeout_s=60, what="the normalizer drained its input")
 

@@ -71,12 +71,12 @@ async def test_tail_prints_committed_records_as_json_lines(
             ce_id="id-1", source="test", ce_type="t", time=datetime.now(UTC), tenant="acme"
         )
         await producer.send_and_wait(
-            topic_prefix + "chat.message.v1", b'{"a": 1}', key=b"k1", headers=headers
+            topic_prefix + "chat.message.v2", b'{"a": 1}', key=b"k1", headers=headers
         )
-        await producer.send_and_wait(topic_prefix + "chat.message.v1", b"not json", key=b"k1")
+        await producer.send_and_wait(topic_prefix + "chat.message.v2", b"not json", key=b"k1")
     finally:
         await producer.stop()
-    out = cli("tail", "chat.message.v1", "--max", "2", env=kafka_env)
+    out = cli("tail", "chat.message.v2", "--max", "2", env=kafka_env)
     assert out.returncode == 0, out.stderr
     lines = [orjson.loads(line) for line in out.stdout.splitlines()]
     assert [line["value"] for line in lines] == [{"a": 1}, "not json"]

@@ -25,7 +25,7 @@ from tests.support.yuju_messages import produce_messages, raw_messages
 pytestmark = pytest.mark.kafka
 
 RAW = "raw.yuju.message.v1"
-OUT = "chat.message.v1"
+OUT = "chat.message.v2"
 N = 40
 HANDLED: list[int] = []
 

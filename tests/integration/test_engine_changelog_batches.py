@@ -20,7 +20,7 @@ from tests.support.yuju_messages import produce_messages, raw_messages
 pytestmark = pytest.mark.kafka
 
 RAW = "raw.yuju.message.v1"
-OUT = "chat.message.v1"
+OUT = "chat.message.v2"
 N = 60
 BLOB = "x" * 100_000
 """An entry of ~100 KB: two fill a 256 KiB producer batch (`runtime.kafka`), so even a

@@ -27,7 +27,7 @@ from tests.support.yuju_messages import RawMessage, produce_messages, raw_messag
 pytestmark = pytest.mark.kafka
 
 RAW = "raw.yuju.message.v1"
-OUT = "chat.message.v1"
+OUT = "chat.message.v2"
 
 
 def events(proc: CliProcess, event: str) -> list[dict[str, Any]]:
@@ -125,7 +125,7 @@ async def test_two_members_share_partitions_and_output_stays_exact(
     ids = [ChatMessage.model_validate_json(r.value or b"").message_id for r in out]
     assert len(ids) == len(set(ids))
     assert set(ids) == distinct
-    group = f"{topic_prefix}wecom-stream.normalizer"
+    group = f"{topic_prefix}wecom-stream.normalizer.v2"
 
     def split() -> bool:
         """The members' latest assignments split the six tasks, each owned once. Checked
@@ -179,7 +179,7 @@ async def test_at_least_once_mode_commits_after_outputs(
     out = await read_topic(kafka_bootstrap, topic_prefix + OUT, expect=len(distinct), quiet_s=2)
     assert {ChatMessage.model_validate_json(r.value or b"").message_id for r in out} == distinct
     assert proc.terminate() == 0
-    group = f"{topic_prefix}wecom-stream.normalizer"
+    group = f"{topic_prefix}wecom-stream.normalizer.v2"
     assert await committed_total(kafka_bootstrap, group) == len(messages)
     (started,) = events(proc, "processor_starting")
     assert started["guarantee"] == "at-least-once"
@@ -197,4 +197,4 @@ async def test_inputs_that_are_not_co_partitioned_refuse_to_start(
         load_processor("normalizer", settings), settings, kafka_bootstrap
     )
     assert partitions == 6
-    assert names.group == f"{topic_prefix}wecom-stream.normalizer"
+    assert names.group == f"{topic_prefix}wecom-stream.normalizer.v2"  # state version 2

@@ -26,7 +26,7 @@ from tests.support.topics import read_topic
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 IN = "raw.yuju.message.v1"  # 6 partitions; the test processor forwards raw values
-OUT = "chat.message.v1"
+OUT = "chat.message.v2"
 SESSION_MS = 6000  # the broker's group.min.session.timeout.ms
 
 

@@ -1,6 +1,6 @@
 """Feedback end to end: thousands of Insight callbacks POSTed through a real `wecom-stream
-ingress`, processed by `wecom-stream process feedback`; the latest `feedback.stats.v1` value
-of every key and the `feedback.event.v1` transitions of every reply equal the oracle of
+ingress`, processed by `wecom-stream process feedback`; the latest `feedback.stats.v2` value
+of every key and the `feedback.event.v2` transitions of every reply equal the oracle of
 `tests.support.feedback`, computed from the posted bodies and the receive times the ingress
 stamped on the raw topic."""
 

@@ -125,7 +125,7 @@ async def test_the_pipeline_runs_through_a_sasl_listener(
             async with session.post(f"{base}/notice", json=body) as resp:
                 assert resp.status == 200, await resp.text()
         tailed = subprocess.run(  # noqa: ASYNC221 - the CLI's own consumer, over SASL too
-            [*CLI, "tail", "chat.message.v1", "--max", "1", "--idle", "60"],
+            [*CLI, "tail", "chat.message.v2", "--max", "1", "--idle", "60"],
             env=env,
             capture_output=True,
             text=True,

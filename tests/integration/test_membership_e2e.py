@@ -1,8 +1,8 @@
 """Membership end to end: thousands of room join / leave / topic callbacks over many rooms,
 shuffled within a bounded window and with retries, POSTed through a real `wecom-stream
 ingress` and processed by `wecom-stream process membership`. The latest snapshot per room on
-the compacted `room.membership.v1` equals the oracle of `tests.support.membership`, and the
-`room.member-change.v1` stream has no duplicate and no missing transition."""
+the compacted `room.membership.v2` equals the oracle of `tests.support.membership`, and the
+`room.member-change.v2` stream has no duplicate and no missing transition."""
 
 from __future__ import annotations
 

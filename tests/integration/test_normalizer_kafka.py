@@ -19,7 +19,7 @@ from tests.support.yuju_messages import RawMessage, produce_messages, raw_messag
 pytestmark = pytest.mark.kafka
 
 RAW = "raw.yuju.message.v1"
-OUT = "chat.message.v1"
+OUT = "chat.message.v2"
 
 
 def log_events(proc: CliProcess, event: str) -> list[dict[str, Any]]:
@@ -58,8 +58,8 @@ async def test_duplicates_in_distinct_messages_out_in_order(
     assert len(ids) == len(set(ids)) == len(distinct)
     assert set(ids) == set(distinct)
     for record, msg in parsed:
-        assert record.key == msg.conversation_id.encode()
-        assert record.headers["ce_id"] == msg.message_id
+        assert record.key == f"acme|{msg.conversation_id}".encode()  # scoped by tenant
+        assert record.headers["ce_id"] == f"acme|{msg.message_id}"
         assert msg.tenant == "acme"
     # order per conversation: the order in which the platform first sent them
     expected: dict[str, list[str]] = {}

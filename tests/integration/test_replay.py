@@ -28,7 +28,7 @@ from wecom_stream import replay
 pytestmark = pytest.mark.kafka
 
 RAW = "raw.yuju.message.v1"
-OUT = "chat.message.v1"
+OUT = "chat.message.v2"
 DLQ = "dlq.normalizer.v1"
 UNROUTED = "raw.unrouted.v1"
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -143,7 +143,7 @@ async def test_a_dead_letter_goes_back_once_and_yields_one_output(
         lines = await run_replay(kafka_bootstrap, topic_prefix, capsys, DLQ)
         assert lines == [total(lines)]
         assert ": 0 replayed, 0 skipped" in lines[0]
-        group = f"{topic_prefix}wecom-stream.normalizer"
+        group = f"{topic_prefix}wecom-stream.normalizer.v2"
         assert await processed(kafka_bootstrap, group, topic_prefix + RAW) == 2
         outputs = await read_topic(kafka_bootstrap, topic_prefix + OUT, quiet_s=0.2)
         assert len(outputs) == 1
@@ -160,7 +160,7 @@ async def test_since_re_replays_and_the_normalizer_dedup_holds(
     await dead_letter(producer, topic_prefix, message.value, message.key, original=message.headers)
     settings = ProcessorSettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
     normalizer = load_processor("normalizer", settings)
-    group = f"{topic_prefix}wecom-stream.normalizer"
+    group = f"{topic_prefix}wecom-stream.normalizer.v2"
     async with engine_running(normalizer, kafka_bootstrap, topic_prefix, "exactly-once"):
         lines = await run_replay(kafka_bootstrap, topic_prefix, capsys, DLQ)
         assert lines[0] == f"replayed 1 records to {topic_prefix}{RAW}"

@@ -61,12 +61,12 @@ async def test_run_serves_callbacks_through_every_processor_and_stops_cleanly(
             status, reply, _ = await post(session, base + path, body)
             assert (status, orjson.loads(reply)) == (200, {}), path
 
-    chat = await read_topic(kafka_bootstrap, topic_prefix + "chat.message.v1", expect=1)
+    chat = await read_topic(kafka_bootstrap, topic_prefix + "chat.message.v2", expect=1)
     assert ChatMessage.model_validate_json(chat[0].value or b"").message_id == f"m-{tag}"
-    rooms = await read_topic(kafka_bootstrap, topic_prefix + "room.membership.v1", expect=1)
+    rooms = await read_topic(kafka_bootstrap, topic_prefix + "room.membership.v2", expect=1)
     room = RoomMembership.model_validate_json(rooms[0].value or b"")
     assert (room.room_id, [m.contact_id for m in room.members]) == (f"r-{tag}", [f"u-{tag}"])
-    events = await read_topic(kafka_bootstrap, topic_prefix + "feedback.event.v1", expect=1)
+    events = await read_topic(kafka_bootstrap, topic_prefix + "feedback.event.v2", expect=1)
     assert FeedbackEvent.model_validate_json(events[0].value or b"").status == "thumb-up"
 
     assert run.terminate(timeout_s=60) == 0, run.log_text()[-3000:]

@@ -19,7 +19,7 @@ from tests.support.processes import CLI
 
 pytestmark = pytest.mark.kafka
 
-TOPIC = "chat.message.v1"
+TOPIC = "chat.message.v2"
 
 
 async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, list[Any], str]:
@@ -32,7 +32,7 @@ async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, list[Any], str]
     return proc.returncode, [orjson.loads(line) for line in out.splitlines()], err.decode()
 
 
-def headers(tenant: str, ce_type: str = "wecomstream.chat.message.v1") -> list[tuple[str, bytes]]:
+def headers(tenant: str, ce_type: str = "wecomstream.chat.message.v2") -> list[tuple[str, bytes]]:
     return event_headers(
         ce_id=uuid.uuid4().hex,
         source="test",
@@ -64,7 +64,7 @@ async def test_filters_select_records_and_tail_stops_at_the_end(
     for key, value, hdrs in sends:
         await producer.send_and_wait(topic, value, key=key, headers=hdrs)
     filters = ["--key", "k1", "--tenant", "acme", "--where", "sender_role=customer"]
-    filters += ["--where", "payload.type=7", "--where", "ce_type=wecomstream.chat.message.v1"]
+    filters += ["--where", "payload.type=7", "--where", "ce_type=wecomstream.chat.message.v2"]
 
     code, lines, err = await run_cli("tail", TOPIC, "--json", *filters, env=kafka_env)
     assert code == 0, err

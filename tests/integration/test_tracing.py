@@ -38,7 +38,7 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 PARENT = f"00-{TRACE}-{CALLER_SPAN}-01"
 RAW = "raw.yuju.message.v1"
-OUT = "chat.message.v1"
+OUT = "chat.message.v2"
 
 
 def log_lines(proc: CliProcess, event: str) -> list[dict[str, Any]]:
@@ -141,10 +141,11 @@ async def test_a_callback_is_found_by_its_trace_id_on_its_records_and_in_the_log
     assert untraced.headers["traceparent"][3:35] != TRACE
 
     out = await read_topic(kafka_bootstrap, topic_prefix + OUT, expect=2)
-    chat = {r.headers["ce_id"]: r.headers["traceparent"] for r in out}
-    assert chat["msg-chat-t-1"][3:35] == TRACE
-    assert chat["msg-chat-t-1"][36:52] not in (CALLER_SPAN, traced.headers["traceparent"][36:52])
-    assert chat["msg-chat-t-2"][3:35] == untraced.headers["traceparent"][3:35]
+    chat = {r.headers["ce_id"]: r.headers["traceparent"] for r in out}  # ce_id tenant|messageId
+    assert chat["acme|msg-chat-t-1"][3:35] == TRACE
+    traced_span = traced.headers["traceparent"][36:52]
+    assert chat["acme|msg-chat-t-1"][36:52] not in (CALLER_SPAN, traced_span)
+    assert chat["acme|msg-chat-t-2"][3:35] == untraced.headers["traceparent"][3:35]
 
     (dead,) = await read_topic(kafka_bootstrap, topic_prefix + "dlq.normalizer.v1", expect=1)
     assert dead.headers["traceparent"][3:35] == "ab" * 16

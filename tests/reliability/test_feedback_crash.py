@@ -1,6 +1,6 @@
 """Feedback stays exact when the processor is SIGKILLed and restarted several times while
 callbacks keep arriving through the ingress: no transition lost or repeated on
-`feedback.event.v1`, and the latest `feedback.stats.v1` values equal the oracle."""
+`feedback.event.v2`, and the latest `feedback.stats.v2` values equal the oracle."""
 
 from __future__ import annotations
 

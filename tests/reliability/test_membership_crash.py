@@ -1,7 +1,7 @@
 """Membership stays exact when the processor is SIGKILLed and restarted several times while
 room callbacks keep arriving through the ingress: each restart restores the rooms from the
 changelog, the latest snapshot per room equals the oracle, and no member change is lost or
-repeated on `room.member-change.v1`."""
+repeated on `room.member-change.v2`."""
 
 from __future__ import annotations
 

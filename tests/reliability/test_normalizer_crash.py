@@ -1,5 +1,5 @@
 """Kill -9 the normalizer at random moments while it works through 50k messages (10 %
-platform retries), restart it each time; at the end `chat.message.v1` (read_committed) holds
+platform retries), restart it each time; at the end `chat.message.v2` (read_committed) holds
 every distinct message exactly once, in order per conversation."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.support.yuju_messages import produce_messages, raw_messages
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(420)]
 
 RAW = "raw.yuju.message.v1"
-OUT = "chat.message.v1"
+OUT = "chat.message.v2"
 TOTAL = 50_000
 KILLS = 6
 
@@ -41,7 +41,7 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
             expected.setdefault(m.chat_id, []).append(m.message_id)
     await produce_messages(producer, topic_prefix + RAW, messages)
 
-    group = f"{topic_prefix}wecom-stream.normalizer"
+    group = f"{topic_prefix}wecom-stream.normalizer.v2"  # state version 2
     # a short session: a killed member's partitions are reassigned after 6 s, not 10 s
     env = {"WECOM_STREAM_METRICS_PORT": "0", "WECOM_STREAM_SESSION_TIMEOUT_MS": "6000"}
     progress = [0]

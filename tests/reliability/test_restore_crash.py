@@ -23,7 +23,7 @@ from tests.support.yuju_messages import produce_messages, raw_messages
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 RAW = "raw.yuju.message.v1"
-OUT = "chat.message.v1"
+OUT = "chat.message.v2"
 SLOW_CLI = [sys.executable, "-m", "tests.support.slow_restore"]
 
 
@@ -32,7 +32,7 @@ async def changelog_records(bootstrap: str, prefix: str) -> int:
     await consumer.start()
     try:
         tps = [
-            TopicPartition(f"{prefix}wecom-stream.normalizer-{store}-changelog", p)
+            TopicPartition(f"{prefix}wecom-stream.normalizer.v2-{store}-changelog", p)
             for store in ("seen", "mode")
             for p in range(6)
         ]

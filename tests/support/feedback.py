@@ -3,7 +3,7 @@
 `generate` builds a random stream of Insight feedback bodies (several bots, many replies,
 changes of mind, exact duplicates, unknown statuses, absent optional fields). `oracle`
 recomputes, from the bodies in arrival order and their receive times, the final value of
-every `feedback.stats.v1` key and the status transitions `feedback.event.v1` must carry.
+every `feedback.stats.v2` key and the status transitions `feedback.event.v2` must carry.
 It works from the final state of each reply, not from increments, and shares no code with
 the processor: the rules it encodes are the ones docs/design.md states ("Feedback rules").
 """
@@ -37,10 +37,15 @@ def _status(raw: str) -> str | None:
     return _KNOWN.get(raw.strip().lower().replace("_", "-"))
 
 
+_CHINA = 8 * 3600
+"""China time is UTC+8 all year (no daylight saving): the oracle shifts by it by hand."""
+
+
 def _start(ms: int, size_s: int) -> str:
-    return datetime.fromtimestamp(ms // 1000 // size_s * size_s, tz=UTC).strftime(
-        "%Y-%m-%dT%H:%M:%SZ"
-    )
+    """The start of the hour (3600) or day (86400) window of `ms` in China time, written as
+    the processor writes it: local time with `+08:00`."""
+    local_s = (ms // 1000 + _CHINA) // size_s * size_s
+    return datetime.fromtimestamp(local_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S+08:00")
 
 
 @dataclass
@@ -64,8 +69,9 @@ class Expected:
         return sum(len(t) for t in self.transitions.values())
 
 
-def oracle(callbacks: Iterable[tuple[Body, int]]) -> Expected:
-    """`callbacks`: (body, receive time in epoch ms) in arrival order (per bot)."""
+def oracle(callbacks: Iterable[tuple[Body, int]], tenant: str = "default") -> Expected:
+    """`callbacks`: (body, receive time in epoch ms) in arrival order (per bot), all of one
+    `tenant`; windows in China time (the default `WECOM_STREAM_TIMEZONE`)."""
     replies: dict[tuple[str, str], _Reply] = {}
     transitions: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
     for body, ms in callbacks:
@@ -98,7 +104,11 @@ def oracle(callbacks: Iterable[tuple[Body, int]]) -> Expected:
     for (bot, _), reply in replies.items():
         hour, day = _start(reply.first_ms, 3600), _start(reply.first_ms, 86400)
         for suffix in ["", *(f"|{n}" for n in reply.nodes)]:
-            for window in (f"{bot}|hour|{hour}", f"{bot}|day|{day}", f"{bot}|all|"):
+            for window in (
+                f"{tenant}|{bot}|hour|{hour}",
+                f"{tenant}|{bot}|day|{day}",
+                f"{tenant}|{bot}|all|",
+            ):
                 row = stats.setdefault(window + suffix, [0, 0, 0, 0])
                 row[0] += reply.status == "thumb-up"
                 row[1] += reply.status == "thumb-down"
@@ -258,13 +268,13 @@ def timed_from_raw(bodies: list[Body], raw: list[Any]) -> list[tuple[Body, int]]
 
 
 def latest_stats(records: list[Any]) -> dict[str, Counts4]:
-    """The last value per key of `feedback.stats.v1` (what compaction keeps), as counts;
+    """The last value per key of `feedback.stats.v2` (what compaction keeps), as counts;
     checks that each record's key matches its value."""
     latest: dict[str, Counts4] = {}
     for rec in records:  # partition-then-offset order: per key, the last one wins
         value = orjson.loads(rec.value)
-        start = value["window_start"]
-        key = f"{value['bot_id']}|{value['window']}|{start[:19] + 'Z' if start else ''}"
+        start = value["window_start"] or ""
+        key = f"{value['tenant']}|{value['bot_id']}|{value['window']}|{start}"
         if value["node_id"] is not None:
             key += f"|{value['node_id']}"
         assert rec.key.decode() == key, f"key {rec.key!r} does not match its value {value}"
@@ -278,7 +288,7 @@ def latest_stats(records: list[Any]) -> dict[str, Counts4]:
 
 
 def transitions(records: list[Any]) -> dict[tuple[str, str], list[tuple[str, str | None]]]:
-    """(bot, exec) -> [(status, previous_status), ...] from `feedback.event.v1` records."""
+    """(bot, exec) -> [(status, previous_status), ...] from `feedback.event.v2` records."""
     out: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
     for rec in records:
         value = orjson.loads(rec.value)

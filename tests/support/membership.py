@@ -10,7 +10,7 @@ leaving and rejoining, attribute changes, equal event times, events without a us
 published them) the final `RoomMembership` of every room, by a different route than the
 processor: it groups every event by member and by room attribute and takes the maximum by
 (event time, leave over join, `ce_id`) — the rules of docs/design.md ("Membership rules") —
-with no incremental state. `check_changes` checks `room.member-change.v1` against it.
+with no incremental state. `check_changes` checks `room.member-change.v2` against it.
 
 End-to-end helpers: a real ingress with a tenant token, the processor as a subprocess, a
 wait on the processor's committed input offsets, and the whole check against the oracle.
@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from processors.engine import Names
+from processors.membership import PROCESSOR
 from runtime.kafka import consumer_config
 from schemas.registry import (
     RAW_YUJU_ROOM_JOIN,
@@ -141,21 +142,25 @@ _LISTS = {
 }
 
 
+def _scope(rec: Any, body: Body) -> str:
+    """`tenant|room id`: a room of one tenant (the record key of its outputs)."""
+    return f"{rec.headers.get('tenant') or 'default'}|{body['imRoomId']}"
+
+
 def oracle(raw: list[Any], prefix: str) -> dict[str, Body]:
-    """room id -> the `RoomMembership` JSON the processor must end with, from the records of
-    the three raw room topics (`prefix`: the test's topic prefix)."""
+    """`tenant|room id` -> the `RoomMembership` JSON the processor must end with, from the
+    records of the three raw room topics (`prefix`: the test's topic prefix)."""
     member_events: dict[tuple[str, str], list[tuple[int, int, str, Body | None]]] = {}
     attr_events: dict[tuple[str, str], list[tuple[int, str, Any]]] = {}
     bots: dict[str, set[str]] = {}
     for rec in raw:
         body = orjson.loads(rec.value)
-        room = body["imRoomId"]
+        room = _scope(rec, body)
         stamp = body.get("timestamp")
         t = stamp if isinstance(stamp, int) else _ms(rec.headers["ce_time"])
         ce_id = rec.headers["ce_id"]
         bots.setdefault(room, set())
         for name, value in (
-            ("tenant", rec.headers.get("tenant")),
             ("topic", body.get("topic")),
             ("owner_id", body.get("ownerImContactId")),
             ("avatar_url", body.get("avatarUrl")),
@@ -192,9 +197,10 @@ def oracle(raw: list[Any], prefix: str) -> dict[str, Body]:
         members = [winners[c][3] for c in sorted(winners) if winners[c][1] == 0]
         here = {c for c, w in winners.items() if w[1] == 0}
         times = [w[0] for w in winners.values()] + [a[0] for a in attrs.values()]
+        tenant, room_id = room.split("|", 1)
         rooms[room] = {
-            "room_id": room,
-            "tenant": attrs["tenant"][2] if "tenant" in attrs else None,
+            "room_id": room_id,
+            "tenant": tenant,
             "topic": attrs["topic"][2] if "topic" in attrs else None,
             "owner_id": attrs["owner_id"][2] if "owner_id" in attrs else None,
             "avatar_url": attrs["avatar_url"][2] if "avatar_url" in attrs else None,
@@ -207,13 +213,14 @@ def oracle(raw: list[Any], prefix: str) -> dict[str, Body]:
 
 
 def latest_snapshots(records: list[Any]) -> dict[str, Body]:
-    """The last `room.membership.v1` value per key (what compaction keeps)."""
+    """The last `room.membership.v2` value per key (what compaction keeps)."""
     latest: dict[str, Body] = {}
     for rec in records:  # partition-then-offset order: per key, the last one wins
         value = orjson.loads(rec.value)
-        assert rec.key == value["room_id"].encode(), (rec.key, value["room_id"])
+        scope = f"{value['tenant']}|{value['room_id']}"
+        assert rec.key == scope.encode(), (rec.key, scope)
         assert value["member_count"] == len(value["members"])
-        latest[value["room_id"]] = value
+        latest[scope] = value
     return latest
 
 
@@ -228,14 +235,14 @@ def event_facts(raw: list[Any], prefix: str) -> set[tuple[str, str, str, int]]:
         change = "joined" if topic == RAW_YUJU_ROOM_JOIN else "left"
         for list_name in _LISTS.get(topic, ()):
             members = body.get(list_name, [])
-            facts.update((body["imRoomId"], m["imContactId"], change, t) for m in members)
+            facts.update((_scope(rec, body), m["imContactId"], change, t) for m in members)
     return facts
 
 
 def check_changes(
     records: list[Any], expected: dict[str, Body], facts: set[tuple[str, str, str, int]] | None
 ) -> int:
-    """`room.member-change.v1`: every change is one some event stated (`facts`), per member
+    """`room.member-change.v2`: every change is one some event stated (`facts`), per member
     the changes alternate (no duplicate) and move forward in event time (a rejoin strictly:
     a leave wins a tie), each `member_count` is the running count of its room, and
     replaying them gives exactly the oracle's members (no missing transition). Returns the
@@ -244,7 +251,8 @@ def check_changes(
     counts: dict[str, int] = {}
     for rec in records:
         value = orjson.loads(rec.value)
-        room, cid, change = value["room_id"], value["contact_id"], value["change"]
+        room = f"{value['tenant']}|{value['room_id']}"
+        cid, change = value["contact_id"], value["change"]
         assert rec.key == room.encode()
         t = _ms(value["event_time"])
         if facts is not None:
@@ -272,7 +280,7 @@ async def committed_inputs(bootstrap: str, prefix: str) -> tuple[int, int]:
     """(input records the membership group has committed, records on its input topics)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    group = Names("membership", prefix).group
+    group = Names.of(PROCESSOR, prefix).group
     consumer = AIOKafkaConsumer(**consumer_config(bootstrap, None))
     await consumer.start()
     try:

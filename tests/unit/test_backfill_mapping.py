@@ -67,7 +67,7 @@ def test_an_agent_on_the_ai_channel_is_the_bot() -> None:
     msg = chat_record_message(
         entry(0, {"content": "您好，我是助手", "message_type": "AI对话", "sender_type": "客服"}),
         received_at=NOW,
-        tenant=None,
+        tenant="default",
     )
     assert (msg.channel, msg.sender_role, msg.direction) == ("ai", "bot", "outbound")
 
@@ -89,7 +89,7 @@ def test_only_the_senders_own_display_prefix_is_removed(
     msg = chat_record_message(
         entry(0, {"content": content, "message_type": "人工对话", "sender_type": sender_type}),
         received_at=NOW,
-        tenant=None,
+        tenant="default",
     )
     assert msg.text == text
     assert msg.payload["content"] == content
@@ -99,10 +99,10 @@ def test_undocumented_values_are_not_errors() -> None:
     by_prefix = chat_record_message(
         entry(0, {"content": "人工回复: hi", "message_type": "视频对话", "sender_type": "?"}),
         received_at=NOW,
-        tenant=None,
+        tenant="default",
     )
     assert (by_prefix.channel, by_prefix.sender_role, by_prefix.text) == ("human", "agent", "hi")
-    bare = chat_record_message(entry(0, {"content": 12}), received_at=NOW, tenant=None)
+    bare = chat_record_message(entry(0, {"content": 12}), received_at=NOW, tenant="default")
     assert (bare.channel, bare.sender_role, bare.text) == ("ai", "customer", None)
     assert split_prefix("访客发送: x") == ("访客发送", "x")
 

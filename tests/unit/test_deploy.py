@@ -125,8 +125,9 @@ def test_each_processor_is_a_lag_scaled_stateful_set(rendered: dict[str, Objects
             scaled = _one(objects, "ScaledObject", f"wecom-stream-{name}")["spec"]
             target = scaled["scaleTargetRef"]
             assert (target["kind"], target["name"]) == ("StatefulSet", sts["metadata"]["name"])
-            inputs = load_processor(name, ProcessorSettings()).inputs
-            names = Names(name, prefix)
+            processor = load_processor(name, ProcessorSettings())
+            inputs = processor.inputs
+            names = Names.of(processor, prefix)
             triggers = [t["metadata"] for t in scaled["triggers"]]
             assert [t["topic"] for t in triggers] == [names.topic(t) for t in inputs], where
             assert {t["consumerGroup"] for t in triggers} == {names.group}, where

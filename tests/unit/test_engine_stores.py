@@ -128,18 +128,18 @@ def test_outputs_are_checked_before_they_can_fail_a_transaction() -> None:
     from processors.engine._task import OutputTooLargeError, Task, UndeclaredOutputError
     from processors.engine.api import OutputRecord
 
-    proc = Processor("normalizer", ("raw.yuju.message.v1",), ("chat.message.v1",), lambda r, c: ())
+    proc = Processor("normalizer", ("raw.yuju.message.v1",), ("chat.message.v2",), lambda r, c: ())
     task = Task(
         0, proc, Names("normalizer", "p."), None, EngineMetrics("normalizer"), transactional=True
     )
     topic, key, value, headers = task._serialize(
-        OutputRecord("chat.message.v1", "k", b"v", [("h", b"1")])
+        OutputRecord("chat.message.v2", "k", b"v", [("h", b"1")])
     )
-    assert (topic, key, value, headers) == ("p.chat.message.v1", b"k", b"v", [("h", b"1")])
+    assert (topic, key, value, headers) == ("p.chat.message.v2", b"k", b"v", [("h", b"1")])
     with pytest.raises(OutputTooLargeError):
-        task._serialize(OutputRecord("chat.message.v1", "k", b"x" * 4_194_304))
+        task._serialize(OutputRecord("chat.message.v2", "k", b"x" * 4_194_304))
     with pytest.raises(UndeclaredOutputError):
-        task._serialize(OutputRecord("room.membership.v1", "k", b"v"))
+        task._serialize(OutputRecord("room.membership.v2", "k", b"v"))
     with pytest.raises(TypeError, match="iterable of OutputRecord"):
         # a handler that returns one record instead of an iterable of them: its fields
-        task._serialize("chat.message.v1")  # type: ignore[arg-type]
+        task._serialize("chat.message.v2")  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -71,9 +72,12 @@ def test_none_up_down_none_moves_the_count_and_reports_previous_status() -> None
     assert (up.event.status, up.event.previous_status) == ("thumb-up", None)
     assert (down.event.status, down.event.previous_status) == ("thumb-down", "thumb-up")
     assert (back.event.status, back.event.previous_status) == ("none", "thumb-down")
-    hour = "b1|hour|2026-11-22T09:00:00Z"
-    assert deltas(up) == {hour: (1, 0, 0, 0), "b1|day|2026-11-22T00:00:00Z": (1, 0, 0, 0),
-                          "b1|all|": (1, 0, 0, 0)}  # fmt: skip
+    hour = "default|b1|hour|2026-11-22T17:00:00+08:00"
+    assert deltas(up) == {
+        hour: (1, 0, 0, 0),
+        "default|b1|day|2026-11-22T00:00:00+08:00": (1, 0, 0, 0),
+        "default|b1|all|": (1, 0, 0, 0),
+    }
     assert deltas(down)[hour] == (-1, 1, 0, 0)
     assert deltas(back)[hour] == (0, -1, 1, 0)
     assert state == Reply(status="none", rated_ms=T0)
@@ -100,7 +104,11 @@ def test_change_of_mind_in_a_later_window_counts_in_the_first_rated_window() -> 
     _, down, withdrawn = (c for _, c in results)
     for change in (down, withdrawn):
         keys = set(deltas(change))
-        assert keys == {"b1|hour|2026-11-22T09:00:00Z", "b1|day|2026-11-22T00:00:00Z", "b1|all|"}
+        assert keys == {
+            "default|b1|hour|2026-11-22T17:00:00+08:00",
+            "default|b1|day|2026-11-22T00:00:00+08:00",
+            "default|b1|all|",
+        }
     assert withdrawn is not None
     # The event still says when this callback happened.
     assert withdrawn.event.event_time == datetime(2026, 11, 24, 9, 59, 30, tzinfo=UTC)
@@ -108,7 +116,7 @@ def test_change_of_mind_in_a_later_window_counts_in_the_first_rated_window() -> 
 
 def test_first_rating_after_an_unrated_none_opens_its_own_window() -> None:
     _, results = run(vote("none"), vote("thumb-down", at=T0 + HOUR))
-    assert "b1|hour|2026-11-22T10:00:00Z" in deltas(results[1][1])
+    assert "default|b1|hour|2026-11-22T18:00:00+08:00" in deltas(results[1][1])
 
 
 def test_comment_counts_with_thumb_down_and_leaves_with_it() -> None:
@@ -123,19 +131,19 @@ def test_comment_counts_with_thumb_down_and_leaves_with_it() -> None:
     outcomes = [o for o, _ in results]
     assert outcomes == ["changed", "duplicate", "duplicate", "changed", "changed", "changed"]
     first, _, _, edited, up, down_again = (c for _, c in results)
-    assert deltas(first)["b1|all|"] == (0, 1, 0, 1)
+    assert deltas(first)["default|b1|all|"] == (0, 1, 0, 1)
     assert edited is not None
     assert edited.deltas == {}
     assert (edited.event.comment, edited.event.previous_status) == ("very wrong", "thumb-down")
-    assert deltas(up)["b1|all|"] == (1, -1, 0, -1)
-    assert deltas(down_again)["b1|all|"] == (-1, 1, 0, 0)
+    assert deltas(up)["default|b1|all|"] == (1, -1, 0, -1)
+    assert deltas(down_again)["default|b1|all|"] == (-1, 1, 0, 0)
     assert state is not None
     assert state.comment is None
 
 
 def test_adding_a_comment_to_a_thumb_down_counts_it() -> None:
     _, results = run(vote("thumb-down"), vote("thumb-down", comment="late note"))
-    assert deltas(results[1][1])["b1|all|"] == (0, 0, 0, 1)
+    assert deltas(results[1][1])["default|b1|all|"] == (0, 0, 0, 1)
 
 
 def test_comment_on_another_status_is_reported_but_not_counted() -> None:
@@ -143,7 +151,7 @@ def test_comment_on_another_status_is_reported_but_not_counted() -> None:
     change = results[0][1]
     assert change is not None
     assert change.event.comment == "great"
-    assert deltas(change)["b1|all|"] == (1, 0, 0, 0)
+    assert deltas(change)["default|b1|all|"] == (1, 0, 0, 0)
 
 
 def test_unknown_status_is_ignored_and_does_not_touch_the_state() -> None:
@@ -175,14 +183,14 @@ def test_per_node_rows_count_a_reply_once_per_node_and_nodes_grow_on_change() ->
     )
     first, _, down = (c for _, c in results)
     assert {k for k in deltas(first) if k.endswith("|n1")} == {
-        "b1|hour|2026-11-22T09:00:00Z|n1",
-        "b1|day|2026-11-22T00:00:00Z|n1",
-        "b1|all||n1",
+        "default|b1|hour|2026-11-22T17:00:00+08:00|n1",
+        "default|b1|day|2026-11-22T00:00:00+08:00|n1",
+        "default|b1|all||n1",
     }
     assert len(deltas(first)) == 6
     d = deltas(down)
-    assert d["b1|all||n1"] == (-1, 1, 0, 0)
-    assert d["b1|all||n2"] == (0, 1, 0, 0)  # new node: only the new status is added
+    assert d["default|b1|all||n1"] == (-1, 1, 0, 0)
+    assert d["default|b1|all||n2"] == (0, 1, 0, 0)  # new node: only the new status is added
     assert state is not None
     assert state.node_ids == ("n1", "n2")
     assert down is not None
@@ -248,7 +256,7 @@ def test_parse_with_every_optional_field_absent_and_record_time_fallback() -> No
         assert v.trigger_text is None
         assert v.session_id is None
         assert v.comment is None
-        assert v.tenant is None
+        assert v.tenant == "default"  # no tenant header
     outcome, change = decide(None, v)
     assert outcome == "changed"
     assert change is not None
@@ -305,37 +313,68 @@ def test_rejection_message_names_fields_not_content() -> None:
 # ---------------------------------------------------------------- models
 
 
-def test_stats_key_and_windows() -> None:
+def test_stats_key_and_windows_in_china_time() -> None:
+    """T0 is 09:59:30 UTC = 17:59:30 in Beijing: the hour starts at 17:00+08:00, the day at
+    Beijing midnight; both written with the offset, in the key as in the value."""
     start, end = window_bounds("hour", T0)
-    assert (start, end) == (
-        datetime(2026, 11, 22, 9, tzinfo=UTC),
-        datetime(2026, 11, 22, 10, tzinfo=UTC),
+    assert start is not None
+    assert end is not None
+    assert (start.isoformat(), end.isoformat()) == (
+        "2026-11-22T17:00:00+08:00",
+        "2026-11-22T18:00:00+08:00",
     )
-    assert window_bounds("day", T0)[0] == datetime(2026, 11, 22, tzinfo=UTC)
+    day = window_bounds("day", T0)[0]
+    assert day is not None
+    assert day.isoformat() == "2026-11-22T00:00:00+08:00"
+    assert day == datetime(2026, 11, 21, 16, tzinfo=UTC)
     assert window_bounds("all", T0) == (None, None)
-    assert stats_key("b", "hour", start) == "b|hour|2026-11-22T09:00:00Z"
-    assert stats_key("b", "all", None, "n") == "b|all||n"
+    assert stats_key("t", "b", "hour", start) == "t|b|hour|2026-11-22T17:00:00+08:00"
+    assert stats_key("t", "b", "all", None, "n") == "t|b|all||n"
+
+
+def test_windows_follow_the_configured_zone() -> None:
+    start, end = window_bounds("day", T0, ZoneInfo("UTC"))
+    assert (start, end) == (
+        datetime(2026, 11, 22, tzinfo=UTC),
+        datetime(2026, 11, 23, tzinfo=UTC),
+    )
+    assert stats_key("t", "b", "day", start) == "t|b|day|2026-11-22T00:00:00+00:00"
+    # A zone with a half-hour offset: its local hours, not UTC's.
+    hour = window_bounds("hour", T0, ZoneInfo("Asia/Kolkata"))[0]
+    assert hour is not None
+    assert hour.isoformat() == "2026-11-22T15:00:00+05:30"
+    # A daylight-saving change: that local day has 23 hours.
+    day_start, day_end = window_bounds(
+        "day", int(datetime(2026, 3, 8, 12, tzinfo=UTC).timestamp() * 1000),
+        ZoneInfo("America/New_York"),
+    )  # fmt: skip
+    assert day_start is not None
+    assert day_end is not None
+    assert (day_end.astimezone(UTC) - day_start.astimezone(UTC)).total_seconds() == 23 * 3600
 
 
 def test_stats_row_serializes_with_the_contract_field_names() -> None:
-    row = Row.of("b", "day", *window_bounds("day", T0), node_id="n")
+    row = Row.of("acme", "b", "day", *window_bounds("day", T0), node_id="n")
     stats = stats_row(row, Counts(3, 1, 2, 1))
-    assert stats.key == row.key == "b|day|2026-11-22T00:00:00Z|n"
+    assert stats.key == row.key == "acme|b|day|2026-11-22T00:00:00+08:00|n"
     assert orjson.loads(stats.model_dump_json()) == {
         "bot_id": "b",
+        "tenant": "acme",
         "node_id": "n",
         "window": "day",
-        "window_start": "2026-11-22T00:00:00Z",
-        "window_end": "2026-11-23T00:00:00Z",
+        "window_start": "2026-11-22T00:00:00+08:00",
+        "window_end": "2026-11-23T00:00:00+08:00",
         "thumbs_up": 3,
         "thumbs_down": 1,
         "neutral": 2,
         "satisfaction": 0.75,
         "comments": 1,
     }
-    empty = stats_row(Row.of("b", "all", None, None), Counts(0, 0, 1, 0))
+    again = FeedbackStats.model_validate_json(stats.model_dump_json())
+    assert again.model_dump_json() == stats.model_dump_json()  # the offset round-trips
+    empty = stats_row(Row.of("acme", "b", "all", None, None), Counts(0, 0, 1, 0))
     assert empty.satisfaction is None
-    assert empty.key == "b|all|"
+    assert empty.key == "acme|b|all|"
 
 
 @pytest.mark.parametrize(
@@ -346,11 +385,13 @@ def test_stats_row_serializes_with_the_contract_field_names() -> None:
         {"comments": 5},
         {"window": "hour"},
         {"extra_field": 1},
+        {"tenant": None},
     ],
 )
 def test_stats_model_is_strict(bad: dict[str, Any]) -> None:
     good: dict[str, Any] = {
         "bot_id": "b",
+        "tenant": "acme",
         "node_id": None,
         "window": "all",
         "window_start": None,
@@ -369,6 +410,7 @@ def test_stats_model_is_strict(bad: dict[str, Any]) -> None:
 def test_event_model_field_names() -> None:
     assert list(FeedbackEvent.model_fields) == [
         "bot_id",
+        "tenant",
         "exec_id",
         "message_id",
         "session_id",
@@ -387,6 +429,7 @@ def test_event_model_field_names() -> None:
             {k: None for k in FeedbackEvent.model_fields}
             | {
                 "bot_id": "b",
+                "tenant": "acme",
                 "exec_id": "e",
                 "node_ids": [],
                 "status": "none",

@@ -63,7 +63,7 @@ def test_outputs_topics_keys_values_and_headers() -> None:
     rec = record(body("thumb-up", outputActions=actions), 7, T0, tenant="acme")
     out = local.feed(rec)
     assert [o.topic for o in out] == [FEEDBACK_EVENT] + [FEEDBACK_STATS] * 6
-    assert out[0].key == "b1"
+    assert out[0].key == "acme|b1"  # scoped by tenant
     assert isinstance(out[0].value, FeedbackEvent)
     assert out[0].value.node_ids == ["n1"]
     stats = [o.value for o in out[1:]]
@@ -71,8 +71,8 @@ def test_outputs_topics_keys_values_and_headers() -> None:
     assert [o.key for o in out[1:]] == [s.key for s in stats if isinstance(s, FeedbackStats)]
     headers = [header_map(o.headers) for o in out]
     assert {h["tenant"] for h in headers} == {"acme"}
-    assert headers[0]["ce_type"] == "wecomstream.feedback.event.v1"
-    assert headers[1]["ce_type"] == "wecomstream.feedback.stats.v1"
+    assert headers[0]["ce_type"] == "wecomstream.feedback.event.v2"
+    assert headers[1]["ce_type"] == "wecomstream.feedback.stats.v2"
     assert headers[0]["ce_time"] == rec.headers["ce_time"]
     assert len({h["ce_id"] for h in headers}) == len(headers)
     # Re-processing the same input position (after a crash) gives the same ids.
@@ -84,7 +84,11 @@ def test_a_change_of_mind_publishes_the_new_counts_of_each_changed_row() -> None
     local = LocalRun(PROCESSOR)
     out = run(local, [(body("thumb-up"), T0), (body("thumb-down"), T0 + 7_200_000)])
     latest = {o.key: o.value for o in out if o.topic == FEEDBACK_STATS}
-    assert set(latest) == {"b1|hour|2026-11-22T09:00:00Z", "b1|day|2026-11-22T00:00:00Z", "b1|all|"}
+    assert set(latest) == {
+        "default|b1|hour|2026-11-22T17:00:00+08:00",
+        "default|b1|day|2026-11-22T00:00:00+08:00",
+        "default|b1|all|",
+    }
     for stats in latest.values():
         assert isinstance(stats, FeedbackStats)
         assert (stats.thumbs_up, stats.thumbs_down, stats.satisfaction) == (0, 1, 0.0)
@@ -132,11 +136,11 @@ def test_rejected_record_raises_for_the_dlq_and_writes_nothing() -> None:
 def test_state_stores_hold_replies_and_rows() -> None:
     local = LocalRun(PROCESSOR)
     run(local, [(body("thumb-down", feedback="bad"), T0), (body("thumb-up", "e2"), T0)])
-    assert set(data(local, "replies")) == {"b1|e1", "b1|e2"}
-    assert data(local, "totals") == {"b1|all|": [1, 1, 0, 1]}
+    assert set(data(local, "replies")) == {"default|b1|e1", "default|b1|e2"}
+    assert data(local, "totals") == {"default|b1|all|": [1, 1, 0, 1]}
     assert set(data(local, "windows")) == {
-        "b1|hour|2026-11-22T09:00:00Z",
-        "b1|day|2026-11-22T00:00:00Z",
+        "default|b1|hour|2026-11-22T17:00:00+08:00",
+        "default|b1|day|2026-11-22T00:00:00+08:00",
     }
 
 
@@ -146,16 +150,16 @@ def test_retention_forgets_replies_and_their_windows_but_not_all_time_totals() -
     later = T0 + RETENTION_MS + 3_600_000
     run(local, [(body("thumb-up", "e2"), later)], first=1)  # advances stream time
     assert local.expire() == 3  # the reply e1 and its hour and day rows
-    assert set(data(local, "replies")) == {"b1|e2"}
-    assert "b1|hour|2026-11-22T09:00:00Z" not in data(local, "windows")
-    assert data(local, "totals") == {"b1|all|": [2, 0, 0, 0]}
+    assert set(data(local, "replies")) == {"default|b1|e2"}
+    assert "default|b1|hour|2026-11-22T17:00:00+08:00" not in data(local, "windows")
+    assert data(local, "totals") == {"default|b1|all|": [2, 0, 0, 0]}
     # A vote changed after that is a new rating (docs/design.md, "Feedback state"):
     # counted again in `all`.
     out = run(local, [(body("thumb-down"), later)], first=2)
     event = out[0].value
     assert isinstance(event, FeedbackEvent)
     assert event.previous_status is None
-    assert data(local, "totals") == {"b1|all|": [2, 1, 0, 0]}
+    assert data(local, "totals") == {"default|b1|all|": [2, 1, 0, 0]}
 
 
 def test_a_reply_changed_within_retention_is_kept() -> None:
@@ -163,8 +167,8 @@ def test_a_reply_changed_within_retention_is_kept() -> None:
     run(local, [(body("thumb-up"), T0), (body("thumb-down"), T0 + RETENTION_MS - 1)])
     run(local, [(body("thumb-up", "e2"), T0 + RETENTION_MS + 1)], first=2)
     local.expire()
-    assert set(data(local, "replies")) == {"b1|e1", "b1|e2"}
-    assert data(local, "windows")["b1|hour|2026-11-22T09:00:00Z"] == [0, 1, 0, 0]
+    assert set(data(local, "replies")) == {"default|b1|e1", "default|b1|e2"}
+    assert data(local, "windows")["default|b1|hour|2026-11-22T17:00:00+08:00"] == [0, 1, 0, 0]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])

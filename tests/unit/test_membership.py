@@ -178,7 +178,7 @@ def test_departed_members_are_forgotten_after_the_retention() -> None:
     h = Harness(retention_ms=DAY)
     h.send("join", body("join", "r1", T0, member("a"), member("b")))
     h.send("leave", body("leave", "r1", T0 + 10, member("a")))
-    key = "member:2:r1:a"
+    key = "member:7:acme|r1:a"  # scoped by tenant
     assert key in h.store().data
     # Room time moves more than a day past the leave: the tombstone goes.
     h.send("join", body("join", "r1", T0 + 2 * DAY, member("c")))

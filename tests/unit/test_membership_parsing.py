@@ -115,9 +115,9 @@ def test_snapshot_bytes_are_what_the_model_serializes() -> None:
     assert model.tenant == "acme"
     assert model.member_count == 2
     assert ids(model) == ["a", "b"]
-    assert raw.key == "r1"
+    assert raw.key == "acme|r1"  # scoped by tenant
     headers = dict(raw.headers)
-    assert headers["ce_type"] == b"wecomstream.room.membership.v1"
+    assert headers["ce_type"] == b"wecomstream.room.membership.v2"
     assert headers["tenant"] == b"acme"
     assert b"tok" not in raw.value
 

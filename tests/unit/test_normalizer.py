@@ -42,7 +42,7 @@ def run(value: bytes, run_: LocalRun | None = None, **headers: str) -> list[Chat
     local = run_ or LocalRun(PROCESSOR)
     hdrs = {"ce_time": CE_TIME, "tenant": "acme", **headers}
     outs = local.feed(input_record(TOPIC, value, headers=hdrs))
-    assert all(o.topic == "chat.message.v1" for o in outs)
+    assert all(o.topic == "chat.message.v2" for o in outs)
     return [as_chat(o.value) for o in outs]
 
 
@@ -78,14 +78,14 @@ def test_text_message_fields() -> None:
     assert msg.payload == {"text": "@bot 你好", "mention": ["bot-1", "c9"]}
 
 
-def test_output_record_is_keyed_by_conversation_with_cloudevents_headers() -> None:
+def test_output_record_is_keyed_by_tenant_and_conversation_with_cloudevents_headers() -> None:
     (out,) = LocalRun(PROCESSOR).feed(
         input_record(TOPIC, body(), headers={"ce_time": CE_TIME, "tenant": "acme"})
     )
-    assert out.key == "chat-1"
+    assert out.key == "acme|chat-1"  # scoped by tenant
     headers = dict(out.headers)
-    assert headers["ce_id"] == b"m1"
-    assert headers["ce_type"] == b"wecomstream.chat.message.v1"
+    assert headers["ce_id"] == b"acme|m1"  # unique across tenants
+    assert headers["ce_type"] == b"wecomstream.chat.message.v2"
     assert headers["ce_time"] == CE_TIME.encode()
     assert headers["tenant"] == b"acme"
 
@@ -234,7 +234,8 @@ def test_received_at_falls_back_to_record_time_without_ce_time() -> None:
     (out,) = local.feed(input_record(TOPIC, body(), timestamp_ms=1_700_000_000_500))
     chat = as_chat(out.value)
     assert chat.received_at == datetime.fromtimestamp(1_700_000_000.5, tz=UTC)
-    assert chat.tenant is None
+    assert chat.tenant == "default"  # no tenant header: the default tenant
+    assert dict(out.headers)["tenant"] == b"default"
 
 
 def test_missing_optional_fields() -> None:

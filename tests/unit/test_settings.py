@@ -24,7 +24,7 @@ def test_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WECOM_STREAM_PROCESSING_GUARANTEE", "at-least-once")
     settings = ProcessorSettings()
     assert settings.kafka_bootstrap_servers == "k1:9092,k2:9092"
-    assert settings.topic("chat.message.v1") == "staging.chat.message.v1"
+    assert settings.topic("chat.message.v2") == "staging.chat.message.v2"
     assert settings.log_level == "DEBUG"
     assert settings.processing_guarantee == "at-least-once"
 

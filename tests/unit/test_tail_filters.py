@@ -32,14 +32,14 @@ MESSAGE = {"sender_role": "customer", "payload": {"type": 7, "flag": True}, "tag
         ("tags.1=b", True),
         ("tags.5=b", False),
         ("payload.missing=7", False),
-        ("ce_type=wecomstream.chat.message.v1", True),  # no such field: the header
+        ("ce_type=wecomstream.chat.message.v2", True),  # no such field: the header
         ("ce_type=other", False),
         ("payload=7", False),  # an object is compared as its JSON
         ('payload={"type":7,"flag":true}', True),
     ],
 )
 def test_where_compares_a_value_path_else_a_header(where: str, matches: bool) -> None:
-    record = view(MESSAGE, ce_type="wecomstream.chat.message.v1")
+    record = view(MESSAGE, ce_type="wecomstream.chat.message.v2")
     assert RecordFilter(where=(parse_where(where),)).matches(record) is matches
 
 
@@ -102,7 +102,7 @@ def test_since_refuses_a_duration_without_unit_or_a_time_without_zone(bad: str) 
 
 def test_tail_flags_parse() -> None:
     args = build_parser().parse_args(
-        ["tail", "chat.message.v1", "--where", "a=1", "--where", "ce_type=x", "--since", "10m"]
+        ["tail", "chat.message.v2", "--where", "a=1", "--where", "ce_type=x", "--since", "10m"]
     )
     assert [w.name for w in args.where] == ["a", "ce_type"]
     assert isinstance(args.since, int)
@@ -121,7 +121,7 @@ def test_bad_tail_flags_are_usage_errors(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exc:
-        build_parser().parse_args(["tail", "chat.message.v1", *argv])
+        build_parser().parse_args(["tail", "chat.message.v2", *argv])
     assert exc.value.code == 2
     assert "usage:" in capsys.readouterr().err
 

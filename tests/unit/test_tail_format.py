@@ -23,7 +23,7 @@ class FakeRecord:
     """The attributes tail reads from an aiokafka ConsumerRecord."""
 
     value: bytes | None
-    topic: str = "t.chat.message.v1"
+    topic: str = "t.chat.message.v2"
     partition: int = 2
     offset: int = 41
     timestamp: int | None = 1_796_112_000_000  # 2026-12-01T08:00:00Z
@@ -51,7 +51,7 @@ CHAT = {
 
 
 def test_chat_message_line_has_conversation_role_kind_and_one_line_text() -> None:
-    out = line(CHAT, "chat.message.v1")
+    out = line(CHAT, "chat.message.v2")
     assert out.startswith("12-01 08:00:00Z p2@41 k1 ")
     assert "conversation=conv-9 sender_role=customer kind=text  你好 I need help" in out
     assert "\n" not in out
@@ -59,24 +59,24 @@ def test_chat_message_line_has_conversation_role_kind_and_one_line_text() -> Non
 
 def test_chat_message_without_text_shows_the_attachment() -> None:
     value = {**CHAT, "kind": "file", "text": None, "attachment": {"name": "a.pdf"}}
-    assert line(value, "chat.message.v1").endswith("kind=file  a.pdf")
+    assert line(value, "chat.message.v2").endswith("kind=file  a.pdf")
 
 
 def test_room_membership_line() -> None:
     value = {"room_id": "r1", "member_count": 12, "bot_in_room": False, "members": []}
-    assert line(value, "room.membership.v1").endswith("room=r1 member_count=12 bot_in_room=false")
+    assert line(value, "room.membership.v2").endswith("room=r1 member_count=12 bot_in_room=false")
 
 
 def test_member_change_line() -> None:
     value = {"room_id": "r1", "contact_id": "c7", "change": "left", "member_count": 3}
-    assert line(value, "room.member-change.v1").endswith("room=r1 contact=c7 change=left")
+    assert line(value, "room.member-change.v2").endswith("room=r1 contact=c7 change=left")
 
 
 def test_feedback_event_line_shows_the_status_change() -> None:
     value = {"bot_id": "b1", "exec_id": "e1", "status": "thumb-down", "previous_status": "none"}
-    assert line(value, "feedback.event.v1").endswith("bot=b1 status=none→thumb-down exec=e1")
+    assert line(value, "feedback.event.v2").endswith("bot=b1 status=none→thumb-down exec=e1")
     first = {**value, "previous_status": None}
-    assert "status=thumb-down exec=e1" in line(first, "feedback.event.v1")
+    assert "status=thumb-down exec=e1" in line(first, "feedback.event.v2")
 
 
 def test_feedback_stats_line_shows_window_and_counts() -> None:
@@ -90,7 +90,7 @@ def test_feedback_stats_line_shows_window_and_counts() -> None:
         "neutral": 2,
         "comments": 1,
     }
-    assert line(value, "feedback.stats.v1").endswith(
+    assert line(value, "feedback.stats.v2").endswith(
         "bot=b1 window=hour@2026-12-01T08:00:00Z up=3 down=1 neutral=2 comments=1"
     )
 
@@ -119,12 +119,12 @@ def test_dlq_line_has_the_error_headers() -> None:
 @pytest.mark.parametrize(
     ("value", "topic", "expected"),
     [
-        (b"not json", "chat.message.v1", "  not json"),
-        ({"unexpected": True}, "chat.message.v1", '  {"unexpected":true}'),
-        ([1, 2], "room.membership.v1", "  [1,2]"),
+        (b"not json", "chat.message.v2", "  not json"),
+        ({"unexpected": True}, "chat.message.v2", '  {"unexpected":true}'),
+        ([1, 2], "room.membership.v2", "  [1,2]"),
         ({"x": "y"}, "some.other.v1", '  {"x":"y"}'),
-        (None, "room.membership.v1", "  (no value: a tombstone)"),
-        (b"\xff\xfe", "feedback.stats.v1", "  \ufffd\ufffd"),
+        (None, "room.membership.v2", "  (no value: a tombstone)"),
+        (b"\xff\xfe", "feedback.stats.v2", "  \ufffd\ufffd"),
     ],
 )
 def test_a_value_of_another_shape_falls_back_to_compact(
@@ -135,15 +135,15 @@ def test_a_value_of_another_shape_falls_back_to_compact(
 
 def test_time_falls_back_to_ce_time_then_dash() -> None:
     ce = [("ce_time", b"2026-12-01T09:30:00.000Z")]
-    assert line(CHAT, "chat.message.v1", timestamp=None, headers=ce).startswith("12-01 09:30:00Z")
+    assert line(CHAT, "chat.message.v2", timestamp=None, headers=ce).startswith("12-01 09:30:00Z")
     bad = [("ce_time", b"yesterday")]
-    assert line(CHAT, "chat.message.v1", timestamp=-1, headers=bad).startswith("- p2@41")
+    assert line(CHAT, "chat.message.v2", timestamp=-1, headers=bad).startswith("- p2@41")
 
 
 @pytest.mark.parametrize("width", [20, 47, 80])
 def test_a_line_is_cut_to_the_width_counting_wide_characters(width: int) -> None:
     long = {**CHAT, "text": "客户的消息很长" * 30}
-    text = format_line(view(long), "chat.message.v1", width)
+    text = format_line(view(long), "chat.message.v2", width)
     assert cell_len(text.plain) <= width
     assert text.plain.endswith("…")
 
@@ -159,7 +159,7 @@ def test_summary_shortens_long_strings() -> None:
 def test_console_output_prints_one_coloured_line_per_record() -> None:
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=80, color_system="standard")
-    out = ConsoleOutput("chat.message.v1", console)
+    out = ConsoleOutput("chat.message.v2", console)
     out.write(view({**CHAT, "text": "line one\nline two " * 20}))
     out.write(view({"room_id": "r1"}, headers=[("dlq_error", b"boom")]))
     out.flush()
@@ -181,7 +181,7 @@ def test_a_dlq_topic_is_red_and_a_raw_topic_cyan() -> None:
 def test_record_line_keeps_the_json_format() -> None:
     record = FakeRecord(b'{"a": 1}', headers=[("ce_id", b"id-1")])
     assert orjson.loads(record_line(record)) == {
-        "topic": "t.chat.message.v1",
+        "topic": "t.chat.message.v2",
         "partition": 2,
         "offset": 41,
         "timestamp": 1_796_112_000_000,

@@ -20,7 +20,7 @@ from runtime.tracing import (
 )
 
 VALID = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
-OUT = "chat.message.v1"
+OUT = "chat.message.v2"
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 

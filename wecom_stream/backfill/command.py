@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     kinds = parser.add_subparsers(dest="kind", required=True)
     records = kinds.add_parser(
         "chat-records",
-        help="语聚 chat records of customers → raw.yuju.chat-record.v1 → chat.message.v1",
+        help="语聚 chat records of customers → raw.yuju.chat-record.v1 → chat.message.v2",
         description="Query the 语聚 chat-record API (WECOM_STREAM_YUJU_API_URL, "
         "WECOM_STREAM_YUJU_API_KEY) for each customer and publish every message; the "
         "normalizer turns them into ChatMessages (origin chat_record). Over a fixed "
@@ -86,7 +86,7 @@ def summary(outcome: Outcome, window: QueryWindow, topic: str) -> list[str]:
     if window.fixed:
         lines.append(
             f"window {window.start_time} .. {window.end_time} (fixed: a re-run adds nothing "
-            "to chat.message.v1)"
+            "to chat.message.v2)"
         )
     else:
         lines.append(
