@@ -35,6 +35,11 @@ partition); writes one `FeedbackEvent` per callback that changes a reply
   node. Nodes first seen on a later change are added to the reply.
 - A body that is not JSON or lacks `botId`, `execId` or `feedbackStatus` raises
   `FeedbackRejected`: the engine puts it on `dlq.feedback.v1`.
+- Bounds (`StateBoundError`, to the DLQ, nothing written, the partition moving on): an id
+  (`botId`, `execId`, `messageId`, `sessionId`, `contactId`, `roomId`, a `nodeId`) longer
+  than `processors._bounds.MAX_ID_CHARS`; a reply that would count in more than
+  `MAX_NODES_PER_REPLY` flow nodes (each node adds three rows to every later change, and
+  the reply record lists them); a reply record over `processors._bounds.MAX_VALUE_BYTES`.
 - State: `replies` (one entry per rated reply) and `windows` (hour/day rows) expire after
   `WECOM_STREAM_FEEDBACK_RETENTION_MS` (default 30 days) of stream time without a write (a
   vote changed later counts as a new rating); `totals` (all-time rows) never expire.
@@ -52,6 +57,7 @@ import orjson
 from prometheus_client import Counter
 from pydantic import ValidationError
 
+from processors._bounds import StateBoundError, check_id, check_ids, check_value
 from processors._feedback_state import (
     Change,
     Counts,
@@ -82,6 +88,7 @@ from schemas.tenancy import scoped_key, tenant_of
 
 __all__ = [
     "CALLBACKS",
+    "MAX_NODES_PER_REPLY",
     "PROCESSOR",
     "RETENTION_MS",
     "Change",
@@ -108,6 +115,9 @@ TOTALS = "totals"
 RETENTION_MS: int = ProcessorSettings.model_fields["feedback_retention_ms"].default
 """Default of `WECOM_STREAM_FEEDBACK_RETENTION_MS`: how long a reply (and an hour/day row) is
 kept after its last change, in stream time."""
+
+MAX_NODES_PER_REPLY = 64
+"""Distinct flow nodes one reply may count in (a reply passes through a handful)."""
 
 SOURCE = "wecom-stream/feedback"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -155,6 +165,17 @@ def parse_vote(value: bytes | None, headers: Mapping[str, str], timestamp_ms: in
         raise FeedbackRejected("feedback body has an empty botId or execId")
     actions = body.output_actions or []
     node_ids = tuple(dict.fromkeys(a.node_id for a in actions if a.node_id))
+    for field, text in (
+        ("botId", body.bot_id),
+        ("execId", body.exec_id),
+        ("messageId", body.message_id),
+        ("sessionId", body.session_id),
+        ("contactId", body.contact_id),
+        ("roomId", body.room_id),
+    ):
+        check_id(field, text)
+    check_ids("outputActions[].nodeId", node_ids)
+    _check_nodes(len(node_ids))
     texts = [
         text
         for a in actions
@@ -180,6 +201,14 @@ def parse_vote(value: bytes | None, headers: Mapping[str, str], timestamp_ms: in
         comment=_text(body.feedback),
         tenant=tenant_of(headers),
     )
+
+
+def _check_nodes(count: int) -> None:
+    if count > MAX_NODES_PER_REPLY:
+        raise StateBoundError(
+            f"a reply would count in {count} flow nodes, over the limit of "
+            f"{MAX_NODES_PER_REPLY}: callback not applied"
+        )
 
 
 _CE_TYPES = {topic: by_name(topic).ce_type.encode() for topic in (FEEDBACK_EVENT, FEEDBACK_STATS)}
@@ -227,7 +256,10 @@ def handle_vote(record: InputRecord, ctx: Context, zone: tzinfo) -> list[OutputR
                 offset=record.offset,
             )
         return []
-    replies.set(reply_key, change.reply.to_json())
+    _check_nodes(len(change.reply.node_ids))
+    reply_value = change.reply.to_json()
+    check_value(REPLIES, reply_value)
+    replies.set(reply_key, reply_value)
     headers = _headers(record, vote)
     out = [
         OutputRecord(

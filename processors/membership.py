@@ -24,9 +24,14 @@ Semantics (also in docs/design.md, "membership"):
 - The snapshot is a pure function of the events accepted so far; it is emitted whenever that
   value changes (members, their attributes, room attributes, `bot_in_room`, `updated_at`),
   so the latest snapshot per room is the same whatever order the events came in.
-- A record that is not JSON or has no room id raises `MembershipRejected` (to the DLQ), as
-  does an event that would make a snapshot larger than `MAX_SNAPSHOT_BYTES` (a room of some
-  10,000 members; WeCom's limit is 2,000): its writes are discarded, the partition moves on.
+- A record that is not JSON or has no room id raises `MembershipRejected` (to the DLQ).
+- Bounds (`StateBoundError`, to the DLQ, the event unapplied, the partition moving on): an
+  id (room, member, bot) longer than `processors._bounds.MAX_ID_CHARS`; an event that would
+  make a room hold more than `MAX_ROOM_ENTRIES` entries — present members, departed members
+  still remembered and known bots together (departures are state too: a leave naming
+  thousands of unknown ids grows the room record as much as joins do) — or a room record over
+  `MAX_VALUE_BYTES`, a member record over `MAX_MEMBER_BYTES`, or a snapshot over
+  `MAX_SNAPSHOT_BYTES` (a room of some 10,000 members; WeCom's limit is 2,000).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import orjson
 from prometheus_client import Counter
 from pydantic import ValidationError
 
+from processors._bounds import StateBoundError, check_id, check_ids, check_value
 from processors._membership_state import (
     EventKind,
     MemberInfo,
@@ -79,6 +85,8 @@ __all__ = [
     "DEPARTED_RETENTION_MS",
     "EVENTS",
     "MAX_FUTURE_SKEW_MS",
+    "MAX_MEMBER_BYTES",
+    "MAX_ROOM_ENTRIES",
     "MAX_SNAPSHOT_BYTES",
     "PROCESSOR",
     "STORE",
@@ -98,6 +106,13 @@ MAX_FUTURE_SKEW_MS = 60 * 60 * 1000
 MAX_SNAPSHOT_BYTES = 3 * 1024 * 1024
 """An event that would make a snapshot larger (5x a full 2,000-member room) goes to the DLQ
 instead of failing the transaction (max.request.size / max.message.bytes are 4 MiB)."""
+MAX_ROOM_ENTRIES = 10_000
+"""Present members, remembered departures and known bots of one room, together: 5x a full
+WeCom room (2,000), with room for a week of turnover. The room record stays far below
+`MAX_VALUE_BYTES` at this count for ids of ordinary length; longer ids are caught by that
+byte bound."""
+MAX_MEMBER_BYTES = 16 * 1024
+"""A member record (its snapshot entry: nickname, alias, avatar URL…): 30x a real one."""
 
 _MODELS: dict[str, tuple[EventKind, type[RoomEvent]]] = {
     RAW_YUJU_ROOM_JOIN: ("join", RoomJoin),
@@ -189,7 +204,9 @@ def parse_event(
     room_id = event.im_room_id.strip()
     if not room_id:
         raise MembershipRejected("room event has an empty imRoomId")
+    check_id("imRoomId", room_id)
     bot_id = _text(event.bot_info.im_bot_id) if event.bot_info else None
+    check_id("botInfo.imBotId", bot_id)
     members = tuple(
         MemberInfo(
             contact_id=m.im_contact_id.strip(),
@@ -204,6 +221,7 @@ def parse_event(
         for m in getattr(event, "members", ())
         if m.im_contact_id.strip()
     )
+    check_ids("imContactId", (m.contact_id for m in members))
     return RoomEventIn(
         kind=kind,
         room_id=room_id,
@@ -252,6 +270,7 @@ def handle_event(
     if step.stale:
         return step, []
     writes = step.member_writes
+    _check_bounds(scope, step)
 
     out = [
         OutputRecord(
@@ -276,7 +295,7 @@ def handle_event(
         ]
         snapshot = snapshot_bytes(room_id, tenant, step.room, records)
         if len(snapshot) > MAX_SNAPSHOT_BYTES:
-            raise MembershipRejected(
+            raise StateBoundError(
                 f"room {room_id} would have a snapshot of {len(snapshot)} bytes (over "
                 f"{MAX_SNAPSHOT_BYTES}, {len(step.room['present'])} members): event not applied"
             )
@@ -296,6 +315,23 @@ def handle_event(
             store.set(prefix + contact_id, member)
     store.set(room_key(scope), step.room)
     return step, out
+
+
+def _check_bounds(scope: str, step: Transition) -> None:
+    """`StateBoundError` when the event would make the room or a member record grow past
+    its bound (the module docstring); nothing has been written yet."""
+    room = step.room
+    entries = len(room["present"]) + len(room["departed"]) + len(room["bots"])
+    if entries > MAX_ROOM_ENTRIES:
+        raise StateBoundError(
+            f"room {scope[:80]} would hold {entries} entries (present {len(room['present'])}, "
+            f"departed {len(room['departed'])}, bots {len(room['bots'])}), over the limit of "
+            f"{MAX_ROOM_ENTRIES}: event not applied"
+        )
+    check_value(STORE, room)
+    for member in step.member_writes.values():
+        if member is not None:
+            check_value(STORE, member, MAX_MEMBER_BYTES)
 
 
 def make_handler(retention_ms: int) -> Handler:

@@ -28,6 +28,11 @@ junk in a field, snake_case keys, not JSON) goes through the tolerant `YujuMessa
 generated bodies (every PLATFORM.md quirk) that the fast output is byte-identical to the
 model path's and validates as a `ChatMessage`.
 
+Bounds: an id (`messageId`, `chatId`, `botId`, `contactId`, `roomId`; a chat record's
+`chat_id`, `customer_id`) longer than `processors._bounds.MAX_ID_CHARS` sends the record to
+the DLQ (`StateBoundError`): ids key the stores and appear in the output, so they are
+neither cut nor hashed; every store value is a constant or a short channel name.
+
 Deduplication: the store `seen` remembers each `messageId` for
 `WECOM_STREAM_NORMALIZER_DEDUP_RETENTION_MS` of stream time (default 24 h; platform retries
 come within minutes). A retry is dropped; a record that is not a message callback at all
@@ -59,6 +64,7 @@ from typing import Any
 
 import orjson
 
+from processors._bounds import check_id
 from processors._chat_mapping import (
     KINDS,
     attachment_of,
@@ -92,6 +98,7 @@ __all__ = [
     "attachment_of",
     "chat_fields",
     "chat_json",
+    "check_message_ids",
     "configure",
     "handle",
     "kind_of",
@@ -238,6 +245,7 @@ def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
         if done is not None:
             return done
     msg = YujuMessage.model_validate_json(record.value)
+    check_message_ids(msg)
     seen = ctx.store(SEEN_STORE)
     seen_key = scoped_key(tenant, msg.message_id)
     if seen_key in seen:
@@ -251,6 +259,17 @@ def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
     if out.direction == "outbound" and mode != out.channel:
         modes.set(mode_key, out.channel)
     return (_output(out, ce_time),)
+
+
+def check_message_ids(msg: YujuMessage | FastMessage) -> None:
+    """`StateBoundError` (to the DLQ) when an id of the message is longer than
+    `MAX_ID_CHARS`: `messageId` keys the `seen` store, the conversation the `mode` store,
+    and all of them are in the output."""
+    check_id("messageId", msg.message_id)
+    check_id("chatId", msg.chat_id)
+    check_id("botId", msg.bot_id)
+    check_id("contactId", msg.contact_id)
+    check_id("roomId", msg.room_id)
 
 
 def _output(out: ChatMessage, ce_time: str | None) -> OutputRecord:
@@ -273,6 +292,7 @@ def _handle_fast(
     """`handle` on the fast path: the same steps, the output serialized from a dict. None
     (nothing written to the stores) when orjson cannot write the output: the model path
     takes the record."""
+    check_message_ids(msg)
     seen = ctx.store(SEEN_STORE)
     seen_key = scoped_key(tenant, msg.message_id)
     if seen_key in seen:
@@ -304,6 +324,8 @@ def _handle_chat_record(record: InputRecord, ctx: Context) -> Iterable[OutputRec
     assert record.value is not None  # handle() checked
     tenant = tenant_of(record.headers)
     entry = ChatRecordEntry.model_validate_json(record.value)
+    check_id("chat_id", entry.chat_id)
+    check_id("customer_id", entry.customer_id)
     history = ctx.store(HISTORY_STORE)
     history_key = scoped_key(tenant, entry_id(entry))
     if history_key in history:  # a re-run of the same backfill: nothing is built

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from processors.engine import Context, InputRecord, OutputRecord, Processor
+from processors.engine import Context, InputRecord, Names, OutputRecord, Processor
 from processors.engine._dlq import dlq_headers
 from processors.runner import load_processor
 from runtime.settings import CommonSettings, ProcessorSettings
@@ -143,7 +143,7 @@ async def test_a_dead_letter_goes_back_once_and_yields_one_output(
         lines = await run_replay(kafka_bootstrap, topic_prefix, capsys, DLQ)
         assert lines == [total(lines)]
         assert ": 0 replayed, 0 skipped" in lines[0]
-        group = f"{topic_prefix}wecom-stream.normalizer.v2"
+        group = Names.of(processor, topic_prefix).group
         assert await processed(kafka_bootstrap, group, topic_prefix + RAW) == 2
         outputs = await read_topic(kafka_bootstrap, topic_prefix + OUT, quiet_s=0.2)
         assert len(outputs) == 1
@@ -160,7 +160,7 @@ async def test_since_re_replays_and_the_normalizer_dedup_holds(
     await dead_letter(producer, topic_prefix, message.value, message.key, original=message.headers)
     settings = ProcessorSettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
     normalizer = load_processor("normalizer", settings)
-    group = f"{topic_prefix}wecom-stream.normalizer.v2"
+    group = Names.of(normalizer, topic_prefix).group
     async with engine_running(normalizer, kafka_bootstrap, topic_prefix, "exactly-once"):
         lines = await run_replay(kafka_bootstrap, topic_prefix, capsys, DLQ)
         assert lines[0] == f"replayed 1 records to {topic_prefix}{RAW}"

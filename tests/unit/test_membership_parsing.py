@@ -9,6 +9,7 @@ import json
 import orjson
 import pytest
 
+from processors._bounds import StateBoundError
 from processors.engine.api import OutputRecord
 from processors.engine.testing import LocalRun, input_record
 from processors.membership import (
@@ -168,7 +169,7 @@ def test_an_event_that_would_make_an_oversized_snapshot_is_rejected_unapplied(
     size = len(next(r.value for r in h.outputs if r.topic == ROOM_MEMBERSHIP))  # type: ignore[arg-type]
     monkeypatch.setattr(module, "MAX_SNAPSHOT_BYTES", size + 10)
     before = copy.deepcopy(h.store().data)
-    with pytest.raises(MembershipRejected, match="over"):
+    with pytest.raises(StateBoundError, match="over"):
         h.send("join", body("join", "r1", T0 + 1, member("m999")))
     assert h.store().data == before  # nothing written
     assert changes(h.send("leave", body("leave", "r1", T0 + 2, member("m000")))) == [
