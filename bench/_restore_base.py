@@ -108,8 +108,9 @@ def _uniform(key_of: Callable[[int], bytes], item: Any) -> Callable[[int, int], 
 
 def membership_entries(n: int, now_ms: int) -> Iterator[Entry]:
     """N member records over `min(n, ROOMS)` rooms, then each room's record, under the keys
-    membership uses (`member_key`, `room_key`) and in the partition of the room id (the
-    raw topics' key), so the processor finds them: one value per member (its contact id)."""
+    membership uses (`member_key`, `room_key`, scoped by the probes' tenant `bench`) and in
+    the partition of the room id (the raw topics' key), so the processor finds them: one
+    value per member (its contact id)."""
     written = now_ms - 60_000
     t = now_ms - 3_600_000
     rooms = min(n, ROOMS)
@@ -117,18 +118,18 @@ def membership_entries(n: int, now_ms: int) -> Iterator[Entry]:
         room = f"room-{i % ROOMS:06d}"
         cid = f"{i:08d}"
         value = orjson.dumps([written, _member(cid, t)])
-        yield key_partition(room), member_key(room, cid).encode(), value
+        yield key_partition(room), member_key(f"bench|{room}", cid).encode(), value
     for r in range(rooms):
         room = f"room-{r:06d}"
         record = {
-            "attrs": {"tenant": ["bench", t, "0" * 32], "topic": ["bench room", t, "0" * 32]},
+            "attrs": {"topic": ["bench room", t, "0" * 32]},
             "present": [f"{i:08d}" for i in range(r, n, ROOMS)],
             "departed": {},
-            "bots": [],
+            "bots": {},
             "updated": t,
         }
         value = orjson.dumps([written, record])
-        yield key_partition(room), room_key(room).encode(), value
+        yield key_partition(room), room_key(f"bench|{room}").encode(), value
 
 
 STORES: dict[str, tuple[str, Callable[[int, int], Iterator[Entry]]]] = {

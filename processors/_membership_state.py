@@ -4,8 +4,9 @@ event, and the last-writer-wins transition (state, event) -> (new state, changes
 
 Store layout (store `rooms`, JSON values, never mutated in place):
 - `room_key(room)` -> `RoomRecord`: room attributes with the event that set each, the sorted
-  ids of the current members, departed members' leave times, the known bot ids, and
-  `updated` (the greatest event time among the events deciding the room's state).
+  ids of the current members, departed members' leave times, the known hosted bots with the
+  latest time each was seen leaving (0: never), and `updated` (the greatest event time among
+  the events deciding the room's state).
 - `member_key(room, contact)` -> `MemberRecord`: the winning event (time, kind, id) of one
   member, with the member's output attributes while present.
 An event rewrites the room record and only the member records it touches, so a batch of
@@ -39,9 +40,12 @@ __all__ = [
     "apply_event",
     "bot_in_room",
     "format_ms",
+    "member_count",
     "member_key",
     "member_prefix",
     "room_key",
+    "roster",
+    "roster_since",
     "snapshot_bytes",
 ]
 
@@ -83,7 +87,10 @@ class RoomRecord(TypedDict):
     """field -> [value, event ms, event id] of the latest event that carried a value."""
     present: list[str]
     departed: dict[str, int]
-    bots: list[str]
+    bots: dict[str, int]
+    """Hosted bot id -> the latest time it was seen leaving the room (0: never). A bot is
+    known from reporting an event (`botInfo.imBotId`) or from a member entry flagged
+    `isSelf` or equal to the reporter."""
     updated: int
 
 
@@ -116,17 +123,21 @@ class RoomEventIn:
     tenant: str = DEFAULT_TENANT
     attrs: dict[str, str | None] = field(default_factory=dict)
     members: tuple[MemberInfo, ...] = ()
+    bot_id: str | None = None
+    """The reporting bot (`botInfo.imBotId`): a hosted bot of the tenant, in the room."""
+    received: bool = False
+    """`event_ms` is the receive time (the callback's own time was absent or unusable)."""
 
 
 @dataclass(slots=True)
 class Transition:
     """What one event did: the new room record, member records to write (None = delete),
-    the membership changes in order as (contact, change, member count after), whether the
-    snapshot changed, and how many member entries were dropped as too late."""
+    the membership changes in order as (contact, change), whether the snapshot changed, and
+    how many member entries were dropped as too late."""
 
     room: RoomRecord
     member_writes: dict[str, MemberRecord | None]
-    changes: list[tuple[str, MemberChangeKind, int]]
+    changes: list[tuple[str, MemberChangeKind]]
     snapshot_changed: bool
     dropped: int = 0
     room_changed: bool = True
@@ -155,17 +166,56 @@ def format_ms(ms: int) -> str:
     return format_time(datetime.fromtimestamp(ms / 1000, tz=UTC))
 
 
+def _has(ids: list[str], cid: str) -> bool:
+    at = bisect.bisect_left(ids, cid)
+    return at < len(ids) and ids[at] == cid
+
+
 def bot_in_room(room: RoomRecord) -> bool:
-    """False when every member known as the hosted bot has left; true otherwise (also when
-    no event ever named the bot: it reports the room's events, so it is in it)."""
-    if not room["bots"]:
+    """False when every known hosted bot has left (its latest event is a leave); true
+    otherwise, also when no event ever named a bot leaving (a bot that reports the room's
+    events is in it)."""
+    bots = room["bots"]
+    if not bots:
         return True
     present = room["present"]
-    for bot in room["bots"]:
-        at = bisect.bisect_left(present, bot)
-        if at < len(present) and present[at] == bot:
-            return True
-    return False
+    return any(left == 0 or _has(present, bot) for bot, left in bots.items())
+
+
+def roster_since(room: RoomRecord) -> int:
+    """The time from which the present members are known (0: always). While a hosted bot
+    was out of the room nobody saw who came and went, so once every known bot has left at
+    some point, a member whose join is older than the earliest of their latest departures
+    may have left unseen: after a bot rejoins, such members are not shown as current.
+    While no bot is in the room, its last known roster stays shown (`bot_in_room` false)."""
+    if not bot_in_room(room) or not room["bots"]:
+        return 0
+    return min(room["bots"].values())
+
+
+def roster(room: RoomRecord, records: Sequence[MemberRecord | None]) -> list[MemberOut]:
+    """The snapshot's members: the present members known current (`roster_since`), each
+    flagged `is_bot` when it is a known hosted bot. `records`: the member records of
+    `room["present"]`, in that order (fetched by the caller in one tight loop: a big room
+    has 2,000)."""
+    if len(records) != len(room["present"]):
+        raise LookupError(f"{len(records)} member records for {len(room['present'])} members")
+    since, bots = roster_since(room), room["bots"]
+    members: list[MemberOut] = []
+    for record in records:
+        if record is None or "o" not in record:
+            raise LookupError("a present member's record is missing")
+        if record["t"] < since:
+            continue
+        out = record["o"]
+        is_bot = out["contact_id"] in bots
+        members.append(out if out["is_bot"] == is_bot else {**out, "is_bot": is_bot})
+    return members
+
+
+def member_count(members: Sequence[MemberOut]) -> int:
+    """Members of the room without the hosted bots: the people in it."""
+    return sum(1 for m in members if not m["is_bot"])
 
 
 def _member_out(info: MemberInfo, event_ms: int) -> MemberOut:
@@ -183,7 +233,7 @@ def _member_out(info: MemberInfo, event_ms: int) -> MemberOut:
 
 
 def _empty_room() -> RoomRecord:
-    return {"attrs": {}, "present": [], "departed": {}, "bots": [], "updated": 0}
+    return {"attrs": {}, "present": [], "departed": {}, "bots": {}, "updated": 0}
 
 
 def apply_event(
@@ -206,10 +256,21 @@ def apply_event(
         "attrs": dict(old["attrs"]),
         "present": list(old["present"]),
         "departed": dict(old["departed"]),
-        "bots": list(old["bots"]),
+        "bots": dict(old["bots"]),
         "updated": old["updated"],
     }
     t, eid = event.event_ms, event.event_id
+    writes: dict[str, MemberRecord | None] = {}
+
+    def learn_bot(cid: str) -> None:
+        """A hosted bot, from any event naming it (even one that otherwise lost)."""
+        if cid not in new["bots"]:
+            record = lookup(cid)
+            gone = record is not None and not record["p"]
+            new["bots"][cid] = record["t"] if gone and record else new["departed"].get(cid, 0)
+
+    if event.bot_id:
+        learn_bot(event.bot_id)
     visible = created
     won = False
 
@@ -222,16 +283,17 @@ def apply_event(
             new["attrs"][name] = [value, t, eid]
             won = True
 
-    writes: dict[str, MemberRecord | None] = {}
-    changes: list[tuple[str, MemberChangeKind, int]] = []
+    changes: list[tuple[str, MemberChangeKind]] = []
     dropped = 0
     horizon = old["updated"] - retention_ms
     rank = _RANK[event.kind]
     present = new["present"]
     for info in event.members if event.kind != "topic" else ():
         cid = info.contact_id
-        if info.is_bot and cid not in new["bots"]:
-            bisect.insort(new["bots"], cid)
+        if info.is_bot:
+            learn_bot(cid)
+        if event.kind == "leave" and cid in new["bots"]:  # a departure, applied or not
+            new["bots"][cid] = max(new["bots"][cid], t)
         record = writes[cid] if cid in writes else lookup(cid)
         if record is None:
             if not created and t < horizon:
@@ -248,7 +310,7 @@ def apply_event(
             new["departed"].pop(cid, None)
             if not was_present:
                 present.insert(at, cid)
-                changes.append((cid, "joined", len(present)))
+                changes.append((cid, "joined"))
             elif record is not None and record.get("o") != out:
                 visible = True
         else:
@@ -256,7 +318,7 @@ def apply_event(
             new["departed"][cid] = t
             if was_present:
                 del present[at]
-                changes.append((cid, "left", len(present)))
+                changes.append((cid, "left"))
 
     if won and t > new["updated"]:
         new["updated"] = t
@@ -266,9 +328,10 @@ def apply_event(
         if left_ms < cutoff:
             del new["departed"][cid]
             writes[cid] = None
-    visible = visible or bool(changes) or bot_in_room(new) != bot_in_room(old)
-    # A bot id is learnt from any event naming it, even one that otherwise lost.
-    room_changed = created or won or bool(writes) or new["bots"] != old["bots"]
+    # Known bots and their departures change `is_bot` flags, `bot_in_room` and the roster.
+    bots_changed = new["bots"] != old["bots"]
+    visible = visible or bool(changes) or bots_changed
+    room_changed = created or won or bool(writes) or bots_changed
     return Transition(new, writes, changes, visible, dropped, room_changed)
 
 
@@ -277,18 +340,9 @@ def _attr(room: RoomRecord, name: str) -> Any:
     return None if current is None else current[0]
 
 
-def snapshot_bytes(
-    room_id: str, tenant: str, room: RoomRecord, records: Sequence[MemberRecord | None]
-) -> bytes:
+def snapshot_bytes(room_id: str, tenant: str, room: RoomRecord, members: list[MemberOut]) -> bytes:
     """The room's `RoomMembership` JSON, byte for byte what the model serializes (fields in
-    its order), in one `orjson.dumps`. `records`: the member records of `room["present"]`,
-    in that order (fetched by the caller in one tight loop: a big room has 2,000)."""
-    try:
-        members: list[MemberOut] = [record["o"] for record in records]  # type: ignore[index]
-    except (TypeError, KeyError):
-        raise LookupError(f"a present member's record is missing in room {room_id}") from None
-    if len(members) != len(room["present"]):
-        raise LookupError(f"{len(members)} member records for {len(room['present'])} members")
+    its order), in one `orjson.dumps`. `members`: its `roster`."""
     return orjson.dumps(
         {
             "room_id": room_id,
@@ -297,7 +351,7 @@ def snapshot_bytes(
             "owner_id": _attr(room, "owner_id"),
             "avatar_url": _attr(room, "avatar_url"),
             "members": members,
-            "member_count": len(members),
+            "member_count": member_count(members),
             "bot_in_room": bot_in_room(room),
             "updated_at": format_ms(room["updated"]),
         }

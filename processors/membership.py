@@ -6,7 +6,11 @@ state lives in one partition); writes a `MemberChange` per real join or leave an
 Semantics (also in docs/design.md, "membership"):
 - Event time: the callback's `timestamp` (s or ms); absent, unusable or more than
   `MAX_FUTURE_SKEW_MS` after the receive time, the receive time (`ce_time` header, else the
-  record timestamp).
+  record timestamp) of the callback's *first* delivery: the store `arrivals` remembers it
+  per `tenant|ce_id` for the departed retention, so a platform retry (same body, same
+  `ce_id`, later receive time) is the same event again and changes nothing — a retried join
+  cannot bring back a member who left in between. (A genuine rejoin whose body is byte for
+  byte the earlier join, timestamp unusable, cannot be told from a retry either.)
 - Last-writer-wins per member, ordered by (event time, leave over join, `ce_id`): equal
   times are settled deterministically, a leave winning a tie. A duplicate (same `ce_id`) or
   an older event changes nothing and emits nothing; a late join never resurrects a member
@@ -21,9 +25,17 @@ Semantics (also in docs/design.md, "membership"):
   `WECOM_STREAM_MEMBERSHIP_DEPARTED_RETENTION_MS` (default 7 days) of the room's event
   time; an event older than that horizon about a member without any record is dropped and
   counted (`outcome="too_late"`).
+- Hosted bots: learnt from every event's reporter (`botInfo.imBotId`) and from member
+  entries flagged `isSelf` or equal to the reporter, with the latest time each was seen
+  leaving. `bot_in_room` is false once every known bot's latest event is a leave. After
+  every known bot has left at some point and one is back, members whose join is older than
+  the earliest of the bots' latest departures are no longer shown (they may have left
+  unseen meanwhile); while no bot is in, the last known roster stays shown. `is_bot` marks
+  the known bots among the members; `member_count` counts the members without them.
 - The snapshot is a pure function of the events accepted so far; it is emitted whenever that
-  value changes (members, their attributes, room attributes, `bot_in_room`, `updated_at`),
-  so the latest snapshot per room is the same whatever order the events came in.
+  value changes (members, their attributes, room attributes, known bots, `updated_at`), so
+  the latest snapshot per room is the same whatever order the events came in. A
+  `MemberChange` carries the room's `member_count` once its event is applied.
 - A record that is not JSON or has no room id raises `MembershipRejected` (to the DLQ).
 - Bounds (`StateBoundError`, to the DLQ, the event unapplied, the partition moving on): an
   id (room, member, bot) longer than `processors._bounds.MAX_ID_CHARS`; an event that would
@@ -38,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,8 +67,10 @@ from processors._membership_state import (
     RoomRecord,
     Transition,
     apply_event,
+    member_count,
     member_prefix,
     room_key,
+    roster,
     snapshot_bytes,
 )
 from processors.engine.api import (
@@ -100,6 +115,8 @@ __all__ = [
 ]
 
 STORE = "rooms"
+ARRIVALS = "arrivals"
+"""`tenant|ce_id` -> the first receive time of a callback whose own time was unusable."""
 SOURCE = "wecom-stream/membership"
 MAX_FUTURE_SKEW_MS = 60 * 60 * 1000
 """A callback `timestamp` later than receive time plus this is a wrong clock: not used."""
@@ -141,17 +158,20 @@ class MembershipRejected(WecomStreamError, ValueError):
     """
 
 
-def event_time_ms(callback: datetime | None, headers: Mapping[str, str], timestamp_ms: int) -> int:
-    """The callback's own time when usable, else the receive time (`ce_time`, then record)."""
+def event_time_ms(
+    callback: datetime | None, headers: Mapping[str, str], timestamp_ms: int
+) -> tuple[int, bool]:
+    """(event time, whether it is the receive time): the callback's own time when usable,
+    else the receive time (`ce_time`, then the record's)."""
     received = timestamp_ms
     ce_time = headers.get("ce_time")
     if ce_time:
         with contextlib.suppress(ValueError):
             received = _epoch_ms(parse_time(ce_time))
     if callback is None:
-        return received
+        return received, True
     own = _epoch_ms(callback)
-    return received if own > received + MAX_FUTURE_SKEW_MS else own
+    return (received, True) if own > received + MAX_FUTURE_SKEW_MS else (own, False)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -166,27 +186,6 @@ def _text(value: str | None) -> str | None:
     return (value.strip() or None) if isinstance(value, str) else None
 
 
-_LIST_KEYS = frozenset(("joinMember", "joinMembers", "members", "leftMember", "leftMembers"))
-
-
-def _validate(model: type[RoomEvent], body: Any) -> RoomEvent:
-    """Validate; member entries without a usable contact id are left out (nothing can be
-    done with them) rather than failing the whole event."""
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        bad: dict[str, set[int]] = {}
-        for error in exc.errors():
-            loc = error["loc"]
-            if len(loc) < 2 or loc[0] not in _LIST_KEYS or not isinstance(loc[1], int):
-                raise
-            bad.setdefault(str(loc[0]), set()).add(loc[1])
-        cleaned = dict(body)
-        for key, indexes in bad.items():
-            cleaned[key] = [m for i, m in enumerate(body[key]) if i not in indexes]
-        return model.model_validate(cleaned)
-
-
 def parse_event(
     topic: str, value: bytes | None, headers: Mapping[str, str], timestamp_ms: int
 ) -> RoomEventIn:
@@ -197,7 +196,7 @@ def parse_event(
     except orjson.JSONDecodeError:
         raise MembershipRejected("room event record value is not JSON") from None
     try:
-        event = _validate(model, body)
+        event = model.model_validate(body)  # bad member entries dropped (schemas.yuju)
     except ValidationError as exc:
         fields = sorted({".".join(map(str, e["loc"])) or "body" for e in exc.errors()})
         raise MembershipRejected(f"room event body unusable, check fields: {fields}") from None
@@ -222,11 +221,16 @@ def parse_event(
         if m.im_contact_id.strip()
     )
     check_ids("imContactId", (m.contact_id for m in members))
+    event_ms, received = event_time_ms(event.timestamp, headers, timestamp_ms)
+    event_id = headers.get("ce_id") or stable_id(body if isinstance(body, dict) else {})
+    check_id("ce_id", event_id)
     return RoomEventIn(
         kind=kind,
         room_id=room_id,
-        event_ms=event_time_ms(event.timestamp, headers, timestamp_ms),
-        event_id=headers.get("ce_id") or stable_id(body if isinstance(body, dict) else {}),
+        event_ms=event_ms,
+        event_id=event_id,
+        bot_id=bot_id,
+        received=received,
         tenant=tenant_of(headers),
         attrs={
             "topic": event.topic,
@@ -265,40 +269,52 @@ def handle_event(
         found: MemberRecord | None = store.get(prefix + contact_id)
         return found
 
+    arrivals = ctx.store(ARRIVALS)
+    arrival_key = scoped_key(tenant, event.event_id)
+    first_ms: int | None = arrivals.get(arrival_key) if event.received else None
+    if first_ms is not None:  # a retry: the event keeps its first receive time
+        event = replace(event, event_ms=first_ms)
     room: RoomRecord | None = store.get(room_key(scope))
     step = apply_event(room, lookup, event, retention_ms)
+    if event.received and first_ms is None:
+        arrivals.set(arrival_key, event.event_ms)
     if step.stale:
         return step, []
     writes = step.member_writes
     _check_bounds(scope, step)
 
-    out = [
-        OutputRecord(
-            ROOM_MEMBER_CHANGE,
-            scope,
-            MemberChange(
-                room_id=room_id,
-                tenant=tenant,
-                contact_id=contact_id,
-                change=change,
-                event_time=datetime.fromtimestamp(event.event_ms / 1000, tz=UTC),
-                member_count=count,
-            ),
-            _headers(record, ROOM_MEMBER_CHANGE, f"{change}/{contact_id}", event.event_ms, tenant),
-        )
-        for contact_id, change, count in step.changes
-    ]
-    if step.snapshot_changed:
+    out: list[OutputRecord] = []
+    if step.snapshot_changed:  # always with a membership change
         get = store.get
         records = [
             writes[cid] if cid in writes else get(prefix + cid) for cid in step.room["present"]
         ]
-        snapshot = snapshot_bytes(room_id, tenant, step.room, records)
+        members = roster(step.room, records)
+        snapshot = snapshot_bytes(room_id, tenant, step.room, members)
         if len(snapshot) > MAX_SNAPSHOT_BYTES:
             raise StateBoundError(
                 f"room {room_id} would have a snapshot of {len(snapshot)} bytes (over "
                 f"{MAX_SNAPSHOT_BYTES}, {len(step.room['present'])} members): event not applied"
             )
+        count = member_count(members)
+        out = [
+            OutputRecord(
+                ROOM_MEMBER_CHANGE,
+                scope,
+                MemberChange(
+                    room_id=room_id,
+                    tenant=tenant,
+                    contact_id=contact_id,
+                    change=change,
+                    event_time=datetime.fromtimestamp(event.event_ms / 1000, tz=UTC),
+                    member_count=count,
+                ),
+                _headers(
+                    record, ROOM_MEMBER_CHANGE, f"{change}/{contact_id}", event.event_ms, tenant
+                ),
+            )
+            for contact_id, change in step.changes
+        ]
         out.append(
             OutputRecord(
                 ROOM_MEMBERSHIP,
@@ -307,7 +323,8 @@ def handle_event(
                 _headers(record, ROOM_MEMBERSHIP, "snapshot", step.room["updated"], tenant),
             )
         )
-    # Written last: a rejected event leaves the store as it was, even without the engine's undo.
+    # Written last: a rejected event leaves the rooms as they were even without the engine's
+    # undo (which also takes back the arrival written above).
     for contact_id, member in writes.items():
         if member is None:
             store.delete(prefix + contact_id)
@@ -355,13 +372,14 @@ def configure(settings: ProcessorSettings) -> Processor:
 
 
 def declare(departed_retention_ms: int) -> Processor:
-    """The processor declaration with a given departed-member retention."""
+    """The processor declaration with a given departed-member retention (also how long a
+    callback's first receive time is remembered)."""
     return Processor(
         name="membership",
         inputs=(RAW_YUJU_ROOM_JOIN, RAW_YUJU_ROOM_LEAVE, RAW_YUJU_ROOM_TOPIC),
         outputs=(ROOM_MEMBER_CHANGE, ROOM_MEMBERSHIP),
         handle=make_handler(departed_retention_ms),
-        stores=(StoreSpec(STORE),),
+        stores=(StoreSpec(STORE), StoreSpec(ARRIVALS, departed_retention_ms)),
         compression_type=by_name(ROOM_MEMBERSHIP).compression_type,
         state_version=2,  # store keys scoped by tenant (docs/upgrading.md)
     )

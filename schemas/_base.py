@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import CoreSchema, core_schema
 
-__all__ = ["Inbound", "Lenient", "Outbound"]
+__all__ = ["Inbound", "Lenient", "Outbound", "valid_items"]
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 class _NoneOnError:
@@ -28,6 +30,28 @@ Lenient = Annotated[T | None, _NoneOnError()]
 
 The raw body travels on the topic unchanged, so nothing is lost by not parsing a field.
 """
+
+
+def valid_items(model: type[M]) -> Callable[[Any], list[M]]:
+    """A before-validator for a list of `model` objects that keeps the entries that
+    validate and drops the others, so one bad element (a member without an id, a junk
+    action) does not lose the rest; a single object where a list is expected counts as a
+    one-element list, anything else as an empty one."""
+
+    def clean(value: Any) -> list[M]:
+        if isinstance(value, dict):
+            value = [value]
+        if not isinstance(value, list):
+            return []
+        kept: list[M] = []
+        for item in value:
+            try:
+                kept.append(model.model_validate(item))
+            except ValidationError:
+                continue
+        return kept
+
+    return clean
 
 
 class Inbound(BaseModel):

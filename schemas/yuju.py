@@ -5,6 +5,12 @@ Quirks handled (PLATFORM.md): the `data` wrapper or the flat enterprise v2 body
 timestamps as string or number in s or ms, `leftMember` / `leftMembers`, absent optional
 fields, unknown fields kept (`model_extra`). The `token` is parsed as a secret and never
 serialized.
+
+Room member lists are lenient entry by entry (`schemas._base.valid_items`): an entry that is
+not a member object or has no usable `imContactId` is dropped, the others kept, and a list
+sent as a single object (`"leftMember": {...}`) is read as a list of one. So one bad entry
+costs that entry, not the whole room event: the ingress routes the body to its room topic,
+and the membership processor applies the other members.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas._base import Inbound, Lenient
+from schemas._base import Inbound, Lenient, valid_items
 from schemas._lenient import coerce_int, parse_epoch, strip_keys
 
 __all__ = [
@@ -116,6 +122,10 @@ class RoomMember(Inbound):
     is_self: Lenient[bool] = None
 
 
+MemberList = Annotated[list[RoomMember], BeforeValidator(valid_items(RoomMember))]
+"""A room event's member list: bad entries dropped, a single object read as a list."""
+
+
 class RoomEvent(Inbound):
     """Fields shared by the room join, leave and topic callbacks."""
 
@@ -138,7 +148,7 @@ class RoomEvent(Inbound):
 class RoomJoin(RoomEvent):
     """Members joined a room. The list's name is a guess: `joinMember(s)` or `members`."""
 
-    members: list[RoomMember] = Field(
+    members: MemberList = Field(
         default_factory=list,
         validation_alias=AliasChoices("joinMember", "joinMembers", "members"),
     )
@@ -147,7 +157,7 @@ class RoomJoin(RoomEvent):
 class RoomLeave(RoomEvent):
     """Members left (or were removed from) a room: `leftMember` (语聚) or `leftMembers`."""
 
-    members: list[RoomMember] = Field(
+    members: MemberList = Field(
         default_factory=list, validation_alias=AliasChoices("leftMember", "leftMembers")
     )
 

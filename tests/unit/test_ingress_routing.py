@@ -147,6 +147,31 @@ def test_room_records_classified_by_content(members_key: str | None, topic: str)
     assert build_record("room", again, tenant=None, received=NOW).ce_id == record.ce_id
 
 
+@pytest.mark.parametrize(
+    ("members_key", "members", "topic"),
+    [
+        ("joinMember", [{"imContactId": "a"}, {"nickName": "no id"}], "raw.yuju.room-join.v1"),
+        ("joinMembers", [{"imContactId": "a"}, "junk", 7], "raw.yuju.room-join.v1"),
+        ("leftMember", {"imContactId": "a"}, "raw.yuju.room-leave.v1"),
+        ("leftMembers", [{"imContactId": None}, {"imContactId": "b"}], "raw.yuju.room-leave.v1"),
+    ],
+)
+def test_a_room_body_with_one_bad_member_entry_is_routed_whole(
+    members_key: str, members: object, topic: str
+) -> None:
+    """Issue 32: one member without `imContactId`, or `leftMember` sent as one object, sent
+    the whole body to `raw.unrouted.v1` (the room models were strict per entry); now the
+    body goes to its room topic, unchanged, and membership drops only the bad entry."""
+    body = sample("yuju-room-leave.json")
+    del body["leftMember"]
+    body[members_key] = members
+    _, clean = split_token(body)
+    record = build_record("room", clean, tenant="acme", received=NOW)
+    assert record.topic == topic
+    assert record.key == b"string"
+    assert orjson.loads(record.value)[members_key] == members  # nothing lost
+
+
 def test_feedback_record_keyed_by_bot_id() -> None:
     body = sample("insight-feedback.json")
     record = build_record("feedback", body, tenant="beta", received=NOW)

@@ -142,7 +142,8 @@ def test_processor_declaration() -> None:
     assert proc.name == "membership"
     assert set(proc.inputs) == {RAW_YUJU_ROOM_JOIN, RAW_YUJU_ROOM_LEAVE, RAW_YUJU_ROOM_TOPIC}
     assert set(proc.outputs) == {ROOM_MEMBERSHIP, ROOM_MEMBER_CHANGE}
-    assert [s.name for s in proc.stores] == ["rooms"]
+    assert [(s.name, s.retention_ms) for s in proc.stores] == [("rooms", None), ("arrivals", 1000)]
+    assert proc.state_version == 2
     assert proc.compression_type == "zstd"
     # The configured retention reaches the handler: with 1 s, a leave 2 s older than the
     # room's time is forgotten at once, and a join older than the horizon is dropped.
