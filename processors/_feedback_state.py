@@ -48,6 +48,7 @@ class Vote:
     reply_text: str | None = None
     trigger_text: str | None = None
     comment: str | None = None
+    receiver_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,11 @@ class Counts:
     def __bool__(self) -> bool:
         return any((self.thumbs_up, self.thumbs_down, self.neutral, self.comments))
 
+    @property
+    def negative(self) -> bool:
+        """A count below zero: never a row's value (`FeedbackStats` refuses one)."""
+        return min(self.thumbs_up, self.thumbs_down, self.neutral, self.comments) < 0
+
     def to_json(self) -> list[int]:
         return [self.thumbs_up, self.thumbs_down, self.neutral, self.comments]
 
@@ -155,11 +161,20 @@ class Row:
         return cls(key, tenant, bot_id, window, start, end, node_id)
 
 
-def rows_of(tenant: str, bot_id: str, reply: Reply, zone: tzinfo | None = None) -> list[Row]:
+def rows_of(
+    tenant: str,
+    bot_id: str,
+    reply: Reply,
+    zone: tzinfo | None = None,
+    *,
+    windows: bool = True,
+) -> list[Row]:
     """The rows a reply counts in: bot-wide, then per node; hour, day, all for each (hour and
-    day windows aligned to `zone`'s local time, default `schemas.feedback.DEFAULT_TIMEZONE`)."""
+    day windows aligned to `zone`'s local time, default `schemas.feedback.DEFAULT_TIMEZONE`);
+    only the `all` rows when not `windows` (the reply's windows are closed)."""
     bot_rows = [
-        Row.of(tenant, bot_id, w, *_window_bounds(w, reply.rated_ms, zone)) for w in WINDOWS
+        Row.of(tenant, bot_id, w, *_window_bounds(w, reply.rated_ms, zone))
+        for w in (WINDOWS if windows else ("all",))
     ]
     node_rows = [
         Row(f"{row.key}|{node}", tenant, bot_id, row.window, row.start, row.end, node)
@@ -188,13 +203,18 @@ def normalize_status(raw: str) -> FeedbackStatus | None:
 
 
 def decide(
-    previous: Reply | None, vote: Vote, zone: tzinfo | None = None
+    previous: Reply | None,
+    vote: Vote,
+    zone: tzinfo | None = None,
+    open_ms: int | None = None,
 ) -> tuple[Outcome, Change | None]:
     """The pure core: apply one vote to the reply's state (None: never rated); windows in
-    `zone`'s local time."""
+    `zone`'s local time. A reply's hour and day windows stay open `open_ms` after its first
+    rating (None: for ever); a change later than that moves only its `all` rows."""
     status = vote.status
     if status is None:
         return "unknown_status", None
+    windows = True
     if previous is None:
         if status == "none":
             return "unrated", None
@@ -213,8 +233,10 @@ def decide(
             comment = vote.comment or kept
         if status == previous.status and comment == previous.comment:
             return "duplicate", None
+        windows = open_ms is None or vote.event_ms - previous.rated_ms < open_ms
         old_rows = dict.fromkeys(
-            rows_of(vote.tenant, vote.bot_id, previous, zone), Counts.of(previous)
+            rows_of(vote.tenant, vote.bot_id, previous, zone, windows=windows),
+            Counts.of(previous),
         )
         reply = replace(
             previous,
@@ -227,7 +249,9 @@ def decide(
     new_counts = Counts.of(reply)
     deltas = {
         row: delta
-        for row in rows_of(vote.tenant, vote.bot_id, reply, zone)
+        for row in rows_of(
+            vote.tenant, vote.bot_id, reply, zone, windows=previous is None or windows
+        )
         if (delta := new_counts - old_rows.get(row, Counts()))
     }
     event = FeedbackEvent(
@@ -241,6 +265,7 @@ def decide(
         node_ids=list(reply.node_ids),
         reply_text=vote.reply_text,
         trigger_text=vote.trigger_text,
+        receiver_id=vote.receiver_id,
         status=status,
         previous_status=None if previous is None else previous.status,
         comment=vote.comment or reply.comment,

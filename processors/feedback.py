@@ -18,9 +18,14 @@ partition); writes one `FeedbackEvent` per callback that changes a reply
   platform retry of an older vote is indistinguishable from a genuine change back (same
   body, same `ce_id`) and counts as one.
 - A reply is *rated* by its first thumb-up or thumb-down. A reply seen only as `none` is not
-  counted anywhere and emits nothing. The rating fixes the reply's hour and day windows for
-  ever: a change of mind moves the reply's count from the old status to the new one in
-  those windows (and in `all`), so every row equals the latest status of its replies.
+  counted anywhere and emits nothing. The rating fixes the reply's hour and day windows (in
+  local time of `WECOM_STREAM_TIMEZONE`, default Asia/Shanghai) for ever: a change of mind
+  moves the reply's count from the old status to the new one in those windows and in `all`,
+  so every row equals the latest status of its replies. The hour and day windows stay open
+  `WECOM_STREAM_FEEDBACK_RETENTION_MS` (30 days) after the first rating; a change of mind
+  later than that moves only the `all` rows (the old window rows are final). Counts never
+  go negative: a row that would (only a clock far off can remove a row before its windows
+  close) is left as it is, logged and counted (`outcome="row_missing"`).
 - `neutral`: rated replies whose latest status is `none` (the vote was withdrawn).
 - Comments: kept only with thumb-down. A thumb-down without comment after a thumb-down with
   one keeps it (an absent field is not a deletion); a different non-empty comment replaces
@@ -40,9 +45,12 @@ partition); writes one `FeedbackEvent` per callback that changes a reply
   than `processors._bounds.MAX_ID_CHARS`; a reply that would count in more than
   `MAX_NODES_PER_REPLY` flow nodes (each node adds three rows to every later change, and
   the reply record lists them); a reply record over `processors._bounds.MAX_VALUE_BYTES`.
-- State: `replies` (one entry per rated reply) and `windows` (hour/day rows) expire after
-  `WECOM_STREAM_FEEDBACK_RETENTION_MS` (default 30 days) of stream time without a write (a
-  vote changed later counts as a new rating); `totals` (all-time rows) never expire.
+- State: `replies` (one entry per rated reply) and `totals` (all-time rows) are kept for
+  good, so the all-time counts always equal the latest status of the replies they count, a
+  change of mind months later included (the replies cost ~200 bytes each on disk).
+  `windows` (hour/day rows) expire `WECOM_STREAM_FEEDBACK_RETENTION_MS` after their last
+  write; a row is written when a reply is first rated in it, so it lives until every reply
+  it counts has closed its windows.
 """
 
 from __future__ import annotations
@@ -82,7 +90,7 @@ from runtime.logs import get_logger
 from runtime.settings import ProcessorSettings
 from schemas.cloudevents import event_headers, parse_time
 from schemas.feedback import DEFAULT_TIMEZONE
-from schemas.insight import InsightFeedback
+from schemas.insight import InsightFeedback, TriggerEvent
 from schemas.registry import FEEDBACK_EVENT, FEEDBACK_STATS, RAW_INSIGHT_FEEDBACK, by_name
 from schemas.tenancy import scoped_key, tenant_of
 
@@ -105,6 +113,7 @@ __all__ = [
     "normalize_status",
     "parse_vote",
     "stats_row",
+    "trigger_text",
 ]
 
 log = get_logger(__name__)
@@ -125,7 +134,9 @@ _MS = timedelta(milliseconds=1)
 
 CALLBACKS = Counter(
     "wecom_stream_feedback_callbacks_total",
-    "Feedback callbacks processed, by outcome (changed, duplicate, unrated, unknown_status).",
+    "Feedback callbacks processed, by outcome (changed, duplicate, unrated, unknown_status; "
+    "row_missing: an hour/day row not changed because it was gone, which only a clock far "
+    "off can cause).",
     ["outcome"],
 )
 
@@ -140,6 +151,34 @@ class FeedbackRejected(WecomStreamError, ValueError):
 
 def _text(value: Any) -> str | None:
     return (value.strip() or None) if isinstance(value, str) else None
+
+
+def trigger_text(trigger: TriggerEvent) -> str | None:
+    """The user's message that triggered the reply: the received text message's text; else
+    the text another received message carries (a voice message's transcript, say); else the
+    last user turn of the trigger's `history` (its text parts, newline-joined)."""
+    received = (
+        trigger.receive_text_message,
+        trigger.receive_audio_message,
+        trigger.receive_video_message,
+        trigger.receive_image_message,
+        trigger.receive_other_message,
+    )
+    for message in received:
+        if message and (text := _text(message.get("text"))):
+            return text
+    for turn in reversed(trigger.history or []):
+        if isinstance(turn, dict) and turn.get("role") == "user":
+            return _turn_text(turn.get("content"))
+    return None
+
+
+def _turn_text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return _text(content)
+    parts = content if isinstance(content, list) else []
+    texts = [t for p in parts if isinstance(p, dict) and (t := _text(p.get("text")))]
+    return "\n".join(texts) or None
 
 
 def _event_ms(headers: Mapping[str, str], timestamp_ms: int) -> int:
@@ -172,6 +211,7 @@ def parse_vote(value: bytes | None, headers: Mapping[str, str], timestamp_ms: in
         ("sessionId", body.session_id),
         ("contactId", body.contact_id),
         ("roomId", body.room_id),
+        ("receiverId", body.receiver_id),
     ):
         check_id(field, text)
     check_ids("outputActions[].nodeId", node_ids)
@@ -184,7 +224,6 @@ def parse_vote(value: bytes | None, headers: Mapping[str, str], timestamp_ms: in
         and (text := _text(a.payload.get("text")))
     ]
     trigger = body.trigger_event
-    received = trigger.receive_text_message if trigger else None
     return Vote(
         bot_id=body.bot_id,
         exec_id=body.exec_id,
@@ -197,8 +236,9 @@ def parse_vote(value: bytes | None, headers: Mapping[str, str], timestamp_ms: in
         room_id=_text(body.room_id),
         node_ids=node_ids,
         reply_text="\n".join(texts) or None,
-        trigger_text=_text(received.get("text")) if received else None,
+        trigger_text=trigger_text(trigger) if trigger else None,
         comment=_text(body.feedback),
+        receiver_id=_text(body.receiver_id),
         tenant=tenant_of(headers),
     )
 
@@ -230,21 +270,24 @@ def _headers(record: InputRecord, vote: Vote) -> Callable[[str, str], list[tuple
     return headers
 
 
-def make_handler(zone: tzinfo) -> Handler:
-    """The engine handler, with hour and day windows aligned to `zone`'s local time."""
+def make_handler(zone: tzinfo, open_ms: int) -> Handler:
+    """The engine handler, with hour and day windows aligned to `zone`'s local time and open
+    `open_ms` after a reply's first rating."""
 
     def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
-        return handle_vote(record, ctx, zone)
+        return handle_vote(record, ctx, zone, open_ms)
 
     return handle
 
 
-def handle_vote(record: InputRecord, ctx: Context, zone: tzinfo) -> list[OutputRecord]:
+def handle_vote(
+    record: InputRecord, ctx: Context, zone: tzinfo, open_ms: int
+) -> list[OutputRecord]:
     """Engine adapter: load the reply and its rows from the stores, apply `decide`, save."""
     vote = parse_vote(record.value, record.headers, record.timestamp_ms)
     replies = ctx.store(REPLIES)
     reply_key = scoped_key(vote.tenant, vote.bot_id, vote.exec_id)
-    outcome, change = decide(Reply.from_json(replies.get(reply_key)), vote, zone)
+    outcome, change = decide(Reply.from_json(replies.get(reply_key)), vote, zone, open_ms)
     CALLBACKS.labels(outcome).inc()
     if change is None:
         if outcome == "unknown_status":
@@ -272,6 +315,10 @@ def handle_vote(record: InputRecord, ctx: Context, zone: tzinfo) -> list[OutputR
     for row, delta in change.deltas.items():
         store = ctx.store(TOTALS if row.window == "all" else WINDOW_ROWS)
         counts = Counts.from_json(store.get(row.key)) + delta
+        if counts.negative:  # a row gone before its window closed: a clock far off
+            CALLBACKS.labels("row_missing").inc()
+            log.warning("feedback_row_missing_not_changed", window=row.window, bot_id=vote.bot_id)
+            continue
         store.set(row.key, counts.to_json())
         out.append(
             OutputRecord(
@@ -291,15 +338,17 @@ def configure(settings: ProcessorSettings) -> Processor:
 
 
 def _declare(retention_ms: int, zone: tzinfo) -> Processor:
-    # Rows are written with every change of a reply in them, so a row never expires before
-    # the replies it counts: the same retention for both keeps them consistent.
+    # A reply moves its hour/day rows only within `retention_ms` of its first rating, and a
+    # row is written when a reply is first rated in it: so a row is kept (retention_ms after
+    # its last write) at least as long as any reply can still move it. Replies and all-time
+    # rows are kept for good: the totals always equal the latest status of their replies.
     return Processor(
         name="feedback",
         inputs=(RAW_INSIGHT_FEEDBACK,),
         outputs=(FEEDBACK_EVENT, FEEDBACK_STATS),
-        handle=make_handler(zone),
+        handle=make_handler(zone, retention_ms),
         stores=(
-            StoreSpec(REPLIES, retention_ms=retention_ms),
+            StoreSpec(REPLIES),
             StoreSpec(WINDOW_ROWS, retention_ms=retention_ms),
             StoreSpec(TOTALS),
         ),

@@ -109,13 +109,23 @@ class FeedbackEvent(Outbound):
     reply_text: str | None = Field(
         description="The bot's reply: text of the send-text-message actions, newline-joined."
     )
-    trigger_text: str | None = Field(description="The user's message that triggered the reply.")
+    trigger_text: str | None = Field(
+        description="The user's message that triggered the reply: "
+        "`triggerEvent.receiveTextMessage.text`, else the text of another received message "
+        "(`receiveAudioMessage` and the like, when it carries one), else the last user turn "
+        "of `triggerEvent.history`."
+    )
     status: FeedbackStatus
     previous_status: FeedbackStatus | None = Field(
         description="The reply's status before this callback; null on its first rating."
     )
     comment: str | None = Field(description="The user's comment (sent with thumb-down).")
     event_time: AwareDatetime = Field(description="When the ingress received the callback.")
+    receiver_id: str | None = Field(
+        default=None,
+        description="`receiverId`: the receiver of the message the flow engine answered "
+        "(its receive-message trigger's `receiverId`), when the platform sent one.",
+    )
 
 
 class FeedbackStats(Outbound):

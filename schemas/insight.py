@@ -6,11 +6,11 @@ The body has no timestamp (event time is our receive time); `feedback`, `message
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-from schemas._base import Inbound, Lenient
+from schemas._base import Inbound, Lenient, valid_items
 from schemas._lenient import strip_keys
 
 __all__ = [
@@ -29,6 +29,10 @@ class TriggerEvent(Inbound):
     trigger_type: Lenient[str] = None
     session_id: Lenient[str] = None
     receive_text_message: Lenient[dict[str, Any]] = None
+    receive_image_message: Lenient[dict[str, Any]] = None
+    receive_audio_message: Lenient[dict[str, Any]] = None
+    receive_video_message: Lenient[dict[str, Any]] = None
+    receive_other_message: Lenient[dict[str, Any]] = None
     history: Lenient[list[Any]] = None
 
 
@@ -46,7 +50,11 @@ class InsightFeedback(Inbound):
     session_id: Lenient[str] = None
     exec_id: str
     trigger_event: Lenient[TriggerEvent] = None
-    output_actions: Lenient[list[OutputAction]] = Field(default_factory=list)
+    output_actions: Annotated[list[OutputAction], BeforeValidator(valid_items(OutputAction))] = (
+        Field(default_factory=list)
+    )
+    """Each action that is not an object is dropped, the others kept (one junk element does
+    not empty the list of flow nodes)."""
     feedback_status: str
     feedback: Lenient[str] = None
     message_id: Lenient[str] = None

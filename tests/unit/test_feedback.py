@@ -423,6 +423,7 @@ def test_event_model_field_names() -> None:
         "previous_status",
         "comment",
         "event_time",
+        "receiver_id",
     ]
     with pytest.raises(ValidationError):  # naive datetimes are refused
         FeedbackEvent.model_validate(

@@ -144,22 +144,23 @@ def test_state_stores_hold_replies_and_rows() -> None:
     }
 
 
-def test_retention_forgets_replies_and_their_windows_but_not_all_time_totals() -> None:
+def test_retention_forgets_window_rows_but_not_replies_or_all_time_totals() -> None:
     local = LocalRun(PROCESSOR)
     run(local, [(body("thumb-up"), T0)])
     later = T0 + RETENTION_MS + 3_600_000
     run(local, [(body("thumb-up", "e2"), later)], first=1)  # advances stream time
-    assert local.expire() == 3  # the reply e1 and its hour and day rows
-    assert set(data(local, "replies")) == {"default|b1|e2"}
+    assert local.expire() == 2  # e1's hour and day rows; the reply stays
+    assert set(data(local, "replies")) == {"default|b1|e1", "default|b1|e2"}
     assert "default|b1|hour|2026-11-22T17:00:00+08:00" not in data(local, "windows")
     assert data(local, "totals") == {"default|b1|all|": [2, 0, 0, 0]}
-    # A vote changed after that is a new rating (docs/design.md, "Feedback state"):
-    # counted again in `all`.
+    # A change of mind after the windows closed moves the all-time count only: the totals
+    # stay the latest status of each reply (1 up, 1 down), not a new rating (2 up, 1 down).
     out = run(local, [(body("thumb-down"), later)], first=2)
     event = out[0].value
     assert isinstance(event, FeedbackEvent)
-    assert event.previous_status is None
-    assert data(local, "totals") == {"default|b1|all|": [2, 1, 0, 0]}
+    assert event.previous_status == "thumb-up"
+    assert [o.key for o in out[1:]] == ["default|b1|all|"]
+    assert data(local, "totals") == {"default|b1|all|": [1, 1, 0, 0]}
 
 
 def test_a_reply_changed_within_retention_is_kept() -> None:
@@ -202,6 +203,6 @@ def test_randomized_stream_matches_the_oracle(seed: int) -> None:
 def test_configure_applies_the_retention_setting() -> None:
     declared = configure(ProcessorSettings(feedback_retention_ms=60_000))
     retention = {spec.name: spec.retention_ms for spec in declared.stores}
-    assert retention == {"replies": 60_000, "windows": 60_000, "totals": None}
+    assert retention == {"replies": None, "windows": 60_000, "totals": None}
     runner_view = load_processor("feedback", ProcessorSettings(feedback_retention_ms=5))
-    assert runner_view.stores[0] == StoreSpec("replies", retention_ms=5)
+    assert runner_view.stores[1] == StoreSpec("windows", retention_ms=5)
