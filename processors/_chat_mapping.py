@@ -1,13 +1,18 @@
-"""The field mapping of the normalizer: platform `type` → `kind`, sender role and channel,
-text, mentions and attachment of a payload. Pure functions shared by both parse paths of
-`processors.normalizer` (which documents the mapping and re-exports these). Private."""
+"""The field mapping of the normalizer: platform `type` → `kind`, direction, sender role and
+channel, text, mentions and attachment of a payload, and the whole `ChatMessage` of a
+callback on each parse path (`normalize`: the model; `chat_fields`: the fast path's dict).
+Pure functions shared by both parse paths of `processors.normalizer` (which documents the
+mapping and re-exports these). Private."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from schemas.chat import Attachment, Channel, MessageKind, SenderRole
+import orjson
+
+from schemas.chat import Attachment, Channel, ChatMessage, Direction, MessageKind, SenderRole
 
 if TYPE_CHECKING:
     from processors._normalizer_fast import FastMessage
@@ -19,8 +24,12 @@ __all__ = [
     "attachment_fields",
     "attachment_of",
     "attachment_values",
+    "chat_fields",
+    "chat_json",
+    "direction_of",
     "kind_of",
     "mentions_of",
+    "normalize",
     "sender_of",
     "text_of",
 ]
@@ -58,6 +67,12 @@ _TEXT_KINDS = frozenset({"text", "voice", "system", "wecom_system", "unknown", "
 def kind_of(type_code: int | None) -> MessageKind:
     """The `kind` of a platform `type`; anything unlisted is `unknown`."""
     return KINDS.get(type_code, "unknown") if type_code is not None else "unknown"
+
+
+def direction_of(msg: YujuMessage | FastMessage) -> Direction:
+    """`outbound` when the company's side wrote it (the hosted bot account, `isSelf`, or a
+    coworker: an employee in the chat), `inbound` when anyone else did."""
+    return "outbound" if msg.is_self or msg.coworker else "inbound"
 
 
 def sender_of(
@@ -193,3 +208,104 @@ def attachment_values(kind: MessageKind, payload: Any) -> dict[str, Any] | None:
         if value is not None:
             return fields
     return None
+
+
+def normalize(
+    msg: YujuMessage,
+    *,
+    received_at: datetime,
+    tenant: str,
+    conversation_mode: Channel | None = None,
+) -> ChatMessage:
+    """The `ChatMessage` for one parsed callback (pure)."""
+    kind = kind_of(msg.type)
+    role, channel = sender_of(msg, conversation_mode)
+    return ChatMessage(
+        message_id=msg.message_id,
+        conversation_id=msg.conversation_id,
+        tenant=tenant,
+        bot_id=msg.bot_id,
+        contact_id=msg.contact_id,
+        contact_name=msg.contact_name,
+        room_id=msg.room_id or None,
+        room_topic=msg.room_topic,
+        direction=direction_of(msg),
+        sender_role=role,
+        channel=channel,
+        kind=kind,
+        type_code=msg.type,
+        text=text_of(kind, msg.payload),
+        mentions=mentions_of(msg.payload),
+        mentions_bot=bool(msg.mention_self),
+        attachment=attachment_of(kind, msg.payload),
+        source=msg.source,
+        sent_at=msg.timestamp or received_at,
+        received_at=received_at,
+        payload=msg.payload,
+        external_user_id=msg.external_user_id,
+        room_wecom_chat_id=msg.room_wecom_chat_id,
+        contact_type=msg.contact_type,
+        coworker=msg.coworker,
+        send_by=msg.send_by,
+        bot_wxid=msg.bot_wxid,
+        bot_weixin=msg.bot_weixin,
+        avatar_url=msg.avatar,
+    )
+
+
+def chat_fields(
+    msg: FastMessage,
+    *,
+    received_iso: str,
+    tenant: str,
+    conversation_mode: Channel | None = None,
+) -> dict[str, Any]:
+    """`normalize` for the fast path: the `ChatMessage` as the dict its JSON is, built
+    directly (same fields, same order, same values; `tests/unit/test_normalizer_fast.py`
+    proves it against `normalize` and validates the result as a `ChatMessage`).
+    `received_iso`: `received_at` as `iso_utc` writes it."""
+    kind = kind_of(msg.type)
+    role, channel = sender_of(msg, conversation_mode)
+    payload = msg.payload
+    return {
+        "message_id": msg.message_id,
+        "conversation_id": msg.conversation_id,
+        "tenant": tenant,
+        "platform": "yuju",
+        "bot_id": msg.bot_id,
+        "contact_id": msg.contact_id,
+        "contact_name": msg.contact_name,
+        "room_id": msg.room_id or None,
+        "room_topic": msg.room_topic,
+        "direction": direction_of(msg),
+        "sender_role": role,
+        "channel": channel,
+        "kind": kind,
+        "type_code": msg.type,
+        "text": text_of(kind, payload),
+        "mentions": mentions_of(payload),
+        "mentions_bot": bool(msg.mention_self),
+        "attachment": attachment_values(kind, payload),
+        "source": msg.source,
+        "sent_at": msg.sent_at or received_iso,
+        "received_at": received_iso,
+        "payload": payload,
+        "origin": "callback",
+        "external_user_id": msg.external_user_id,
+        "room_wecom_chat_id": msg.room_wecom_chat_id,
+        "contact_type": msg.contact_type,
+        "coworker": msg.coworker,
+        "send_by": msg.send_by,
+        "bot_wxid": msg.bot_wxid,
+        "bot_weixin": msg.bot_weixin,
+        "avatar_url": msg.avatar,
+    }
+
+
+def chat_json(fields: dict[str, Any]) -> bytes | None:
+    """`chat_fields`' dict as JSON, or None where orjson cannot write it (an integer beyond
+    64 bits in the payload, or one computed from a huge float: pydantic writes those)."""
+    try:
+        return orjson.dumps(fields)
+    except orjson.JSONEncodeError:
+        return None

@@ -14,8 +14,10 @@ the content without it, and only a prefix matching the sender is removed (a cust
 types "人工回复: " keeps it). `payload` keeps the API's message object unchanged.
 
 Values the API has not documented are not errors: an unknown `message_type` is `human` when
-the content carries a display prefix, else `ai`; an unknown `sender_type` is told by the
-prefix the same way (agent prefixes: the agent, else the customer). Every chat-record
+the content carries a display prefix, else `ai`; an unknown or absent `sender_type` is told
+by the prefix (an agent's prefix: the agent; the customer's `访客发送`: the customer) and,
+without one, is `sender_role: unknown` (direction `inbound`: not known to be the company's
+side) rather than silently a customer; `payload` keeps the raw value. Every chat-record
 message is `kind` text (the API returns text contents only).
 """
 
@@ -58,6 +60,8 @@ def _channel_and_sender(
     else:
         channel = "ai"
     known_role = SENDER_ROLE_BY_SENDER_TYPE.get(sender_type)
+    if known_role is None and prefix is None:
+        return channel, "unknown"
     is_agent_side = known_role == "agent" if known_role else prefix in _AGENT_PREFIXES
     if not is_agent_side:
         return channel, "customer"
@@ -97,7 +101,7 @@ def chat_record_message(
         contact_name=None,
         room_id=None,
         room_topic=None,
-        direction="inbound" if role == "customer" else "outbound",
+        direction="outbound" if role in ("agent", "bot") else "inbound",
         sender_role=role,
         channel=channel,
         kind="text",

@@ -58,6 +58,12 @@ class FastMessage:
     sent_at: str | None
     """`timestamp` as the model's datetime serializes (`iso_utc`); None when absent."""
     payload: Any
+    external_user_id: str | None = None
+    room_wecom_chat_id: str | None = None
+    contact_type: int | None = None
+    bot_wxid: str | None = None
+    bot_weixin: str | None = None
+    avatar: str | None = None
 
     @property
     def conversation_id(self) -> str:
@@ -229,6 +235,14 @@ def parse_fast(value: bytes) -> FastMessage | None:
     mention_self = get("mentionSelf")
     source = get("source")
     timestamp = get("timestamp")
+    bot_weixin = get("botWeixin", _MISSING)
+    if bot_weixin is _MISSING:
+        bot_weixin = get("botUserId")
+    external_user_id = get("externalUserId")
+    room_wecom_chat_id = get("roomWecomChatId")
+    contact_type = get("contactType")
+    bot_wxid = get("botWxid")
+    avatar = get("avatar")
     if (payload_flags & _FLOAT or type(timestamp) is float) and not orjson_reads_exactly(value):
         return None  # the float may be an integer beyond 64 bits, which orjson reads so
     if (
@@ -245,6 +259,12 @@ def parse_fast(value: bytes) -> FastMessage | None:
         or type(mention_self) not in _BOOL
         or type(type_code) not in _INT
         or type(source) not in _INT
+        or type(contact_type) not in _INT
+        or type(bot_weixin) not in _STR
+        or type(external_user_id) not in _STR
+        or type(room_wecom_chat_id) not in _STR
+        or type(bot_wxid) not in _STR
+        or type(avatar) not in _STR
     ):
         return None
     return FastMessage(
@@ -263,6 +283,12 @@ def parse_fast(value: bytes) -> FastMessage | None:
         source,
         _epoch_text(timestamp),
         get("payload"),
+        external_user_id,
+        room_wecom_chat_id,
+        contact_type,
+        bot_wxid,
+        bot_weixin,
+        avatar,
     )
 
 

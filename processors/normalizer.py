@@ -60,21 +60,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
-
-import orjson
 
 from processors._bounds import check_id
 from processors._chat_mapping import (
     KINDS,
     attachment_of,
-    attachment_values,
+    chat_fields,
+    chat_json,
     kind_of,
     mentions_of,
+    normalize,
     sender_of,
     text_of,
 )
 from processors._chat_record_mapping import chat_record_message
+from processors._conversation_mode import (
+    ModeRetention,
+    current_entry,
+    mode_of,
+    remember_mode,
+)
 from processors._normalizer_fast import (
     FastMessage,
     is_canonical_ce_time,
@@ -82,9 +87,9 @@ from processors._normalizer_fast import (
     iso_utc,
     parse_fast,
 )
-from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec
+from processors.engine import Context, Handler, InputRecord, OutputRecord, Processor, StoreSpec
 from runtime.settings import ProcessorSettings
-from schemas.chat import Channel, ChatMessage
+from schemas.chat import ChatMessage
 from schemas.chat_record import ChatRecordEntry, entry_id
 from schemas.cloudevents import event_headers, parse_time
 from schemas.registry import CHAT_MESSAGE, RAW_YUJU_CHAT_RECORD, RAW_YUJU_MESSAGE, by_name
@@ -102,102 +107,20 @@ __all__ = [
     "configure",
     "handle",
     "kind_of",
+    "make_handler",
     "mentions_of",
     "normalize",
     "sender_of",
     "text_of",
 ]
 
+_DEFAULTS = ProcessorSettings.model_fields
+_DEFAULT_MODE_MS: int = _DEFAULTS["normalizer_mode_retention_ms"].default
 CE_SOURCE = "wecom-stream/normalizer"
 _CE_TYPE = by_name(CHAT_MESSAGE).ce_type
 SEEN_STORE = "seen"
 MODE_STORE = "mode"
 HISTORY_STORE = "history"
-
-
-def normalize(
-    msg: YujuMessage,
-    *,
-    received_at: datetime,
-    tenant: str,
-    conversation_mode: Channel | None = None,
-) -> ChatMessage:
-    """The `ChatMessage` for one parsed callback (pure)."""
-    kind = kind_of(msg.type)
-    role, channel = sender_of(msg, conversation_mode)
-    return ChatMessage(
-        message_id=msg.message_id,
-        conversation_id=msg.conversation_id,
-        tenant=tenant,
-        bot_id=msg.bot_id,
-        contact_id=msg.contact_id,
-        contact_name=msg.contact_name,
-        room_id=msg.room_id or None,
-        room_topic=msg.room_topic,
-        direction="outbound" if msg.is_self else "inbound",
-        sender_role=role,
-        channel=channel,
-        kind=kind,
-        type_code=msg.type,
-        text=text_of(kind, msg.payload),
-        mentions=mentions_of(msg.payload),
-        mentions_bot=bool(msg.mention_self),
-        attachment=attachment_of(kind, msg.payload),
-        source=msg.source,
-        sent_at=msg.timestamp or received_at,
-        received_at=received_at,
-        payload=msg.payload,
-    )
-
-
-def chat_fields(
-    msg: FastMessage,
-    *,
-    received_iso: str,
-    tenant: str,
-    conversation_mode: Channel | None = None,
-) -> dict[str, Any]:
-    """`normalize` for the fast path: the `ChatMessage` as the dict its JSON is, built
-    directly (same fields, same order, same values; `tests/unit/test_normalizer_fast.py`
-    proves it against `normalize` and validates the result as a `ChatMessage`).
-    `received_iso`: `received_at` as `iso_utc` writes it."""
-    kind = kind_of(msg.type)
-    role, channel = sender_of(msg, conversation_mode)
-    payload = msg.payload
-    return {
-        "message_id": msg.message_id,
-        "conversation_id": msg.conversation_id,
-        "tenant": tenant,
-        "platform": "yuju",
-        "bot_id": msg.bot_id,
-        "contact_id": msg.contact_id,
-        "contact_name": msg.contact_name,
-        "room_id": msg.room_id or None,
-        "room_topic": msg.room_topic,
-        "direction": "outbound" if msg.is_self else "inbound",
-        "sender_role": role,
-        "channel": channel,
-        "kind": kind,
-        "type_code": msg.type,
-        "text": text_of(kind, payload),
-        "mentions": mentions_of(payload),
-        "mentions_bot": bool(msg.mention_self),
-        "attachment": attachment_values(kind, payload),
-        "source": msg.source,
-        "sent_at": msg.sent_at or received_iso,
-        "received_at": received_iso,
-        "payload": payload,
-        "origin": "callback",
-    }
-
-
-def chat_json(fields: dict[str, Any]) -> bytes | None:
-    """`chat_fields`' dict as JSON, or None where orjson cannot write it (an integer beyond
-    64 bits in the payload, or one computed from a huge float: pydantic writes those)."""
-    try:
-        return orjson.dumps(fields)
-    except orjson.JSONEncodeError:
-        return None
 
 
 def _received(record: InputRecord) -> tuple[datetime, str | None]:
@@ -229,21 +152,35 @@ def received_at_of(record: InputRecord) -> datetime:
     return _received(record)[0]
 
 
-def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
-    """Engine handler: parse, drop retries, normalize, remember the conversation's mode.
+def make_handler(mode_retention_ms: int) -> Handler:
+    """The engine handler: parse, drop retries, normalize, remember the conversation's mode
+    (`processors._conversation_mode`: kept `mode_retention_ms` after its last refresh).
 
     The common callback shape takes the fast path (`processors._normalizer_fast`: orjson,
     the output dict built directly); anything unusual the tolerant model and `normalize`."""
-    if record.value is None:
-        raise ValueError("record has no value (a tombstone is not a message callback)")
-    if record.topic == RAW_YUJU_CHAT_RECORD:
-        return _handle_chat_record(record, ctx)
-    tenant = tenant_of(record.headers)
-    fast = parse_fast(record.value)
-    if fast is not None:
-        done = _handle_fast(record, ctx, fast, tenant)
-        if done is not None:
-            return done
+    retention = ModeRetention.of(mode_retention_ms)
+
+    def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
+        if record.value is None:
+            raise ValueError("record has no value (a tombstone is not a message callback)")
+        if record.topic == RAW_YUJU_CHAT_RECORD:
+            return _handle_chat_record(record, ctx)
+        tenant = tenant_of(record.headers)
+        fast = parse_fast(record.value)
+        if fast is not None:
+            done = _handle_fast(record, ctx, fast, tenant, retention)
+            if done is not None:
+                return done
+        return _handle_model(record, ctx, tenant, retention)
+
+    return handle
+
+
+def _handle_model(
+    record: InputRecord, ctx: Context, tenant: str, retention: ModeRetention
+) -> Iterable[OutputRecord]:
+    """The handler on the model path (`YujuMessage`, a validated `ChatMessage`)."""
+    assert record.value is not None  # handle() checked
     msg = YujuMessage.model_validate_json(record.value)
     check_message_ids(msg)
     seen = ctx.store(SEEN_STORE)
@@ -253,12 +190,16 @@ def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
     seen.set(seen_key, 1)
     modes = ctx.store(MODE_STORE)
     mode_key = scoped_key(tenant, msg.conversation_id)
-    mode = modes.get(mode_key)
+    entry = current_entry(modes, mode_key, record.timestamp_ms, retention)
     received_at, ce_time = _received(record)
-    out = normalize(msg, received_at=received_at, tenant=tenant, conversation_mode=mode)
-    if out.direction == "outbound" and mode != out.channel:
-        modes.set(mode_key, out.channel)
+    out = normalize(msg, received_at=received_at, tenant=tenant, conversation_mode=mode_of(entry))
+    message = (out.direction, out.channel)
+    remember_mode(modes, mode_key, entry, message, record.timestamp_ms, retention)
     return (_output(out, ce_time),)
+
+
+handle = make_handler(_DEFAULT_MODE_MS)
+"""The handler with the default mode retention (24 h)."""
 
 
 def check_message_ids(msg: YujuMessage | FastMessage) -> None:
@@ -287,7 +228,7 @@ def _output(out: ChatMessage, ce_time: str | None) -> OutputRecord:
 
 
 def _handle_fast(
-    record: InputRecord, ctx: Context, msg: FastMessage, tenant: str
+    record: InputRecord, ctx: Context, msg: FastMessage, tenant: str, retention: ModeRetention
 ) -> Iterable[OutputRecord] | None:
     """`handle` on the fast path: the same steps, the output serialized from a dict. None
     (nothing written to the stores) when orjson cannot write the output: the model path
@@ -300,15 +241,17 @@ def _handle_fast(
     modes = ctx.store(MODE_STORE)
     conversation = msg.conversation_id
     mode_key = scoped_key(tenant, conversation)
-    mode = modes.get(mode_key)
+    entry = current_entry(modes, mode_key, record.timestamp_ms, retention)
     received_iso, ce_time = _received_fast(record)
-    out = chat_fields(msg, received_iso=received_iso, tenant=tenant, conversation_mode=mode)
+    out = chat_fields(
+        msg, received_iso=received_iso, tenant=tenant, conversation_mode=mode_of(entry)
+    )
     value = chat_json(out)
     if value is None:
         return None
     seen.set(seen_key, 1)
-    if out["direction"] == "outbound" and mode != out["channel"]:
-        modes.set(mode_key, out["channel"])
+    message = (out["direction"], out["channel"])
+    remember_mode(modes, mode_key, entry, message, record.timestamp_ms, retention)
     headers = event_headers(
         ce_id=seen_key,
         source=CE_SOURCE,
@@ -335,15 +278,15 @@ def _handle_chat_record(record: InputRecord, ctx: Context) -> Iterable[OutputRec
     return (_output(chat_record_message(entry, received_at=received_at, tenant=tenant), ce_time),)
 
 
-def _declaration(dedup_ms: int, history_ms: int) -> Processor:
+def _declaration(dedup_ms: int, history_ms: int, mode_ms: int) -> Processor:
     return Processor(
         name="normalizer",
         inputs=(RAW_YUJU_MESSAGE, RAW_YUJU_CHAT_RECORD),
         outputs=(CHAT_MESSAGE,),
-        handle=handle,
+        handle=handle if mode_ms == _DEFAULT_MODE_MS else make_handler(mode_ms),
         stores=(
             StoreSpec(SEEN_STORE, dedup_ms),
-            StoreSpec(MODE_STORE, dedup_ms),
+            StoreSpec(MODE_STORE, mode_ms),
             StoreSpec(HISTORY_STORE, history_ms),
         ),
         state_version=2,  # store keys scoped by tenant (docs/upgrading.md)
@@ -351,15 +294,17 @@ def _declaration(dedup_ms: int, history_ms: int) -> Processor:
 
 
 def configure(settings: ProcessorSettings) -> Processor:
-    """The declaration with the configured deduplication windows."""
+    """The declaration with the configured deduplication windows and mode retention."""
     return _declaration(
-        settings.normalizer_dedup_retention_ms, settings.normalizer_history_dedup_retention_ms
+        settings.normalizer_dedup_retention_ms,
+        settings.normalizer_history_dedup_retention_ms,
+        settings.normalizer_mode_retention_ms,
     )
 
 
-_DEFAULTS = ProcessorSettings.model_fields
 PROCESSOR = _declaration(
     _DEFAULTS["normalizer_dedup_retention_ms"].default,
     _DEFAULTS["normalizer_history_dedup_retention_ms"].default,
+    _DEFAULT_MODE_MS,
 )
-"""The declaration with the default deduplication windows (24 h; history 90 days)."""
+"""The declaration with the default windows (dedup 24 h, history 90 days, mode 24 h)."""

@@ -256,6 +256,13 @@ class ProcessorSettings(CommonSettings):
         description="How long (stream time) the normalizer remembers a messageId to drop "
         "platform retries.",
     )
+    normalizer_mode_retention_ms: int = Field(
+        default=24 * 60 * 60 * 1000,
+        gt=0,
+        description="How long (stream time) a conversation in human hands (an agent or a "
+        "coworker wrote last from the company's side) keeps that mode without any message; "
+        "every message refreshes it.",
+    )
     normalizer_history_dedup_retention_ms: int = Field(
         default=90 * 24 * 60 * 60 * 1000,
         gt=0,
@@ -270,8 +277,9 @@ class ProcessorSettings(CommonSettings):
     feedback_retention_ms: int = Field(
         default=30 * 24 * 60 * 60 * 1000,
         gt=0,
-        description="How long (stream time) the feedback processor keeps a reply and its "
-        "hour/day rows after their last change; a later vote counts as a new rating.",
+        description="How long after a reply's first rating its hour/day windows stay open "
+        "(a later change of mind moves only the all-time rows), and how long an hour/day row "
+        "is kept after its last change (stream time). Replies and all-time rows are kept.",
     )
 
     @field_validator("timezone")

@@ -26,7 +26,9 @@ __all__ = [
 ]
 
 Direction = Literal["inbound", "outbound"]
-SenderRole = Literal["customer", "agent", "bot"]
+SenderRole = Literal["customer", "agent", "bot", "unknown"]
+"""`unknown` only for a backfilled chat record whose `sender_type` the API has not
+documented and whose content carries no display prefix that tells."""
 Channel = Literal["ai", "human"]
 Origin = Literal["callback", "chat_record"]
 MessageKind = Literal[
@@ -94,7 +96,10 @@ class ChatMessage(Outbound):
     contact_name: str | None
     room_id: str | None = Field(description="null in a private chat")
     room_topic: str | None
-    direction: Direction = Field(description="outbound when sent by the hosted bot account")
+    direction: Direction = Field(
+        description="which side wrote it: outbound = the company's side (the hosted bot "
+        "account, or a coworker: an employee in the chat), inbound = anyone else (a customer)"
+    )
     sender_role: SenderRole
     channel: Channel = Field(description="ai / human, as the chat-record API's AI对话 / 人工对话")
     kind: MessageKind
@@ -111,4 +116,35 @@ class ChatMessage(Outbound):
         default="callback",
         description="callback: a live message callback; chat_record: history backfilled from "
         "the chat-record API (no platform id or time: see `message_id`, `sent_at`)",
+    )
+    external_user_id: str | None = Field(
+        default=None,
+        description="`externalUserId`: the customer's WeCom external user id (the id other "
+        "WeCom systems know the customer by)",
+    )
+    room_wecom_chat_id: str | None = Field(
+        default=None, description="`roomWecomChatId`: the room's WeCom chat id (group chats)"
+    )
+    contact_type: int | None = Field(
+        default=None,
+        description="`contactType`: 0 unknown, 1 personal WeChat, 2 official account, "
+        "3 WeCom user; other values passed through",
+    )
+    coworker: bool | None = Field(
+        default=None, description="`coworker`: the contact is an employee of the company"
+    )
+    send_by: str | None = Field(
+        default=None,
+        description="`sendBy`: the console user who sent it (console sends of the bot "
+        "account only)",
+    )
+    bot_wxid: str | None = Field(
+        default=None, description="`botWxid`: the hosted account's member wxid"
+    )
+    bot_weixin: str | None = Field(
+        default=None,
+        description="`botWeixin` (enterprise v2: `botUserId`): the bot's WeCom user id",
+    )
+    avatar_url: str | None = Field(
+        default=None, description="`avatar`: the customer's avatar, or the room's in a group"
     )

@@ -103,8 +103,24 @@ def test_undocumented_values_are_not_errors() -> None:
     )
     assert (by_prefix.channel, by_prefix.sender_role, by_prefix.text) == ("human", "agent", "hi")
     bare = chat_record_message(entry(0, {"content": 12}), received_at=NOW, tenant="default")
-    assert (bare.channel, bare.sender_role, bare.text) == ("ai", "customer", None)
+    assert (bare.channel, bare.sender_role, bare.text) == ("ai", "unknown", None)
     assert split_prefix("访客发送: x") == ("访客发送", "x")
+
+
+@pytest.mark.parametrize("sender_type", ["机器人", "", None])
+def test_an_undocumented_sender_type_is_not_silently_a_customer(sender_type: object) -> None:
+    """Issue 32: an undocumented (or absent) `sender_type` used to become `customer`; now it
+    is `unknown` unless the content's display prefix tells (fails before the fix)."""
+    message: dict[str, object] = {"content": "你好", "message_type": "AI对话"}
+    if sender_type is not None:
+        message["sender_type"] = sender_type
+    msg = chat_record_message(entry(0, message), received_at=NOW, tenant="default")
+    assert (msg.sender_role, msg.direction, msg.text) == ("unknown", "inbound", "你好")
+    assert msg.payload == message  # the raw value is kept for whoever knows better
+    told = chat_record_message(
+        entry(0, {**message, "content": "访客发送: 你好"}), received_at=NOW, tenant="default"
+    )
+    assert told.sender_role == "customer"
 
 
 def test_ids_are_stable_for_the_same_window_and_differ_otherwise() -> None:

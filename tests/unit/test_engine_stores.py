@@ -110,13 +110,15 @@ def test_load_processor_by_name_prefers_configure() -> None:
     proc = load_processor(
         "normalizer",
         ProcessorSettings(
-            normalizer_dedup_retention_ms=1234, normalizer_history_dedup_retention_ms=5678
+            normalizer_dedup_retention_ms=1234,
+            normalizer_history_dedup_retention_ms=5678,
+            normalizer_mode_retention_ms=910,
         ),
     )
     assert proc.name == "normalizer"
     assert {s.name: s.retention_ms for s in proc.stores} == {
         "seen": 1234,
-        "mode": 1234,
+        "mode": 910,  # its own retention, not the dedup one (issue 32)
         "history": 5678,
     }
     with pytest.raises(ConfigError):

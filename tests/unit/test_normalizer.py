@@ -276,7 +276,8 @@ def test_room_message_and_mentions_as_objects() -> None:
 def test_sender_role_and_channel(fields: dict[str, Any], role: str, channel: str) -> None:
     msg = one(body(**fields))
     assert (msg.sender_role, msg.channel) == (role, channel)
-    assert msg.direction == ("outbound" if fields.get("isSelf") is True else "inbound")
+    business_side = fields.get("isSelf") is True or fields.get("coworker") is True
+    assert msg.direction == ("outbound" if business_side else "inbound")
 
 
 def test_customer_channel_follows_the_conversation_mode() -> None:
