@@ -24,6 +24,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas._base import Inbound, Lenient, Outbound
+from schemas._lenient import coerce_int
 
 __all__ = [
     "CHANNEL_BY_MESSAGE_TYPE",
@@ -35,6 +36,7 @@ __all__ = [
     "ChatRecordResponse",
     "QueryWindow",
     "entry_id",
+    "response_code",
 ]
 
 CHANNEL_BY_MESSAGE_TYPE = {"AI对话": "ai", "人工对话": "human"}
@@ -81,6 +83,13 @@ class ChatRecordResponse(Inbound):
     data: list[ChatRecord] = Field(default_factory=list, alias="Data")
     msg: Lenient[str] = Field(default=None, alias="Msg")
     request_id: Lenient[str] = Field(default=None, alias="RequestId")
+
+
+def response_code(value: Any) -> int | None:
+    """An answer's `Code` as a number, whether sent as 2000 or "2000" (the doc shows a
+    number; `ChatRecordResponse` coerces a numeric string the same way); None when it is no
+    number at all."""
+    return None if isinstance(value, bool) else coerce_int(value)
 
 
 class QueryWindow(Outbound):

@@ -43,6 +43,8 @@ class TopicSpec:
     partitions: int = DEFAULT_PARTITIONS
     max_message_bytes: int | None = None
     compression_type: str | None = None
+    timestamp_type: Literal["CreateTime", "LogAppendTime"] | None = None
+    """`message.timestamp.type`; None: the broker's default (CreateTime)."""
 
     @property
     def ce_type(self) -> str:
@@ -58,6 +60,8 @@ class TopicSpec:
             configs["max.message.bytes"] = str(self.max_message_bytes)
         if self.compression_type is not None:
             configs["compression.type"] = self.compression_type
+        if self.timestamp_type is not None:
+            configs["message.timestamp.type"] = self.timestamp_type
         return configs
 
 
@@ -126,6 +130,10 @@ REGISTRY: tuple[TopicSpec, ...] = (
         "query window",
         retention_ms=7 * DAY_MS,
         max_message_bytes=RAW_MAX_MESSAGE_BYTES,
+        # The broker stamps each record as it appends it: the normalizer's stream time (its
+        # dedup expiry) then follows the broker's clock, not a backfill machine's, which may
+        # be off. The fetch time stays in `ce_time`.
+        timestamp_type="LogAppendTime",
     ),
     TopicSpec(
         CHAT_MESSAGE,

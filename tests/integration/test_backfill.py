@@ -18,6 +18,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -198,3 +199,17 @@ async def test_a_stop_signal_stops_cleanly_and_a_rerun_completes_without_duplica
     assert len(set(ids)) == 80
     assert_no_key(rerun, out)
     assert os.environ.get("WECOM_STREAM_YUJU_API_KEY") is None  # the test did not leak it
+
+
+async def test_history_records_carry_the_brokers_time_not_the_backfill_machines(
+    kafka_bootstrap: str, topic_prefix: str, registry_topics: list[str], producer: Any
+) -> None:
+    """`raw.yuju.chat-record.v1` is `LogAppendTime`: a backfill machine whose clock is ten
+    years ahead cannot move the normalizer's stream time (its dedup expiry) with its
+    records. Fails with the topic at the broker's default, CreateTime."""
+    import time
+
+    future_ms = int(time.time() * 1000) + 10 * 365 * 86_400_000
+    await producer.send_and_wait(topic_prefix + RAW, b"{}", key=b"k", timestamp_ms=future_ms)
+    (record,) = await read_topic(kafka_bootstrap, topic_prefix + RAW, expect=1, quiet_s=0.2)
+    assert abs(record.timestamp_ms - time.time() * 1000) < 3_600_000

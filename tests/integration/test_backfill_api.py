@@ -87,6 +87,19 @@ async def test_exhausted_retries_fail_the_customer_with_a_reason(
     assert len(fake.requests_for("c1")) == 3
 
 
+async def test_code_2000_sent_as_a_string_is_success(
+    fake: FakeChatRecordApi, session: aiohttp.ClientSession
+) -> None:
+    """Issue 32: `"Code": "2000"` failed the customer (compared as an integer), though the
+    project's own response model reads it as 2000 (fails before the fix)."""
+    fake.data["c1"] = chats_of("c1", 1, 2)
+    fake.faults["c1"] = ["code-text"]
+    assert await client(session, fake).chats("c1", WINDOW) == fake.data["c1"]
+    fake.faults["c1"] = ["code:5001"]  # still a failure when the number is another
+    with pytest.raises(CustomerFailed):
+        await client(session, fake).chats("c1", WINDOW)
+
+
 async def test_a_code_other_than_2000_fails_that_customer_unretried(
     fake: FakeChatRecordApi, session: aiohttp.ClientSession
 ) -> None:

@@ -6,8 +6,9 @@ benchmark: the documented answers, scripted faults, and a check of every request
   (`Data: []` for an unknown one); a wrong key answers `Code 4001` (HTTP 200).
 - `faults[customer]` is a list of what the next requests for that customer get, one per
   request, before the normal answer: `"500"`, `"429"` (with `Retry-After: 1`), `"429:0.2"`,
-  `"slow:S"` (answers after S seconds), `"code:5001"` (a `Code` ≠ 2000 with a `Msg`), or
-  `"html"` (200 with a non-JSON body). `"always-500"` answers 500 to every request.
+  `"slow:S"` (answers after S seconds), `"code:5001"` (a `Code` ≠ 2000 with a `Msg`),
+  `"code-text"` (the normal answer with `"Code": "2000"`, a string), or `"html"` (200 with a
+  non-JSON body). `"always-500"` answers 500 to every request.
 - Every request is recorded (`requests`: monotonic start time, customer, body) and its body
   checked against the documented shape; a mismatch lands in `problems` (the tests assert it
   stays empty). `in_flight_max` is the largest number of concurrent requests.
@@ -141,12 +142,15 @@ class FakeChatRecordApi:
         fault = script[0] if script and script[0] == "always-500" else None
         if fault is None and script:
             fault = script.pop(0)
+        code: int | str = 2000
+        if fault == "code-text":
+            code, fault = "2000", None
         if fault is not None:
             answer = await self._fault(fault)
             if answer is not None:
                 return answer
         chats = self.data.get(customer, [])
-        return _json({"Code": 2000, "Data": chats, "Msg": "成功", "RequestId": _rid()})
+        return _json({"Code": code, "Data": chats, "Msg": "成功", "RequestId": _rid()})
 
     async def _fault(self, fault: str) -> web.StreamResponse | None:
         kind, _, arg = fault.partition(":")

@@ -9,8 +9,10 @@ one customer's chat records per call, gently and robustly.
 - Timeouts, connection errors, 429 and 5xx are retried with jittered exponential backoff
   (tenacity's full jitter), a 429's or 503's `Retry-After` (seconds or an HTTP date)
   honoured instead, up to `attempts` in all; then the customer fails (`CustomerFailed`).
-- `Code` 2000 is success. `Code` 4001, or HTTP 401/403, means the apiKey was refused:
-  `ApiKeyRefused` stops the whole backfill (every other customer would fail the same way).
+- `Code` 2000 is success, sent as a number (the doc) or as the string `"2000"` (read as the
+  project's response model reads it: `schemas.chat_record.response_code`). `Code` 4001, or
+  HTTP 401/403, means the apiKey was refused: `ApiKeyRefused` stops the whole backfill
+  (every other customer would fail the same way).
   Any other `Code` fails that customer with its `Code` and `Msg`, not retried.
 - The apiKey travels in the query string, so neither an URL nor an aiohttp exception is
   ever turned into text: errors are described here from their type and status only, and
@@ -39,7 +41,7 @@ from tenacity import (
 )
 
 from runtime.errors import WecomStreamError
-from schemas.chat_record import QueryWindow
+from schemas.chat_record import QueryWindow, response_code
 
 __all__ = [
     "PATH",
@@ -238,7 +240,7 @@ class ChatRecordApi:
             raise _Transient("answer is not JSON") from None
         if not isinstance(answer, dict):
             raise CustomerFailed("answer is not a JSON object")
-        code = answer.get("Code")
+        code = response_code(answer.get("Code"))
         msg = redact(str(answer.get("Msg") or ""), self._key)[:200]
         if code == WRONG_KEY:
             raise ApiKeyRefused(

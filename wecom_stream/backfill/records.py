@@ -5,6 +5,9 @@ Each message of each returned chat becomes one record, key = chat id, value =
 `ChatRecordEntry` (customer id, chat id, position within the chat, query window, the API's
 message object unchanged), CloudEvents headers with `ce_id` = the entry's stable id
 (`schemas.chat_record.entry_id`), `ce_time` = when it was fetched, and `tenant` when given.
+The record's Kafka timestamp is the broker's append time (the topic is `LogAppendTime`,
+`schemas.registry`): the messages have no time of their own, and a backfill machine's clock
+must not move the normalizer's stream time.
 Records of one chat are produced in position order to one partition (same key), so the
 normalizer sees them in order.
 
