@@ -75,12 +75,12 @@ def test_an_agent_talking_for_25_hours_keeps_the_conversation_human(model_path: 
     chat = Chat(model_path)
     (agent,) = chat.send(message("m0", isSelf=True, source=1), T0)
     assert (agent.sender_role, agent.channel) == ("agent", "human")
-    for hour in range(1, 26):
+    for hour in range(1, 31):  # an agent and the customer, turn about, for 30 hours
         who = {"isSelf": True, "source": 1} if hour % 2 else {}
         (msg,) = chat.send(message(f"m{hour}", **who), T0 + hour * HOUR)
         assert msg.channel == "human", hour
     # Silent for longer than the mode retention (24 h): the conversation starts over in ai.
-    (late,) = chat.send(message("late"), T0 + 25 * HOUR + 25 * HOUR)
+    (late,) = chat.send(message("late"), T0 + 30 * HOUR + 25 * HOUR)
     assert late.channel == "ai"
 
 
