@@ -9,18 +9,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from schemas.registry import RAW_YUJU_ROOM_JOIN, RAW_YUJU_ROOM_LEAVE
+from schemas.registry import (
+    RAW_YUJU_ROOM_JOIN,
+    RAW_YUJU_ROOM_LEAVE,
+    ROOM_MEMBER_CHANGE,
+    ROOM_MEMBERSHIP,
+)
 from tests.support.feedback import post_all
 from tests.support.membership import (
+    TOKEN,
     check_against_oracle,
     generate,
     ingress_url,
     start_membership,
     wait_caught_up,
 )
+from tests.support.topics import read_topic
 
 pytestmark = pytest.mark.kafka
 
@@ -58,4 +66,33 @@ async def test_randomized_room_events_through_the_ingress_match_the_oracle(
     )
     assert all(room["tenant"] == "acme" for room in expected.values())
     assert processor.alive(), processor.log_text()[-3000:]
+    assert processor.terminate() == 0
+
+
+async def test_a_platform_retry_of_a_join_after_a_leave_through_the_ingress_changes_nothing(
+    cli_processes: Any,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    registry_topics: list[str],
+    tmp_path: Path,
+) -> None:
+    """Issue 32: with the documented sample's `"timestamp":"string"` the event time is the
+    receive time, so the platform's retry of a join (same body, same `ce_id`, received after
+    the member's leave) used to win: the member was back and `joined` came twice. Now the
+    retry keeps its first receive time and changes nothing."""
+    url = await ingress_url(cli_processes, tmp_path)
+    processor = start_membership(cli_processes)
+    room = {"token": TOKEN, "botInfo": {"imBotId": "bot-1"}, "imRoomId": "R:retry"}
+    join = {**room, "timestamp": "string", "joinMembers": [{"imContactId": "a"}]}
+    leave = {**room, "timestamp": "string", "leftMember": [{"imContactId": "a"}]}
+    keep = {**room, "timestamp": "string", "joinMembers": [{"imContactId": "b"}]}
+    await post_all(url, [keep, join, leave, join], concurrency_by="imRoomId")
+    await wait_caught_up(kafka_bootstrap, topic_prefix, 4, processor)
+
+    changes = await read_topic(kafka_bootstrap, topic_prefix + ROOM_MEMBER_CHANGE, quiet_s=1)
+    got = [(v["contact_id"], v["change"]) for v in (orjson.loads(r.value or b"") for r in changes)]
+    assert got == [("b", "joined"), ("a", "joined"), ("a", "left")]
+    snapshots = await read_topic(kafka_bootstrap, topic_prefix + ROOM_MEMBERSHIP, quiet_s=1)
+    final = orjson.loads(snapshots[-1].value or b"")
+    assert [m["contact_id"] for m in final["members"]] == ["b"]
     assert processor.terminate() == 0
