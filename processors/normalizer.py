@@ -38,7 +38,8 @@ Deduplication: the store `seen` remembers each `messageId` for
 come within minutes). A retry is dropped; a record that is not a message callback at all
 (bad JSON, no `messageId`) goes to the DLQ.
 
-Sender role and channel (`direction` from `isSelf`):
+Sender role and channel (`direction`: `outbound` when the company's side wrote it, `isSelf`
+or `coworker`; else `inbound`):
 
 | isSelf | sendBy / source / coworker | sender_role | channel |
 |---|---|---|---|
@@ -51,9 +52,11 @@ Automated sources (PLATFORM.md): 2 broadcast, 3 auto-reply, 4 room creation, 5 r
 another bot, 6 API, 7 SOP, 8 API broadcast, 9 tag SOP, 11/12 multi-room relay/replay,
 13 auto-end session, 14 scheduled, 15 AI reply; an unknown future value counts as automated.
 
-The conversation's mode is the channel of its latest outbound message (store `mode`, same
-retention): a customer writing after an agent took over is in the human conversation, as
-the chat-record API (AI对话 / 人工对话) files it; before any agent message, `ai`.
+The conversation's mode is the channel of the company side's latest message (store `mode`,
+`processors._conversation_mode`: refreshed by every message of the conversation, forgotten
+after `WECOM_STREAM_NORMALIZER_MODE_RETENTION_MS` of silence): a customer writing after an
+agent took over is in the human conversation, as the chat-record API (AI对话 / 人工对话)
+files it; before any agent message, `ai`.
 """
 
 from __future__ import annotations

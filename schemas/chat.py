@@ -79,7 +79,12 @@ class ChatMessage(Outbound):
     """One chat message, normalized from a 语聚AI / juzibot message callback, or from a
     chat-record entry backfilled from the chat-record API (`origin` tells them apart; such a
     message has `cr-…` as `message_id`, no bot, room or attachment, and `sent_at` =
-    `received_at` = when the backfill fetched it: the API gives no time)."""
+    `received_at` = when the backfill fetched it: the API gives no time).
+
+    The same message seen live and backfilled is two `ChatMessage`s: a chat record has no id
+    and no time, and its `conversation_id`/`contact_id` are the chat-record API's own
+    `chat_id`/`customer_id`, not a callback's `chatId`/`contactId` (docs/platform.md, "Chat
+    record query API", says how a consumer can match them)."""
 
     message_id: str = Field(
         description="the platform's messageId (stable across retries); a chat record's "

@@ -34,7 +34,10 @@ class MemberState(Outbound):
     )
     is_friend: bool | None = Field(description="`isFriend`: a friend of the hosted bot.")
     is_coworker: bool | None = Field(description="`coworker`: an employee of the company.")
-    is_bot: bool = Field(description="The hosted bot itself (`isSelf`).")
+    is_bot: bool = Field(
+        description="A hosted bot of the tenant: a bot that reports the room's events "
+        "(`botInfo.imBotId`), or a member flagged `isSelf` by one."
+    )
     joined_at: AwareDatetime = Field(
         description="Event time of the join the membership rests on (the latest join)."
     )
@@ -45,7 +48,14 @@ class MemberState(Outbound):
 
 
 class RoomMembership(Outbound):
-    """The full current membership of one room; the latest record per key is the table."""
+    """The current membership of one room of one tenant, as far as its hosted bots have seen
+    it; the latest record per key (`tenant|room_id`) is the table.
+
+    What the compacted topic knows: the members named by a join or leave callback the
+    processor received (raw topics keep 7 days: after a first start or an upgrade, members
+    who joined earlier and have not been named since are missing until an event names
+    them). It does not know members the platform never reported, nor who came and went while
+    no hosted bot was in the room."""
 
     room_id: str
     tenant: str = Field(
@@ -56,11 +66,16 @@ class RoomMembership(Outbound):
     topic: str | None = Field(description="The room's name, latest by event time.")
     owner_id: str | None = Field(description="`ownerImContactId`, latest by event time.")
     avatar_url: str | None = Field(description="The room's avatar, latest by event time.")
-    members: list[MemberState] = Field(description="Current members, sorted by `contact_id`.")
-    member_count: int = Field(ge=0)
+    members: list[MemberState] = Field(
+        description="Current members, sorted by `contact_id`, the hosted bots included "
+        "(`is_bot`). After every hosted bot had left and one came back, only members seen "
+        "joining since are listed (the others may have left unseen); while no bot is in the "
+        "room, its last known members."
+    )
+    member_count: int = Field(ge=0, description="Members without the hosted bots (people).")
     bot_in_room: bool = Field(
-        description="False once a member flagged `isSelf` (the hosted bot) has left and not "
-        "rejoined; true otherwise."
+        description="False once every known hosted bot's latest event is a leave; true "
+        "otherwise (a bot that reports the room's events is in it)."
     )
     updated_at: AwareDatetime = Field(
         description="The latest event time this snapshot reflects: the greatest event time "
@@ -80,7 +95,11 @@ class MemberChange(Outbound):
     contact_id: str
     change: MemberChangeKind
     event_time: AwareDatetime = Field(description="The callback's event time.")
-    member_count: int = Field(ge=0, description="Members in the room after this change.")
+    member_count: int = Field(
+        ge=0,
+        description="The room's `member_count` once this change's event is applied (the "
+        "same for every change of one event; hosted bots not counted).",
+    )
 
     @field_serializer("event_time")
     def _time(self, value: datetime) -> str:
