@@ -88,9 +88,10 @@ class DictStore(Store):
 class Ctx:
     def __init__(self) -> None:
         self.rooms = DictStore()
+        self.others: dict[str, DictStore] = {}  # `arrivals`: callbacks without a timestamp
 
     def store(self, name: str) -> Store:
-        return self.rooms
+        return self.rooms if name == "rooms" else self.others.setdefault(name, DictStore())
 
 
 _NAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"  # noqa: E501

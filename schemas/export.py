@@ -79,7 +79,7 @@ def _asyncapi(models: dict[str, type[BaseModel]]) -> dict[str, Any]:
         }
     return {
         "asyncapi": "3.0.0",
-        "info": {"title": "wecom-stream topics", "version": "1"},
+        "info": {"title": "wecom-stream topics", "version": "2"},
         "channels": channels,
     }
 
