@@ -194,6 +194,13 @@ _SECOND_TEXTS: dict[int, str] = {}
 """`YYYY-MM-DDTHH:MM:SS` of recent epoch seconds."""
 
 
+def _either(message: dict[str, Any], first: str, second: str) -> Any:
+    """The value of `first` when the key is present (even null), else of `second`: the
+    first alias present wins, as with pydantic's `AliasChoices`."""
+    found = message.get(first, _MISSING)
+    return message.get(second) if found is _MISSING else found
+
+
 def parse_fast(value: bytes) -> FastMessage | None:
     """The message fields of a raw callback, or None: then parse with `YujuMessage`."""
     try:
@@ -214,19 +221,10 @@ def parse_fast(value: bytes) -> FastMessage | None:
     get = body.get
     message_id = get("messageId")
     chat_id = get("chatId")
-    # the first alias present wins, as with pydantic's AliasChoices
-    bot_id = get("botId", _MISSING)
-    if bot_id is _MISSING:
-        bot_id = get("imBotId")
-    contact_id = get("contactId", _MISSING)
-    if contact_id is _MISSING:
-        contact_id = get("imContactId")
-    room_id = get("roomId", _MISSING)
-    if room_id is _MISSING:
-        room_id = get("imRoomId")
-    type_code = get("type", _MISSING)
-    if type_code is _MISSING:
-        type_code = get("messageType")
+    bot_id = _either(body, "botId", "imBotId")
+    contact_id = _either(body, "contactId", "imContactId")
+    room_id = _either(body, "roomId", "imRoomId")
+    type_code = _either(body, "type", "messageType")
     contact_name = get("contactName")
     room_topic = get("roomTopic")
     send_by = get("sendBy")
@@ -235,9 +233,7 @@ def parse_fast(value: bytes) -> FastMessage | None:
     mention_self = get("mentionSelf")
     source = get("source")
     timestamp = get("timestamp")
-    bot_weixin = get("botWeixin", _MISSING)
-    if bot_weixin is _MISSING:
-        bot_weixin = get("botUserId")
+    bot_weixin = _either(body, "botWeixin", "botUserId")
     external_user_id = get("externalUserId")
     room_wecom_chat_id = get("roomWecomChatId")
     contact_type = get("contactType")

@@ -51,6 +51,15 @@ async def publish(producer: AIOKafkaProducer, topic: str, body: Any, tenant: str
     await producer.send_and_wait(topic, value, key=b"k", partition=0, headers=headers)
 
 
+async def run_until(
+    cli_processes: Any, bootstrap: str, name: str, topic: str, expect: int
+) -> tuple[CliProcess, list[Any]]:
+    """Start processor `name` and read its `expect` ordinary outputs on `topic`."""
+    proc = cli_processes.start("process", name, env={"WECOM_STREAM_METRICS_PORT": "0"})
+    out = await read_topic(bootstrap, topic, expect=expect, quiet_s=1, timeout_s=120)
+    return proc, out
+
+
 def never_restarted(proc: CliProcess) -> None:
     log = proc.log_text()
     assert proc.alive(), log[-3000:]
@@ -93,9 +102,8 @@ async def test_membership_huge_leave_lists_go_to_the_dlq_and_the_room_behind_the
     await publish(producer, prefix + RAW_YUJU_ROOM_JOIN, ordinary)
     await publish(producer, prefix + RAW_YUJU_ROOM_LEAVE, leave("R-poison", ["a"]))
 
-    proc = cli_processes.start("process", "membership", env={"WECOM_STREAM_METRICS_PORT": "0"})
-    snapshots = await read_topic(
-        kafka_bootstrap, prefix + ROOM_MEMBERSHIP, expect=3, quiet_s=2, timeout_s=120
+    proc, snapshots = await run_until(
+        cli_processes, kafka_bootstrap, "membership", prefix + ROOM_MEMBERSHIP, 3
     )
     latest = {r.key: orjson.loads(r.value or b"") for r in snapshots}
     assert [m["contact_id"] for m in latest[b"acme|R-ok"]["members"]] == ["x"]
@@ -123,9 +131,8 @@ async def test_normalizer_a_one_mebibyte_message_id_goes_to_the_dlq(
     for i in range(3):
         await publish(producer, topic_prefix + RAW_YUJU_MESSAGE, message(f"ok-{i}"))
 
-    proc = cli_processes.start("process", "normalizer", env={"WECOM_STREAM_METRICS_PORT": "0"})
-    out = await read_topic(
-        kafka_bootstrap, topic_prefix + CHAT_MESSAGE, expect=3, quiet_s=1, timeout_s=120
+    proc, out = await run_until(
+        cli_processes, kafka_bootstrap, "normalizer", topic_prefix + CHAT_MESSAGE, 3
     )
     assert [orjson.loads(r.value or b"")["message_id"] for r in out] == ["ok-0", "ok-1", "ok-2"]
     (dead,) = await dead_letters(kafka_bootstrap, topic_prefix, "normalizer", 1)
@@ -159,9 +166,8 @@ async def test_feedback_votes_that_would_outgrow_the_reply_go_to_the_dlq(
         await publish(producer, topic_prefix + RAW_INSIGHT_FEEDBACK, body)
     await publish(producer, topic_prefix + RAW_INSIGHT_FEEDBACK, vote("thumb-up", "e-ok", 2))
 
-    proc = cli_processes.start("process", "feedback", env={"WECOM_STREAM_METRICS_PORT": "0"})
-    stats = await read_topic(
-        kafka_bootstrap, topic_prefix + FEEDBACK_STATS, expect=9, quiet_s=1, timeout_s=120
+    proc, stats = await run_until(
+        cli_processes, kafka_bootstrap, "feedback", topic_prefix + FEEDBACK_STATS, 9
     )
     rows = [orjson.loads(r.value or b"") for r in stats]
     assert all(r["thumbs_up"] == 1 and r["thumbs_down"] == 0 for r in rows)  # e-ok only
