@@ -48,6 +48,10 @@ class SchemaRegistryUnavailableError(WecomStreamError):
     """
 
 
+_HTTP_LIBRARIES = frozenset({"httpx", "httpx2"})
+"""Where the client's transport errors come from (it uses httpx2, else httpx)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Subject:
     """One subject to publish: its name, value schema and compatibility mode."""
@@ -142,7 +146,9 @@ def publish(client: SchemaRegistryClient, items: Iterable[Subject]) -> list[Outc
         raise SchemaRegistryUnavailableError(
             f"the schema registry answered {exc.http_status_code}: {exc.error_message}"
         ) from None
-    except Exception as exc:  # noqa: BLE001 - the client's HTTP library (httpx or httpx2) raises its own transport errors
+    except Exception as exc:  # the HTTP library's transport errors; others re-raised
+        if type(exc).__module__.partition(".")[0] not in _HTTP_LIBRARIES:
+            raise
         raise SchemaRegistryUnavailableError(
             f"the schema registry did not answer: {type(exc).__name__}: {exc}"
         ) from None
