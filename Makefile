@@ -35,8 +35,16 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+.PHONY: schema-registry
+schema-registry: $(STAMP) ## fetch Apicurio Registry 3.0.9 from Maven Central for the contract tests (~109 MB, cached)
+	$(BIN)/python -c 'from tests.support.schema_registry import ensure_apicurio; print(ensure_apicurio())'
+
+.PHONY: asyncapi-parser
+asyncapi-parser: $(STAMP) ## npm ci @asyncapi/parser into tests/asyncapi/node_modules (again when its lock file changes)
+	$(BIN)/python -c 'from tests.support.npm import ASYNCAPI_PARSER, node_script; print(node_script(ASYNCAPI_PARSER, "check.mjs", install=True) or "Node and npm are needed")'
+
 .PHONY: test
-test: lint deploy-check kafka-jars ## lint, type-check, deploy manifests checked offline, then the whole test suite against a real Kafka
+test: lint deploy-check kafka-jars schema-registry asyncapi-parser ## lint, type-check, deploy manifests checked offline, then the whole test suite against a real Kafka and a real schema registry
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-cluster
@@ -97,8 +105,12 @@ bench-peers: kafka-jars ## normalizer vs Quix Streams, same handler, exactly-onc
 	$(BIN)/python -m bench.peers
 
 .PHONY: schemas
-schemas: $(STAMP) ## regenerate schemas/json/ (JSON Schemas + AsyncAPI) from the models
+schemas: $(STAMP) ## regenerate schemas/json/ (a JSON Schema per topic, AsyncAPI) and docs/topics.md from the models
 	$(BIN)/python -m schemas.export
+
+.PHONY: schemas-release
+schemas-release: $(STAMP) ## capture the current topic schemas as the released baseline (schemas/json/released/) that the registry test checks changes against
+	$(BIN)/python -m schemas.export --release
 
 .PHONY: deploy-render
 deploy-render: $(STAMP) ## rewrite the generated files: KEDA (deploy/k8s) and the PrometheusRule (deploy/monitoring, from rules.yaml)

@@ -126,6 +126,9 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     # ERROR: see AiokafkaRetriedCondition); keep WARNING.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # The schema registry client's HTTP library logs every request (and its URL) at INFO.
+    for http_client in ("httpx", "httpx2"):
+        logging.getLogger(http_client).setLevel(max(logging.WARNING, root.level))
 
 
 def bind_context(**fields: Any) -> None:

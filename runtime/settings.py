@@ -24,6 +24,7 @@ __all__ = [
     "LogFormat",
     "ProcessingGuarantee",
     "ProcessorSettings",
+    "SchemaRegistrySettings",
     "StoreKind",
     "default_cache_dir",
 ]
@@ -155,6 +156,38 @@ class BackfillSettings(CommonSettings):
         description="Attempts per customer on timeouts, 429 and 5xx (jittered exponential "
         "backoff, `Retry-After` honoured) before the customer counts as failed.",
     )
+
+
+class SchemaRegistrySettings(CommonSettings):
+    """Settings of `wecom-stream schemas publish`: the Confluent-compatible schema registry
+    our topics' value schemas are published to (docs/consumers.md)."""
+
+    schema_registry_url: str | None = Field(
+        default=None,
+        description="Base URL of a Confluent-compatible schema registry API, e.g. "
+        "`http://registry:8081` (Confluent) or `http://registry:8080/apis/ccompat/v7` "
+        "(Apicurio). Required by `schemas publish`.",
+    )
+    schema_registry_username: str | None = Field(
+        default=None, description="HTTP basic-auth user (with the password), if required."
+    )
+    schema_registry_password: SecretStr | None = Field(
+        default=None, description="Its password (never logged or printed)."
+    )
+    schema_registry_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle that signed an `https` registry's certificate; unset: the "
+        "system's CAs.",
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> SchemaRegistrySettings:
+        if bool(self.schema_registry_username) != bool(self.schema_registry_password):
+            raise ValueError(
+                "set both WECOM_STREAM_SCHEMA_REGISTRY_USERNAME and "
+                "WECOM_STREAM_SCHEMA_REGISTRY_PASSWORD, or neither"
+            )
+        return self
 
 
 class IngressSettings(CommonSettings):

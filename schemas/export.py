@@ -1,119 +1,117 @@
-"""Generates `schemas/json/`: one JSON Schema per outbound model and an AsyncAPI 3.0 document
-describing every registry topic. `python -m schemas.export` rewrites them; `--check` exits 1
-when the committed files drifted from the models (a unit test runs it)."""
+"""Generates the contract files from the models: `schemas/json/topics/<topic>.schema.json`
+(each topic's value), `schemas/json/asyncapi.json` (AsyncAPI 3.0) and `docs/topics.md` (the
+document as a page). `python -m schemas.export` rewrites them; `--check` exits 1 when the
+committed files drifted (a unit test runs it).
+
+`--release` (`make schemas-release`) captures the current topic schemas as the released
+baseline, `schemas/json/released/`: what consumers have been promised. The registry test
+(tests/integration/test_schema_registry.py) registers the baseline in a real schema
+registry and checks the current schemas against it under each subject's compatibility mode,
+so an incompatible change to a model fails `make test` until it is made compatible (or
+becomes a new topic version, `.v3`). Capture again after a release.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel
 
-from schemas.registry import REGISTRY
+from schemas._asyncapi_page import render_page
+from schemas.asyncapi import document
+from schemas.contracts import CONTRACTS
 
-__all__ = ["JSON_DIR", "OUTBOUND_MODELS", "main", "render"]
+__all__ = [
+    "JSON_DIR",
+    "RELEASED_DIR",
+    "TOPICS_DIR",
+    "dumps",
+    "main",
+    "released",
+    "render",
+    "schema_file",
+]
 
 JSON_DIR = Path(__file__).parent / "json"
-
-OUTBOUND_MODELS: dict[str, str] = {
-    # topic -> "module:Class" of its value model (each processor issue adds its own)
-    "chat.message.v2": "schemas.chat:ChatMessage",
-    "raw.yuju.chat-record.v1": "schemas.chat_record:ChatRecordEntry",
-    "feedback.event.v2": "schemas.feedback:FeedbackEvent",
-    "feedback.stats.v2": "schemas.feedback:FeedbackStats",
-    "room.membership.v2": "schemas.room:RoomMembership",
-    "room.member-change.v2": "schemas.room:MemberChange",
-}
+TOPICS_DIR = JSON_DIR / "topics"
+RELEASED_DIR = JSON_DIR / "released"
+_DOCS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "topics.md"
 
 
-def _load(ref: str) -> type[BaseModel]:
-    module, _, name = ref.partition(":")
-    model: type[BaseModel] = getattr(importlib.import_module(module), name)
-    return model
-
-
-def _dumps(doc: Any) -> str:
+def dumps(doc: Any) -> str:
+    """JSON as the committed files hold it: indented, keys sorted, a final newline."""
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
 
 
-def _asyncapi(models: dict[str, type[BaseModel]]) -> dict[str, Any]:
-    channels: dict[str, Any] = {}
-    for spec in REGISTRY:
-        model = models.get(spec.name)
-        payload: dict[str, Any] = (
-            {"$ref": f"./{model.__name__}.schema.json"}
-            if model is not None
-            else {"type": "object", "description": spec.value}
-        )
-        channels[spec.name] = {
-            "address": spec.name,
-            "description": f"written by {spec.writer}; key: {spec.key}; "
-            f"cleanup: {spec.cleanup_policy}; partitions: {spec.partitions}",
-            "messages": {
-                "record": {
-                    "contentType": "application/json",
-                    "payload": payload,
-                    "bindings": {"kafka": {"key": {"type": "string", "description": spec.key}}},
-                    "headers": {
-                        "type": "object",
-                        "description": "CloudEvents Kafka binding (binary mode) + tenant",
-                        "properties": {
-                            h: {"type": "string"}
-                            for h in (
-                                "ce_specversion",
-                                "ce_id",
-                                "ce_source",
-                                "ce_type",
-                                "ce_time",
-                                "content-type",
-                                "tenant",
-                            )
-                        },
-                    },
-                }
-            },
-        }
-    return {
-        "asyncapi": "3.0.0",
-        "info": {"title": "wecom-stream topics", "version": "2"},
-        "channels": channels,
-    }
+def schema_file(topic: str) -> str:
+    """The file name of a topic's value schema (in `topics/` and `released/`)."""
+    return f"{topic}.schema.json"
 
 
-def render() -> dict[str, str]:
-    """File name -> content of everything under `schemas/json/`."""
-    models = {topic: _load(ref) for topic, ref in OUTBOUND_MODELS.items()}
-    files = {
-        f"{model.__name__}.schema.json": _dumps(model.model_json_schema(mode="serialization"))
-        for model in models.values()
-    }
-    files["asyncapi.json"] = _dumps(_asyncapi(models))
+def render() -> dict[Path, str]:
+    """Path -> content of every generated file (the docs page only in a checkout)."""
+    files = {TOPICS_DIR / schema_file(c.topic): dumps(c.schema()) for c in CONTRACTS}
+    doc = document()
+    files[JSON_DIR / "asyncapi.json"] = dumps(doc)
+    if _DOCS_PAGE.parent.is_dir():
+        files[_DOCS_PAGE] = render_page(doc)
     return files
+
+
+def released() -> dict[str, dict[str, Any]]:
+    """Topic -> its released value schema (the baseline in `schemas/json/released/`)."""
+    return {
+        path.name.removesuffix(".schema.json"): orjson.loads(path.read_bytes())
+        for path in sorted(RELEASED_DIR.glob("*.schema.json"))
+    }
+
+
+def _stale(files: dict[Path, str]) -> list[str]:
+    stale = [p for p, text in files.items() if not p.is_file() or p.read_text() != text]
+    generated = {*JSON_DIR.glob("*.json"), *TOPICS_DIR.glob("*.json")}
+    return sorted(str(p) for p in [*stale, *(generated - set(files))])
+
+
+def _release() -> list[str]:
+    """Copy the current topic schemas to `released/` (removing topics no longer there)."""
+    shutil.rmtree(RELEASED_DIR, ignore_errors=True)
+    RELEASED_DIR.mkdir(parents=True)
+    for contract in CONTRACTS:
+        name = schema_file(contract.topic)
+        (RELEASED_DIR / name).write_text(dumps(contract.schema()))
+    return [c.topic for c in CONTRACTS]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m schemas.export")
-    parser.add_argument("--check", action="store_true", help="fail if the files drifted")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="fail if the files drifted")
+    mode.add_argument(
+        "--release",
+        action="store_true",
+        help="capture the current topic schemas as the released baseline (schemas/json/released)",
+    )
     args = parser.parse_args(argv)
     files = render()
     if args.check:
-        stale = sorted(
-            name
-            for name, text in files.items()
-            if not (JSON_DIR / name).is_file() or (JSON_DIR / name).read_text() != text
-        )
-        extra = sorted(p.name for p in JSON_DIR.glob("*.json") if p.name not in files)
-        if stale or extra:
-            print(f"schemas/json drifted: {stale + extra}; run `python -m schemas.export`")
+        drifted = _stale(files)
+        if drifted:
+            print(f"generated contract files drifted: {drifted}; run `make schemas`")
             return 1
         return 0
-    JSON_DIR.mkdir(exist_ok=True)
-    for name, text in files.items():
-        (JSON_DIR / name).write_text(text)
+    if args.release:
+        topics = _release()
+        print(f"released baseline: {len(topics)} topic schemas in {RELEASED_DIR}")
+        return 0
+    for name in _stale(files):
+        Path(name).unlink(missing_ok=True)
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     return 0
 
 

@@ -46,21 +46,23 @@ class OutputAction(Inbound):
 class InsightFeedback(Inbound):
     """`POST /v1/bot-message/feedback`."""
 
-    bot_id: str
+    bot_id: str = Field(description="the Insight bot (the key)")
     session_id: Lenient[str] = None
-    exec_id: str
+    exec_id: str = Field(description="the bot execution (reply) the vote is about")
     trigger_event: Lenient[TriggerEvent] = None
     output_actions: Annotated[list[OutputAction], BeforeValidator(valid_items(OutputAction))] = (
         Field(default_factory=list)
     )
     """Each action that is not an object is dropped, the others kept (one junk element does
     not empty the list of flow nodes)."""
-    feedback_status: str
-    feedback: Lenient[str] = None
-    message_id: Lenient[str] = None
+    feedback_status: str = Field(
+        description="`none`, `thumb-up` or `thumb-down`; other values are kept as sent"
+    )
+    feedback: Lenient[str] = Field(default=None, description="the comment (with thumb-down)")
+    message_id: Lenient[str] = Field(default=None, description="the reply's message id")
     receiver_id: Lenient[str] = None
-    contact_id: Lenient[str] = None
-    room_id: Lenient[str] = None
+    contact_id: Lenient[str] = Field(default=None, description="the voter (private chat)")
+    room_id: Lenient[str] = Field(default=None, description="the room (group chat)")
 
     @model_validator(mode="before")
     @classmethod

@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     SecretStr,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -43,8 +44,26 @@ __all__ = [
     "unwrap_message",
 ]
 
-EpochTime = Annotated[datetime | None, BeforeValidator(parse_epoch)]
-LooseInt = Annotated[int | None, BeforeValidator(coerce_int)]
+EpochTime = Annotated[
+    datetime | None,
+    BeforeValidator(parse_epoch),
+    WithJsonSchema(
+        {
+            "type": ["number", "string", "null"],
+            "description": "epoch seconds, milliseconds or microseconds (a number or a numeric "
+            "string), or an ISO 8601 string",
+        },
+        mode="validation",
+    ),
+]
+LooseInt = Annotated[
+    int | None,
+    BeforeValidator(coerce_int),
+    WithJsonSchema(
+        {"type": ["integer", "string", "null"], "description": "an integer, or its digits"},
+        mode="validation",
+    ),
+]
 Token = Annotated[SecretStr | None, Field(default=None, exclude=True, repr=False)]
 
 
@@ -60,33 +79,59 @@ def unwrap_message(body: Any) -> Any:
 class YujuMessage(Inbound):
     """A chat-message callback (`/notice`), group-level (`data` wrapper) or enterprise v2."""
 
-    message_id: str
-    chat_id: str | None = None
-    avatar: Lenient[str] = None
-    room_topic: Lenient[str] = None
-    room_id: Lenient[str] = Field(default=None, validation_alias=AliasChoices("roomId", "imRoomId"))
-    contact_name: Lenient[str] = None
-    contact_id: Lenient[str] = Field(
-        default=None, validation_alias=AliasChoices("contactId", "imContactId")
+    message_id: str = Field(description="the platform's message id, the same on a retry")
+    chat_id: str | None = Field(
+        default=None, description="the conversation: one bot with one customer (the key)"
     )
-    payload: Any = None
-    type: LooseInt = Field(default=None, validation_alias=AliasChoices("type", "messageType"))
-    timestamp: EpochTime = None
+    avatar: Lenient[str] = Field(default=None, description="the contact's avatar URL")
+    room_topic: Lenient[str] = Field(default=None, description="the room's name (group chat)")
+    room_id: Lenient[str] = Field(
+        default=None,
+        validation_alias=AliasChoices("roomId", "imRoomId"),
+        description="the room (group chat); absent or empty in a private chat",
+    )
+    contact_name: Lenient[str] = Field(default=None, description="the contact's nickname")
+    contact_id: Lenient[str] = Field(
+        default=None,
+        validation_alias=AliasChoices("contactId", "imContactId"),
+        description="the customer (external contact) of the conversation",
+    )
+    payload: Any = Field(
+        default=None, description="the message content; its fields depend on `type`"
+    )
+    type: LooseInt = Field(
+        default=None,
+        validation_alias=AliasChoices("type", "messageType"),
+        description="message kind: 7 text, 6 image, 1 file, 2 voice, ... (docs/platform.md); "
+        "unknown values are kept",
+    )
+    timestamp: EpochTime = Field(default=None, description="when the message was sent")
     token: Token
-    bot_id: Lenient[str] = Field(default=None, validation_alias=AliasChoices("botId", "imBotId"))
-    contact_type: LooseInt = None
-    coworker: Lenient[bool] = None
+    bot_id: Lenient[str] = Field(
+        default=None,
+        validation_alias=AliasChoices("botId", "imBotId"),
+        description="the hosted bot account",
+    )
+    contact_type: LooseInt = Field(
+        default=None,
+        description="0 unknown, 1 personal WeChat, 2 official account, 3 WeCom user",
+    )
+    coworker: Lenient[bool] = Field(default=None, description="the contact is an employee")
     bot_wxid: Lenient[str] = None
     bot_weixin: Lenient[str] = Field(
         default=None, validation_alias=AliasChoices("botWeixin", "botUserId")
     )
-    source: LooseInt = None
-    send_by: Lenient[str] = None
-    is_self: Lenient[bool] = None
-    mention_self: Lenient[bool] = None
+    source: LooseInt = Field(
+        default=None,
+        description="how the message was sent (open enum): 0 phone, 1 console, 2 broadcast, "
+        "3 auto-reply, ..., 15 AI reply",
+    )
+    send_by: Lenient[str] = Field(default=None, description="console user id (console sends)")
+    is_self: Lenient[bool] = Field(default=None, description="sent by the hosted bot account")
+    mention_self: Lenient[bool] = Field(default=None, description="@-mentions the bot")
     external_user_id: Lenient[str] = None
     room_wecom_chat_id: Lenient[str] = None
-    org_id: Lenient[str] = None
+    org_id: Lenient[str] = Field(default=None, description="the organization (enterprise v2)")
 
     @model_validator(mode="before")
     @classmethod
@@ -110,7 +155,10 @@ class BotInfo(Inbound):
 class RoomMember(Inbound):
     """A member in a room event's member list."""
 
-    im_contact_id: str = Field(validation_alias=AliasChoices("imContactId", "contactId", "wxid"))
+    im_contact_id: str = Field(
+        validation_alias=AliasChoices("imContactId", "contactId", "wxid"),
+        description="the member",
+    )
     nick_name: Lenient[str] = Field(default=None, validation_alias=AliasChoices("nickName", "name"))
     avatar_url: Lenient[str] = Field(
         default=None, validation_alias=AliasChoices("avatarUrl", "avatar")
@@ -119,7 +167,7 @@ class RoomMember(Inbound):
     is_friend: Lenient[bool] = None
     contact_type: LooseInt = None
     coworker: Lenient[bool] = None
-    is_self: Lenient[bool] = None
+    is_self: Lenient[bool] = Field(default=None, description="the hosted bot itself")
 
 
 MemberList = Annotated[list[RoomMember], BeforeValidator(valid_items(RoomMember))]
@@ -132,12 +180,16 @@ class RoomEvent(Inbound):
     chat_id: Lenient[str] = None
     token: Token
     bot_info: Lenient[BotInfo] = None
-    im_room_id: str = Field(validation_alias=AliasChoices("imRoomId", "roomId"))
-    topic: Lenient[str] = None
+    im_room_id: str = Field(
+        validation_alias=AliasChoices("imRoomId", "roomId"), description="the room (the key)"
+    )
+    topic: Lenient[str] = Field(default=None, description="the room's name")
     avatar_url: Lenient[str] = None
     owner_im_contact_id: Lenient[str] = None
     group_id: Lenient[str] = None
-    timestamp: EpochTime = None
+    timestamp: EpochTime = Field(
+        default=None, description="when the bot obtained the change (not when it happened)"
+    )
 
     @model_validator(mode="before")
     @classmethod

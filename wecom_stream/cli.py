@@ -1,5 +1,5 @@
 """The `wecom-stream` command line: run, ingress, process, topics, kafka, tail, backfill,
-replay.
+replay, schemas.
 
 Each subcommand reads its settings from env vars (README's table); flags override them.
 Errors we raise on purpose (`WecomStreamError`) print as one line and exit 1.
@@ -26,7 +26,7 @@ from runtime.supervisor import STOP_ALL, Command, supervise
 from runtime.tail import add_tail_arguments, run_tail
 from runtime.topics import TopicsReport, ensure_topics
 from schemas.registry import PROCESSOR_NAMES, REGISTRY
-from wecom_stream import backfill, replay
+from wecom_stream import backfill, replay, schemas_publish
 
 __all__ = ["build_parser", "main"]
 
@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backfill.add_parser(sub)
     replay.add_parser(sub)
+    schemas_publish.add_parser(sub)
     return parser
 
 
@@ -197,6 +198,7 @@ _COMMANDS = {
     "tail": _cmd_tail,
     "backfill": backfill.command,
     "replay": replay.command,
+    "schemas": schemas_publish.command,
 }
 
 

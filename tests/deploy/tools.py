@@ -8,7 +8,6 @@ changes). Without Go or Node the checks that need them skip, saying so.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from typing import Any
 import yaml
 
 from runtime.settings import default_cache_dir
+from tests.support.npm import node_script
 
 __all__ = [
     "K8S",
@@ -37,7 +37,6 @@ KUSTOMIZE_VERSION = "v5.8.2"  # v5.8.3 needs Go 1.27
 PROMTOOL_VERSION = "v0.316.0"  # github.com/prometheus/prometheus, as docs/operations.md says
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 VALIDATE_DIR = K8S / "validate"
-_STAMP = VALIDATE_DIR / "node_modules" / ".wecom-stream-lock.sha256"
 
 
 def _go_tool(name: str, package: str, version: str, env_var: str, install: bool) -> Path | None:
@@ -77,20 +76,7 @@ def promtool(*, install: bool) -> Path | None:
 def node_validator(*, install: bool) -> list[str] | None:
     """The command that validates KEDA objects (deploy/k8s/validate/validate.mjs), after
     `npm ci` when its lock file changed; None without Node and npm."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        return None
-    lock = hashlib.sha256((VALIDATE_DIR / "package-lock.json").read_bytes()).hexdigest()
-    if not (_STAMP.exists() and _STAMP.read_text() == lock):
-        if not install:
-            return None
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=VALIDATE_DIR,
-            check=True,
-        )
-        _STAMP.write_text(lock)
-    return [node, str(VALIDATE_DIR / "validate.mjs")]
+    return node_script(VALIDATE_DIR, "validate.mjs", install=install)
 
 
 def kustomizations() -> list[Path]:

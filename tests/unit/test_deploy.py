@@ -23,7 +23,12 @@ import yaml
 from processors.engine import Names
 from processors.runner import load_processor
 from runtime.local_kafka import KAFKA_VERSION
-from runtime.settings import IngressSettings, KafkaSecurity, ProcessorSettings
+from runtime.settings import (
+    IngressSettings,
+    KafkaSecurity,
+    ProcessorSettings,
+    SchemaRegistrySettings,
+)
 from schemas.registry import PROCESSOR_NAMES, by_name
 from tests.conftest import REPO
 from tests.deploy.tools import build_all, kustomizations, kustomize
@@ -254,6 +259,7 @@ def _setting_env_names() -> set[str]:
     for model, prefix in (
         (IngressSettings, "WECOM_STREAM_"),
         (ProcessorSettings, "WECOM_STREAM_"),
+        (SchemaRegistrySettings, "WECOM_STREAM_"),
         (KafkaSecurity, "WECOM_STREAM_KAFKA_"),
     ):
         names |= {prefix + field.upper() for field in model.model_fields}
@@ -267,6 +273,28 @@ def test_env_names_are_settings(rendered: dict[str, Objects]) -> None:
         for sts in (o for o in objects if o["kind"] == "StatefulSet"):
             used |= {e["name"] for e in _container(sts).get("env", ())}
         assert used <= known, f"{where}: not a setting: {sorted(used - known)}"
+
+
+def test_schemas_are_published_by_a_job_before_a_rollout(rendered: dict[str, Objects]) -> None:
+    """Every rendering has the Job: `schemas publish` with the processes' ConfigMap (the
+    registry URL and topic prefix), an Argo CD PreSync hook, recreated after it finished,
+    hardened like the workloads."""
+    uid = _dockerfile_user()
+    for where, objects in rendered.items():
+        (job,) = [o for o in objects if o["kind"] == "Job"]
+        assert job["metadata"]["name"] == "wecom-stream-schemas", where
+        assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PreSync"
+        assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "schemas"
+        assert 0 < job["spec"]["ttlSecondsAfterFinished"] <= 3600, where
+        pod = job["spec"]["template"]["spec"]
+        assert pod["restartPolicy"] == "Never"
+        assert pod["securityContext"]["runAsUser"] == uid
+        (container,) = pod["containers"]
+        assert container["args"] == ["schemas", "publish"]
+        assert {"configMapRef": {"name": "wecom-stream"}} in container["envFrom"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        config = _config(objects)
+        assert config["WECOM_STREAM_SCHEMA_REGISTRY_URL"].startswith("http"), where
 
 
 def test_compose_runs_every_processor() -> None:
