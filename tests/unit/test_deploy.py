@@ -288,7 +288,7 @@ def test_images_use_the_local_kafka_and_python() -> None:
         r"^ARG BASE_IMAGE=python:(\S+)-slim@sha256:[0-9a-f]{64}$", dockerfile, re.M
     )
     assert default == python
-    assert re.findall(r"^FROM (\S+)", dockerfile, re.M) == ["${BASE_IMAGE}", "${BASE_IMAGE}"]
+    assert set(re.findall(r"^FROM (\S+)", dockerfile, re.M)) == {"${BASE_IMAGE}"}
     for name, service in compose["services"].items():
         if "build" in service:
             assert service["build"]["args"] == ["BASE_IMAGE"], name
