@@ -78,7 +78,7 @@ image-base: ## podman: a Debian bookworm base with Python 3.11 from Debian's pac
 	@bash deploy/docker/local-base.sh
 
 .PHONY: test-image
-test-image: kafka-jars ## build the image on the local Debian base and run it as deploy/k8s does against a real Kafka (~1.5 min with the base cached; root, podman, runc, debootstrap)
+test-image: kafka-jars ## build the image on the local Debian base and run it as deploy/k8s does against a real Kafka (~1-2 min with the base cached; needs root, podman, runc, debootstrap)
 	@for tool in podman runc debootstrap; do command -v $$tool >/dev/null || \
 		{ echo "make test-image: $$tool missing: apt-get install -y podman runc debootstrap" >&2; exit 1; }; done
 	$(BIN)/pytest tests/image -p no:cacheprovider $(PYTEST_ARGS)
