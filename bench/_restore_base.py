@@ -42,6 +42,7 @@ from runtime.kafka import consumer_config, producer_config
 from runtime.settings import ProcessorSettings
 from schemas.cloudevents import event_headers
 from schemas.registry import by_name
+from tests.support.processes import json_log_lines
 
 REPO = Path(__file__).resolve().parent.parent
 PARTITIONS = 6
@@ -229,14 +230,7 @@ def rss_mib(pid: int) -> float:
 
 
 def log_events(log: Path) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    for line in log.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            try:
-                events.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                continue
-    return events
+    return json_log_lines(log.read_text(errors="replace"))
 
 
 def restored(log: Path) -> dict[str, Any]:

@@ -5,7 +5,6 @@ partitions once, without heartbeat or member failures; SIGTERM stops it with exi
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 import uuid
@@ -13,24 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import orjson
 import pytest
 
 from runtime.local_kafka import LocalKafka, free_port
-from schemas.chat import ChatMessage
-from schemas.feedback import FeedbackEvent
-from schemas.registry import (
-    CHAT_MESSAGE,
-    FEEDBACK_EVENT,
-    PROCESSOR_NAMES,
-    ROOM_MEMBER_CHANGE,
-    ROOM_MEMBERSHIP,
-)
-from schemas.room import MemberChange, RoomMembership
-from tests.support.ingress import post, sample, wait_listening
-from tests.support.processes import CliProcess, wait_for
-from tests.support.topics import Consumed, read_topic
+from schemas.registry import PROCESSOR_NAMES
+from tests.support.every_kind import check_outputs, every_kind, post_each
+from tests.support.ingress import wait_listening
+from tests.support.processes import CliProcess, json_log_lines, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -53,18 +41,6 @@ def fresh_kafka_dir(tmp_path: Path) -> Iterator[Path]:
     data_dir = tmp_path / "kafka-data"
     yield data_dir
     LocalKafka(data_dir).stop()
-
-
-def _log_lines(text: str) -> list[dict[str, Any]]:
-    """The JSON log lines of `run` and its children (stdout lines and tracebacks skipped)."""
-    out = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                continue
-    return out
 
 
 async def _bootstrap_of(run: CliProcess) -> str:
@@ -110,73 +86,10 @@ async def test_run_from_a_fresh_kafka_serves_every_callback_kind(
     ready_s = time.monotonic() - started
 
     tag = uuid.uuid4().hex[:8]
-    room, contact = f"r-{tag}", f"u-{tag}"
-    event_ms = int(time.time() * 1000) - 60_000  # in the past: the callback's time is used
-    message = sample("yuju-message.json")
-    message["data"].update(
-        messageId=f"m-{tag}", chatId=f"c-{tag}", type=7, payload={"text": "hi"}, timestamp=event_ms
-    )
-    join = sample("yuju-room-leave.json", imRoomId=room, topic=f"room-{tag}", timestamp=event_ms)
-    join["joinMember"] = join.pop("leftMember")
-    join["joinMember"][0].update(imContactId=contact, isSelf=False)
-    leave = sample("yuju-room-leave.json", imRoomId=room, topic=f"room-{tag}")
-    leave.update(timestamp=event_ms + 1000)
-    leave["leftMember"][0].update(imContactId=contact, isSelf=False)
-    rename = sample("yuju-room-leave.json", imRoomId=room, topic=f"renamed-{tag}")
-    rename.update(timestamp=event_ms + 2000)
-    del rename["leftMember"]
-    feedback = sample("insight-feedback.json", execId=f"e-{tag}", feedbackStatus="thumb-up")
-
-    # (name, path, body, {output topic: records on it once this callback is through}).
-    # One at a time: the room events go to three raw topics, and only their processing order
-    # decides what membership emits; waiting for each one's outputs fixes that order.
-    callbacks = [
-        ("message", "/notice", message, {CHAT_MESSAGE: 1}),
-        ("join", "/room/joined", join, {ROOM_MEMBER_CHANGE: 1, ROOM_MEMBERSHIP: 1}),
-        ("leave", "/room/left", leave, {ROOM_MEMBER_CHANGE: 2, ROOM_MEMBERSHIP: 2}),
-        ("topic", "/room/topic", rename, {ROOM_MEMBERSHIP: 3}),
-        ("feedback", "/v1/bot-message/feedback", feedback, {FEEDBACK_EVENT: 1}),
-    ]
-    latency: dict[str, float] = {}
-    async with aiohttp.ClientSession() as session:
-        for name, path, body, outputs in callbacks:
-            posted = time.monotonic()
-            status, reply, _ = await post(session, base + path, body)
-            assert (status, orjson.loads(reply)) == (200, {}), path
-            await asyncio.gather(
-                *(
-                    read_topic(bootstrap, topic, expect=n, quiet_s=0, timeout_s=DEADLINE_S)
-                    for topic, n in outputs.items()
-                )
-            )
-            latency[name] = round(time.monotonic() - posted, 2)
-            assert latency[name] <= DEADLINE_S, (name, latency)
+    latency = await post_each(base, every_kind(tag), bootstrap, deadline_s=DEADLINE_S)
     print(f"ready after {ready_s:.1f}s; callback -> output seconds: {latency}")
-
     # Every output exactly once (no duplicate within the quiet period), with the right content.
-    final: list[list[Consumed]] = await asyncio.gather(
-        *(
-            read_topic(bootstrap, topic, expect=n, quiet_s=QUIET_S, timeout_s=DEADLINE_S)
-            for topic, n in (
-                (CHAT_MESSAGE, 1),
-                (ROOM_MEMBER_CHANGE, 2),
-                (ROOM_MEMBERSHIP, 3),
-                (FEEDBACK_EVENT, 1),
-            )
-        )
-    )
-    chats, changes, snapshots, votes = final
-    assert ChatMessage.model_validate_json(chats[0].value or b"").message_id == f"m-{tag}"
-    assert [
-        (c.room_id, c.contact_id, c.change, c.member_count)
-        for c in (MemberChange.model_validate_json(r.value or b"") for r in changes)
-    ] == [(room, contact, "joined", 1), (room, contact, "left", 0)]
-    assert [
-        (s.room_id, s.topic, [m.contact_id for m in s.members])
-        for s in (RoomMembership.model_validate_json(r.value or b"") for r in snapshots)
-    ] == [(room, f"room-{tag}", [contact]), (room, f"room-{tag}", []), (room, f"renamed-{tag}", [])]
-    vote = FeedbackEvent.model_validate_json(votes[0].value or b"")
-    assert (vote.exec_id, vote.status) == (f"e-{tag}", "thumb-up")
+    await check_outputs(bootstrap, tag, quiet_s=QUIET_S, timeout_s=DEADLINE_S)
 
     log = run.log_text()
     assert run.terminate(timeout_s=60) == 0, run.log_text()[-3000:]
@@ -185,7 +98,7 @@ async def test_run_from_a_fresh_kafka_serves_every_callback_kind(
     assert running.bootstrap == bootstrap
 
     assigned = {name: 0 for name in PROCESSOR_NAMES}
-    for line in _log_lines(log):
+    for line in json_log_lines(log):
         if line.get("event") == "partitions_assigned":
             assigned[line["processor"]] += 1
     failures = [line for line in log.splitlines() if any(f in line for f in _FAILURES)]

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+import orjson
+
 T = TypeVar("T")
 
 CLI = [sys.executable, "-m", "wecom_stream"]
@@ -95,6 +97,18 @@ class CliProcesses:
     def close(self) -> None:
         for proc in self.started:
             proc.kill()
+
+
+def json_log_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON log lines of a process's output (other lines and tracebacks skipped)."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue
+    return out
 
 
 @overload

@@ -312,7 +312,15 @@ def test_images_use_the_local_kafka_and_python() -> None:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     python = pyproject["tool"]["mypy"]["python_version"]
     dockerfile = (DOCKER / "Dockerfile").read_text()
-    assert set(re.findall(r"^FROM python:(\S+)-slim", dockerfile, re.M)) == {python}
+    # The base is the build argument everywhere, by default python:<version>-slim by digest.
+    (default,) = re.findall(
+        r"^ARG BASE_IMAGE=python:(\S+)-slim@sha256:[0-9a-f]{64}$", dockerfile, re.M
+    )
+    assert default == python
+    assert set(re.findall(r"^FROM (\S+)", dockerfile, re.M)) == {"${BASE_IMAGE}"}
+    for name, service in compose["services"].items():
+        if "build" in service:
+            assert service["build"]["args"] == ["BASE_IMAGE"], name
     copied = set(re.findall(r"^COPY (\S+) \1$", dockerfile, re.M))
     packages = set(pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
     included = set(pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"])
