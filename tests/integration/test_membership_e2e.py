@@ -91,7 +91,10 @@ async def test_a_platform_retry_of_a_join_after_a_leave_through_the_ingress_chan
 
     changes = await read_topic(kafka_bootstrap, topic_prefix + ROOM_MEMBER_CHANGE, quiet_s=1)
     got = [(v["contact_id"], v["change"]) for v in (orjson.loads(r.value or b"") for r in changes)]
-    assert got == [("b", "joined"), ("a", "joined"), ("a", "left")]
+    # The join and the leave are on two raw topics: applied join first, `a` joins and leaves;
+    # leave first, the join is older than the departure and changes nothing. Either way the
+    # retry (received last) never brings `a` back or emits a second `joined`.
+    assert got in ([("b", "joined"), ("a", "joined"), ("a", "left")], [("b", "joined")])
     snapshots = await read_topic(kafka_bootstrap, topic_prefix + ROOM_MEMBERSHIP, quiet_s=1)
     final = orjson.loads(snapshots[-1].value or b"")
     assert [m["contact_id"] for m in final["members"]] == ["b"]
