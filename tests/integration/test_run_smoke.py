@@ -29,7 +29,7 @@ from schemas.registry import (
 )
 from schemas.room import MemberChange, RoomMembership
 from tests.support.ingress import post, sample, wait_listening
-from tests.support.processes import CliProcess, wait_for
+from tests.support.processes import CliProcess, json_lines, wait_for
 from tests.support.topics import Consumed, read_topic
 
 pytestmark = pytest.mark.kafka
@@ -53,18 +53,6 @@ def fresh_kafka_dir(tmp_path: Path) -> Iterator[Path]:
     data_dir = tmp_path / "kafka-data"
     yield data_dir
     LocalKafka(data_dir).stop()
-
-
-def _log_lines(text: str) -> list[dict[str, Any]]:
-    """The JSON log lines of `run` and its children (stdout lines and tracebacks skipped)."""
-    out = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                continue
-    return out
 
 
 async def _bootstrap_of(run: CliProcess) -> str:
@@ -98,6 +86,7 @@ async def test_run_from_a_fresh_kafka_serves_every_callback_kind(
             "WECOM_STREAM_HTTP_PORT": str(http_port),
             "WECOM_STREAM_METRICS_PORT": "0",
             "WECOM_STREAM_SPOOL_DIR": str(tmp_path / "spool"),
+            "WECOM_STREAM_AUTH": "open",  # what `make run` asks for (Makefile)
         },
     )
     started = time.monotonic()
@@ -185,7 +174,7 @@ async def test_run_from_a_fresh_kafka_serves_every_callback_kind(
     assert running.bootstrap == bootstrap
 
     assigned = {name: 0 for name in PROCESSOR_NAMES}
-    for line in _log_lines(log):
+    for line in json_lines(log):
         if line.get("event") == "partitions_assigned":
             assigned[line["processor"]] += 1
     failures = [line for line in log.splitlines() if any(f in line for f in _FAILURES)]

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+import orjson
+
 T = TypeVar("T")
 
 CLI = [sys.executable, "-m", "wecom_stream"]
@@ -72,6 +74,26 @@ class CliProcess:
     def log_text(self) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
+
+    def error_lines(self) -> list[dict[str, Any]]:
+        """The log lines at error level or above (what an operator must act on)."""
+        return [
+            line
+            for line in json_lines(self.log_text())
+            if line.get("level") in ("error", "critical")
+        ]
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON log lines of a process's output (other stdout lines and tracebacks skipped)."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue
+    return out
 
 
 class CliProcesses:
