@@ -1,16 +1,17 @@
-"""Keeping a spool's damaged bytes aside for the operator, and saying so at the right level:
-a write a crash cut short (never answered 200) is a warning; damage to complete frames (an
-acknowledged callback may be among the bytes) is an error an operator must look at."""
+"""What a spool keeps aside for the operator: damaged bytes, said at the right level (a write
+a crash cut short, never answered 200, is a warning; damage to complete frames, which may
+hold an acknowledged callback, is an error an operator must look at), and records Kafka
+refuses for good."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ingress._files import keep_aside
-from ingress._frames import Damage
+from ingress._frames import Damage, Position, SpoolRecord, frame
 from runtime.logs import get_logger
 
-__all__ = ["keep_damaged"]
+__all__ = ["keep_damaged", "keep_rejected"]
 
 log = get_logger("ingress.spool")
 
@@ -39,3 +40,11 @@ def keep_damaged(directory: Path, segment: int, damage: Damage, data: bytes) -> 
             **fields,
         )
     return written
+
+
+def keep_rejected(directory: Path, start: Position, record: SpoolRecord) -> tuple[Path, int]:
+    """Keep `record` (whose frame starts at `start`) as `rejected-<n>-<offset>.frame`, its
+    frame, durably; (the file, the bytes written: 0 when it was kept already)."""
+    name = f"rejected-{start.segment:012d}-{start.offset:012d}.frame"
+    data = frame(record.encode())
+    return directory / name, len(data) if keep_aside(directory, name, data) else 0

@@ -3,9 +3,12 @@
 `IngressApp(settings, bootstrap=...)`: `start()` opens the spools, the producer and the
 drainer, `stop()` closes them, `server()` is the aiohttp low-level `web.Server` that serves
 `handle`. Responses: `200 {}` once the record is acknowledged by Kafka or fsync'd to the
-spool; `400` not JSON; `401` bad credential (nothing stored); `404` unknown path; `405` a
-method other than GET/POST; `413` body over the limit; `503` only when Kafka is unreachable
-and the spool is full. Every error body is JSON `{"error": "..."}`.
+spool; `400` not JSON (or NaN, an overflowing number, nesting too deep, a body that is not
+what its Content-Encoding says); `401` bad credential, or a platform whose credential is not
+configured (nothing stored); `404` unknown path; `405` a method other than GET/POST; `408` a
+body too slow; `413` body over the limit, or a record over its topic's `max.message.bytes`;
+`415` an encoding we do not decode; `503` only when Kafka is unreachable and the spool cannot
+take the record. Every error body is JSON `{"error": "..."}` (docs/design.md, "Responses").
 
 Why the low-level server and not a `web.Application`: the ingress has one catch-all route
 and three GET probes, which a dict lookup dispatches. The application layer (a `web.Request`

@@ -23,11 +23,10 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from ingress._damage import keep_damaged
+from ingress._damage import keep_damaged, keep_rejected
 from ingress._files import (
     FILE_MODE,
     QUARANTINE_PREFIXES,
-    keep_aside,
     private_dir,
     read_position,
     write_position,
@@ -350,13 +349,10 @@ class Spool:
         return count
 
     def set_aside_rejected(self, entry: Entry) -> Path:
-        """Keep a record Kafka refuses for good as `rejected-<n>-<offset>.frame` (its frame,
-        durable; a second call for the same record changes nothing); the file."""
-        name = f"rejected-{entry.start.segment:012d}-{entry.start.offset:012d}.frame"
-        data = frame(entry.record.encode())
-        if keep_aside(self.directory, name, data):
-            self._kept_bytes += len(data)
-        return self.directory / name
+        """Keep a record Kafka refuses for good aside (`_damage.keep_rejected`); the file."""
+        path, written = keep_rejected(self.directory, entry.start, entry.record)
+        self._kept_bytes += written
+        return path
 
     def rewind(self) -> None:
         """Forget what was read but not acknowledged (a failed publish): read it again."""
