@@ -11,6 +11,8 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from runtime.errors import WecomStreamError
+
 __all__ = ["CLIENT_ERRORS", "BodyRefused", "read_body", "trace_parent", "trace_state"]
 
 _DECODED = frozenset({"gzip", "deflate", "br", "zstd"})
@@ -20,7 +22,7 @@ _MAX_TRACE_HEADER = 512  # W3C: a vendor may cut a longer tracestate; we pass sh
 CLIENT_CLOSED = 499  # nginx's code: the client closed the connection before the answer
 
 
-class BodyRefused(Exception):
+class BodyRefused(WecomStreamError):
     """The body cannot be taken: answer `status` with `message` (and close the connection
     when `close`)."""
 
