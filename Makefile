@@ -26,8 +26,8 @@ kafka-jars: $(STAMP) ## fetch the Apache Kafka broker jars from Maven Central (c
 	$(BIN)/python -c 'from runtime.local_kafka import ensure_distribution; print(ensure_distribution())'
 
 .PHONY: run
-run: kafka-jars ## start the local Kafka if needed, create topics, run ingress + processors
-	$(BIN)/wecom-stream run
+run: kafka-jars ## start the local Kafka if needed, create topics, run ingress + processors (open auth unless WECOM_STREAM_AUTH says otherwise)
+	WECOM_STREAM_AUTH=$${WECOM_STREAM_AUTH:-open} $(BIN)/wecom-stream run
 
 .PHONY: lint
 lint: $(STAMP) ## ruff and mypy

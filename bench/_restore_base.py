@@ -42,7 +42,7 @@ from runtime.kafka import consumer_config, producer_config
 from runtime.settings import ProcessorSettings
 from schemas.cloudevents import event_headers
 from schemas.registry import by_name
-from tests.support.processes import json_log_lines
+from tests.support.processes import json_lines
 
 REPO = Path(__file__).resolve().parent.parent
 PARTITIONS = 6
@@ -230,7 +230,7 @@ def rss_mib(pid: int) -> float:
 
 
 def log_events(log: Path) -> list[dict[str, Any]]:
-    return json_log_lines(log.read_text(errors="replace"))
+    return json_lines(log.read_text(errors="replace"))
 
 
 def restored(log: Path) -> dict[str, Any]:

@@ -7,13 +7,14 @@ is one worker's handler and lifecycle (tests serve it in-process), `Spool` the d
 from ingress.app import IngressApp
 from ingress.publisher import Outcome, Publisher
 from ingress.server import serve
-from ingress.spool import Spool, SpoolFullError, SpoolRecord
+from ingress.spool import Spool, SpoolDiskError, SpoolFullError, SpoolRecord
 
 __all__ = [
     "IngressApp",
     "Outcome",
     "Publisher",
     "Spool",
+    "SpoolDiskError",
     "SpoolFullError",
     "SpoolRecord",
     "serve",

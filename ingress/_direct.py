@@ -88,11 +88,25 @@ class DirectProducer:
         waiter: asyncio.Future[Any] = loop.create_future()
         queued = self._queued
         if not queued:
-            self._deadline = loop.call_at(loop.time() + self._timeout, _expire, queued)
+            self._deadline = loop.call_at(loop.time() + self._timeout, self._expire, queued)
             self._wake.set()
         queued.append(_Item(record, waiter))
         result: asyncio.Future[Any] | None = await waiter
         return result
+
+    def _expire(self, items: list[_Item]) -> None:
+        """The deadline of one pass: answer every waiter still waiting with its late future.
+        Records still queued (the previous pass is still waiting for Kafka) are dropped from
+        the queue (their callers spool them), so the next `produce` starts a queue with a
+        deadline of its own: one appended to the expired queue waited for ever (found with
+        Kafka down and the spool's disk full, 2026-12-07)."""
+        for item in items:
+            if not item.waiter.done():
+                delivery = item.delivery
+                item.waiter.set_result(delivery if delivery is not None else _not_sent())
+        if self._queued is items:
+            self._queued = []
+            self._deadline = None
 
     # ------------------------------------------------------------------ the produce task
     async def _run(self) -> None:
@@ -196,11 +210,3 @@ def _settle(delivery: asyncio.Future[Any], members: list[_Item]) -> None:
     for item in members:
         if not item.waiter.done():
             item.waiter.set_result(None if ok else delivery)
-
-
-def _expire(items: list[_Item]) -> None:
-    """The deadline of one pass: answer every waiter still waiting with its late future."""
-    for item in items:
-        if not item.waiter.done():
-            delivery = item.delivery
-            item.waiter.set_result(delivery if delivery is not None else _not_sent())

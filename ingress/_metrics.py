@@ -72,6 +72,33 @@ class IngressMetrics:
             multiprocess_mode="livesum",
             registry=r,
         )
+        self.spool_disk_bytes = Gauge(
+            "wecom_ingress_spool_disk_bytes",
+            "Bytes the spool owns on its volume (segments and kept-aside files): what "
+            "WECOM_STREAM_SPOOL_MAX_BYTES caps",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.spool_kept_aside_bytes = Gauge(
+            "wecom_ingress_spool_kept_aside_bytes",
+            "Bytes of damaged frames and Kafka-rejected records kept aside in the spool "
+            "directory for the operator",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.drain_errors = Counter(
+            "wecom_ingress_spool_drain_errors",
+            "Failed drainer passes by reason (kafka, disk, unexpected); each is retried",
+            ["reason"],
+            registry=r,
+        )
+        self.spool_stalled = Gauge(
+            "wecom_ingress_spool_stalled",
+            "1 while the drainer's last pass failed, labelled with the reason",
+            ["reason"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self.kafka_up = Gauge(
             "wecom_ingress_kafka_up",
             "1 while the last produce succeeded",

@@ -3,9 +3,12 @@
 `IngressApp(settings, bootstrap=...)`: `start()` opens the spools, the producer and the
 drainer, `stop()` closes them, `server()` is the aiohttp low-level `web.Server` that serves
 `handle`. Responses: `200 {}` once the record is acknowledged by Kafka or fsync'd to the
-spool; `400` not JSON; `401` bad credential (nothing stored); `404` unknown path; `405` a
-method other than GET/POST; `413` body over the limit; `503` only when Kafka is unreachable
-and the spool is full. Every error body is JSON `{"error": "..."}`.
+spool; `400` not JSON (or NaN, an overflowing number, nesting too deep, a body that is not
+what its Content-Encoding says); `401` bad credential, or a platform whose credential is not
+configured (nothing stored); `404` unknown path; `405` a method other than GET/POST; `408` a
+body too slow; `413` body over the limit, or a record over its topic's `max.message.bytes`;
+`415` an encoding we do not decode; `503` only when Kafka is unreachable and the spool cannot
+take the record. Every error body is JSON `{"error": "..."}` (docs/design.md, "Responses").
 
 Why the low-level server and not a `web.Application`: the ingress has one catch-all route
 and three GET probes, which a dict lookup dispatches. The application layer (a `web.Request`
@@ -28,11 +31,12 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from ingress._access import AccessLog
 from ingress._clock import ce_time
+from ingress._limits import oversize
 from ingress._metrics import IngressMetrics
+from ingress._request import CLIENT_ERRORS, BodyRefused, read_body, trace_parent, trace_state
 from ingress.publisher import Outcome, Publisher
 from ingress.routing import (
     Auth,
@@ -52,7 +56,7 @@ __all__ = ["IngressApp", "worker_spools"]
 
 log = get_logger("ingress.app")
 _EMPTY = b"{}"
-_MAX_TRACESTATE = 512  # W3C: a vendor may cut a longer one; we pass shorter ones on
+_SERVER = SpanKind.SERVER
 _WORKER_DIR = re.compile(r"^worker-(\d+)$")
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 TracedHandler = Callable[["IngressApp", web.BaseRequest, "_Trace"], Awaitable[web.StreamResponse]]
@@ -103,43 +107,38 @@ async def _callback(app: IngressApp, request: web.BaseRequest, trace: _Trace) ->
     if request.method not in ("GET", "POST"):
         return _error(405, "use POST (or GET with a JSON body)")
     prefix, kind = matched
-    auth = app.auth
-    if prefix is not None:
-        if auth.insight_open:
-            return _error(404, "unknown path; see the README for the callback paths")
-        if not auth.key_ok(prefix):
-            return _error(401, "bad credential")
-    elif kind == "feedback" and not auth.key_ok(request.query.get("key")):
-        return _error(401, "bad credential: give the Insight key as ?key= or a path prefix")
-    if (request.content_length or 0) > app.settings.max_body_bytes:
-        return _error(413, "request body too large")
+    refused = _refused(app.auth, prefix, kind, request)
+    if refused is not None:
+        return refused
+    settings = app.settings
     try:
-        if request.content.is_eof():  # the whole body is here already (a small callback)
-            raw = await request.read()
-        else:  # a timer only for a body still arriving: it cost ~10 µs a request
-            async with asyncio.timeout(app.settings.body_read_timeout_s):
-                raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _error(413, "request body too large")
-    except TimeoutError:
-        # A client trickling its body must not hold a connection (and a worker's memory)
-        # for ever; the connection is closed, since the rest of the body may still come.
-        response = _error(408, "request body not received in time; send it at once")
-        response.force_close()
+        raw = await read_body(request, settings.max_body_bytes, settings.body_read_timeout_s)
+    except BodyRefused as exc:
+        response = _error(exc.status, exc.message)
+        if exc.close:
+            response.force_close()
         return response
     publisher = app.publisher
+    headers = request.headers
     span, traceparent = start_span(
-        f"{request.method} {kind} callback", request.headers.get(TRACEPARENT), SpanKind.SERVER
+        f"{request.method} {kind} callback", trace_parent(headers.get(TRACEPARENT)), _SERVER
     )
     trace.trace_id = trace_id_of(traceparent)
     try:
-        record = _record_of(raw, kind, auth, publisher.prefix, trace)
+        record = _record_of(raw, kind, app.auth, publisher.prefix, trace)
         if isinstance(record, web.Response):
             return record
         record.headers.append((TRACEPARENT, traceparent.encode()))
-        tracestate = request.headers.get(TRACESTATE)
-        if tracestate and len(tracestate) <= _MAX_TRACESTATE:
-            record.headers.append((TRACESTATE, tracestate.encode()))
+        tracestate = trace_state(headers.get(TRACESTATE))
+        if tracestate is not None:
+            record.headers.append((TRACESTATE, tracestate))
+        limit = oversize(trace.topic or "", record)
+        if limit is not None:
+            return _error(
+                413,
+                f"the record of this callback would exceed the {limit} bytes topic "
+                f"{trace.topic} accepts (max.message.bytes); send a smaller body",
+            )
         outcome = await publisher.publish(record)
     finally:
         if span is not None:
@@ -150,6 +149,25 @@ async def _callback(app: IngressApp, request: web.BaseRequest, trace: _Trace) ->
         response.headers["Retry-After"] = "30"
         return response
     return _json(200)
+
+
+def _refused(
+    auth: Auth, prefix: str | None, kind: RouteKind, request: web.BaseRequest
+) -> web.Response | None:
+    """The answer to a request its route's credential rules refuse before the body is read."""
+    if prefix is not None:
+        if not auth.insight_key_set:  # a prefix is only ever the Insight key
+            return _error(404, "unknown path; see the README for the callback paths")
+        if not auth.key_ok(prefix):
+            return _error(401, "bad credential")
+    elif kind == "feedback":
+        if auth.insight_closed:
+            return _error(401, "Insight callbacks are refused: this ingress has no Insight key")
+        if not auth.key_ok(request.query.get("key")):
+            return _error(401, "bad credential: give the Insight key as ?key= or a path prefix")
+    if kind != "feedback" and auth.yuju_closed:
+        return _error(401, "语聚 callbacks are refused: this ingress has no tenant tokens")
+    return None
 
 
 def _record_of(
@@ -188,11 +206,15 @@ async def _healthz(app: IngressApp, request: web.BaseRequest, trace: _Trace) -> 
 
 
 async def _readyz(app: IngressApp, request: web.BaseRequest, trace: _Trace) -> web.StreamResponse:
-    """200 while callbacks are accepted (`degraded` while spooling); 503 when they are not."""
+    """200 while callbacks are accepted (`degraded` while spooling); 503 when they are not.
+    `drain`: `idle` (nothing spooled), `draining`, or `stalled` with `drain_error` saying why
+    (Kafka, the disk, or a bug; the drainer retries by itself)."""
     publisher = app.publisher
     depth = publisher.backlog
     full = publisher.spool_full() and not publisher.kafka_up
     status = "unavailable" if full else ("ok" if publisher.kafka_up and depth == 0 else "degraded")
+    stall = publisher.stall
+    drain = "stalled" if stall is not None else ("draining" if depth else "idle")
     return _json(
         503 if full else 200,
         {
@@ -200,6 +222,8 @@ async def _readyz(app: IngressApp, request: web.BaseRequest, trace: _Trace) -> w
             "kafka": "up" if publisher.kafka_up else "down",
             "spool_depth": depth,
             "spool_bytes": publisher.spool_bytes,
+            "drain": drain,
+            "drain_error": None if stall is None else f"{stall.reason}: {stall.detail}",
         },
     )
 
@@ -259,19 +283,6 @@ _OPS: dict[str, tuple[str, TracedHandler]] = {
 }
 
 
-class _DropClientErrors(logging.Filter):
-    """aiohttp logs a malformed request (answered 400 by its parser) at ERROR with a traceback;
-    that is the client's fault, counted nowhere else, so it is dropped here. Anything else
-    (a bug of ours) still logs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return not (isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500)
-
-
-_CLIENT_ERRORS = _DropClientErrors()
-
-
 class IngressApp:
     """The ingress of worker `worker_index` of `workers` (spool `spool_dir/worker-<i>`): the
     GET probes `/healthz`, `/readyz`, `/metrics`; everything else is a callback path."""
@@ -279,7 +290,7 @@ class IngressApp:
     def __init__(
         self, settings: IngressSettings, *, bootstrap: str, worker_index: int = 0, workers: int = 1
     ) -> None:
-        logging.getLogger("aiohttp.server").addFilter(_CLIENT_ERRORS)  # idempotent: same object
+        logging.getLogger("aiohttp.server").addFilter(CLIENT_ERRORS)  # idempotent: same object
         self.settings = settings
         self.bootstrap = bootstrap
         self.worker_index = worker_index
@@ -287,7 +298,12 @@ class IngressApp:
         self.metrics = IngressMetrics()
         self.access = AccessLog(settings.log_level, settings.log_format)
         insight_key = settings.insight_key.get_secret_value() if settings.insight_key else None
-        self.auth = Auth(settings.tenant_tokens(), insight_key, settings.insight_tenant)
+        self.auth = Auth(
+            settings.tenant_tokens(),
+            insight_key,
+            settings.insight_tenant,
+            open_mode=settings.auth == "open",
+        )
         self._publisher: Publisher | None = None
         self._ops = {path: _observed(self, h, route) for path, (route, h) in _OPS.items()}
         self._callback = _observed(self, _callback)

@@ -8,12 +8,9 @@ Rules (docs/design.md, "Ack or spool: the produce path"):
 - Spool not empty, or Kafka down: append behind the backlog (per-key order holds) → `SPOOL`.
 - Spool full: one direct produce attempt; if that fails too → `FULL` (the caller answers 503).
 
-The drainer (one task per worker) publishes adopted spools first, then its own, in arrival
-order, and commits the spool position after Kafka acknowledged each batch. A late direct
-produce whose record was spooled is remembered: the drainer waits for its outcome and skips
-the spooled copy when it was delivered, so within one process lifetime nothing is published
-twice. After a crash, the batch in flight (and late produces) may be published again, with
-the same `ce_id`.
+The drainer (`_drainer.py`, one supervised task per worker) publishes the spools in
+arrival order once Kafka answers. A spool that refuses a record (its cap, or its disk full
+or failing) makes the callback try Kafka directly once more, then `FULL` (503).
 """
 
 from __future__ import annotations
@@ -25,18 +22,12 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import (
-    CorruptRecordException,
-    InvalidTimestampError,
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-)
+from aiokafka.errors import KafkaError
 
 from ingress._direct import DirectProducer
+from ingress._drainer import Drainer, Stall
 from ingress._metrics import IngressMetrics
-from ingress.spool import Position, Spool, SpoolFullError, SpoolRecord
+from ingress.spool import Spool, SpoolFullError, SpoolRecord
 from runtime.errors import ConfigError
 from runtime.kafka import producer_config
 from runtime.logs import get_logger
@@ -49,16 +40,7 @@ __all__ = ["Outcome", "Publisher"]
 log = get_logger(__name__)
 
 _INGRESS_TOPICS = [spec for spec in REGISTRY if spec.writer == "ingress"]
-_DRAIN_BATCH = 500
 _STOP_TIMEOUT_S = 5.0
-_REJECTED = (
-    MessageSizeTooLargeError,
-    RecordTooLargeError,
-    RecordListTooLargeError,
-    CorruptRecordException,
-    InvalidTimestampError,
-)
-"""Errors about one record that no retry fixes: the drainer quarantines it and moves on."""
 
 
 class Outcome(enum.Enum):
@@ -80,6 +62,7 @@ class Publisher:
         topic_prefix: str,
         replication_factor: int,
         metrics: IngressMetrics,
+        drain_batch_records: int = 500,
     ) -> None:
         self.bootstrap = bootstrap
         self.spool = spool
@@ -91,18 +74,17 @@ class Publisher:
         self.kafka_up = False
         self._producer: Any = None
         self._direct: DirectProducer | None = None
-        self._ready = asyncio.Event()
-        self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._late: dict[tuple[int, Position], asyncio.Future[Any]] = {}
-        self._delivered: set[tuple[int, Position]] = set()
+        self.drainer = Drainer(
+            spool, adopted, metrics, self._set_up, self._update_gauges, drain_batch_records
+        )
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._update_gauges()
         self._tasks = [
             asyncio.create_task(self._connect(), name="ingress-connect"),
-            asyncio.create_task(self._drain_loop(), name="ingress-drain"),
+            asyncio.create_task(self.drainer.run(), name="ingress-drain"),
         ]
 
     async def stop(self) -> None:
@@ -118,8 +100,7 @@ class Publisher:
                 await asyncio.wait_for(self._producer.stop(), _STOP_TIMEOUT_S)
             except (TimeoutError, KafkaError):
                 log.warning("producer_stop_incomplete", note="unacknowledged records are spooled")
-        for late in self._late.values():
-            late.cancel()
+        self.drainer.cancel_late()
         for spool in (self.spool, *self.adopted):
             spool.close()
 
@@ -149,8 +130,9 @@ class Publisher:
             self._direct = DirectProducer(producer, self.timeout)
             self._direct.start()
             self._set_up(True)
-            self._ready.set()
-            self._wake.set()
+            self.drainer.producer = producer
+            self.drainer.ready.set()
+            self.drainer.wake.set()
             log.info("kafka_connected", bootstrap=self.bootstrap)
             return
 
@@ -180,6 +162,11 @@ class Publisher:
     def spool_bytes(self) -> int:
         return self.spool.bytes + sum(s.bytes for s in self.adopted)
 
+    @property
+    def stall(self) -> Stall | None:
+        """Why the spools are not draining, or None."""
+        return self.drainer.stall
+
     def spool_full(self) -> bool:
         return self.spool.full
 
@@ -188,8 +175,11 @@ class Publisher:
         self.metrics.kafka_up.set(1 if up else 0)
 
     def _update_gauges(self) -> None:
+        spools = (self.spool, *self.adopted)
         self.metrics.spool_depth.set(self.backlog)
         self.metrics.spool_bytes.set(self.spool_bytes)
+        self.metrics.spool_disk_bytes.set(sum(s.disk_bytes for s in spools))
+        self.metrics.spool_kept_aside_bytes.set(sum(s.kept_aside_bytes for s in spools))
 
     # ------------------------------------------------------------------ the request path
     async def _try_direct(self, record: SpoolRecord) -> asyncio.Future[Any] | None:
@@ -235,123 +225,14 @@ class Publisher:
                 self.metrics.to_kafka.inc()
                 return Outcome.KAFKA
             self.metrics.outcomes.labels("full").inc()
+            self._update_gauges()
             return Outcome.FULL
         if late is not None:
-            self._late[(id(self.spool), position)] = late
+            self.drainer.remember_late(self.spool, position, late)
         self.metrics.outcomes.labels("spool").inc()
         self._update_gauges()
-        self._wake.set()
+        self.drainer.wake.set()
         return Outcome.SPOOL
-
-    # ------------------------------------------------------------------ the drainer
-    def _next_spool(self) -> Spool | None:
-        for spool in (*self.adopted, self.spool):
-            if spool.pending:
-                return spool
-        return None
-
-    async def _drain_loop(self) -> None:
-        failures = 0
-        while True:
-            spool = self._next_spool()
-            if spool is None:
-                self._wake.clear()
-                self._update_gauges()
-                if self.spool.backlog == 0:
-                    self._retire_adopted()
-                await self._wake.wait()
-                continue
-            await self._ready.wait()
-            try:
-                await self._drain_batch(spool)
-            except KafkaError as exc:
-                self.metrics.kafka_errors.labels(type(exc).__name__).inc()
-                failures += 1
-                backoff = full_jitter_s(failures, initial_s=0.2, max_s=5.0)
-                log.warning(
-                    "spool_drain_retry", error=type(exc).__name__, retry_in_s=round(backoff, 2)
-                )
-                spool.rewind()
-                await asyncio.sleep(backoff)
-                continue
-            failures = 0
-            self._update_gauges()
-            if self.backlog == 0:
-                self._set_up(True)
-                log.info("spool_drained")
-
-    async def _drain_batch(self, spool: Spool) -> None:
-        batch = spool.read_batch(_DRAIN_BATCH)
-        if not batch:
-            spool.rewind()
-            await asyncio.sleep(0.01)
-            return
-        sid = id(spool)
-        sends: list[tuple[SpoolRecord, Position, asyncio.Future[Any] | BaseException | None]] = []
-        for record, position in batch:
-            if (sid, position) in self._delivered:
-                sends.append((record, position, None))
-                continue
-            late = self._late.pop((sid, position), None)
-            if late is not None:
-                await asyncio.wait({late})
-                if not late.cancelled() and late.exception() is None:
-                    sends.append((record, position, None))  # the late produce made it
-                    continue
-            try:
-                future = await self._producer.send(
-                    record.topic,
-                    record.value,
-                    key=record.key,
-                    headers=record.headers,
-                    timestamp_ms=record.timestamp_ms,
-                )
-            except _REJECTED as exc:
-                sends.append((record, position, exc))
-                continue
-            sends.append((record, position, future))
-        futures = [f for *_, f in sends if isinstance(f, asyncio.Future)]
-        if futures:
-            await asyncio.wait(futures)
-        committed = 0
-        first_error: BaseException | None = None
-        for index, (record, position, outcome) in enumerate(sends):
-            error = outcome.exception() if isinstance(outcome, asyncio.Future) else outcome
-            if isinstance(error, _REJECTED):
-                self._reject(spool, record, error)
-                error = None
-            if error is None and first_error is None:
-                committed = index + 1
-            elif error is None:
-                self._delivered.add((sid, position))
-            elif first_error is None:
-                first_error = error
-        if committed:
-            last = sends[committed - 1][1]
-            spool.commit(last, committed)
-            self._delivered = {d for d in self._delivered if d[0] != sid or d[1] > last}
-            self.metrics.drained.inc(committed)
-        if first_error is not None:
-            raise first_error
-        self._set_up(True)
-
-    def _reject(self, spool: Spool, record: SpoolRecord, error: BaseException) -> None:
-        """Kafka refuses this record for good (too large, say): keep it aside, move on."""
-        spool.quarantine(record)
-        self.metrics.kafka_errors.labels("rejected").inc()
-        log.error(
-            "record_rejected_by_kafka",
-            error=type(error).__name__,
-            ce_id=record.header("ce_id"),
-            topic=record.topic,
-            kept_in=str(spool.directory / "rejected.log"),
-        )
-
-    def _retire_adopted(self) -> None:
-        for spool in list(self.adopted):
-            if spool.pending == 0 and spool.remove_if_empty():
-                self.adopted.remove(spool)
-                log.info("adopted_spool_drained", spool=str(spool.directory))
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import orjson
-from pydantic import ValidationError
 
-from schemas._lenient import orjson_reads_exactly
+from schemas._lenient import MAX_JSON_DEPTH, nested_deeper_than, orjson_reads_exactly
 from schemas.cloudevents import event_headers, stable_id
 from schemas.insight import InsightFeedback
 from schemas.registry import (
@@ -70,7 +70,27 @@ _MAX_ID_CHARS = 256
 
 
 class BodyError(ValueError):
-    """The body is not JSON; the message says why without quoting the body."""
+    """The body is not JSON (or JSON we do not take); the message says why without quoting
+    the body."""
+
+
+def _no_constants(name: str) -> Any:
+    raise BodyError(f"the request body holds {name}, which is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if number in (math.inf, -math.inf):
+        raise BodyError("the request body holds a number beyond the range of a 64-bit float")
+    return number
+
+
+def _too_deep(raw: bytes, body: Any) -> bool:
+    """Nested deeper than `MAX_JSON_DEPTH`; the bracket count (two C-speed passes) spares
+    the walk for every body with fewer brackets than that."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    return nested_deeper_than(body, MAX_JSON_DEPTH)
 
 
 def match_path(path: str) -> tuple[str | None, RouteKind] | None:
@@ -86,25 +106,38 @@ def match_path(path: str) -> tuple[str | None, RouteKind] | None:
 
 
 def parse_body(raw: bytes) -> Any:
-    """The JSON value of a body (UTF-8, an optional BOM); `BodyError` when it is not JSON."""
+    """The JSON value of a body (UTF-8, an optional BOM); `BodyError` when it is not JSON,
+    holds NaN, Infinity or a number beyond a 64-bit float (which would not survive
+    unchanged), or nests deeper than `MAX_JSON_DEPTH`."""
     if raw.startswith(_BOM):
         raw = raw[len(_BOM) :]
     if not raw.strip():
         raise BodyError("the request body is empty; a callback body is a JSON object")
+    body = _loads(raw)
+    if _too_deep(raw, body):
+        raise BodyError(f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
+    return body
+
+
+def _loads(raw: bytes) -> Any:
     if orjson_reads_exactly(raw):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
     try:  # exact big integers; lone surrogates, which orjson rejects
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constants, parse_float=_finite)
     except UnicodeDecodeError:
         raise BodyError("the request body is not UTF-8 encoded JSON") from None
     except json.JSONDecodeError as exc:
         raise BodyError(
             f"the request body is not valid JSON (line {exc.lineno}, column {exc.colno})"
         ) from None
-    except (ValueError, RecursionError):
+    except BodyError:
+        raise
+    except RecursionError:
+        raise BodyError(f"the request body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:  # e.g. an integer of more than 4300 digits
         raise BodyError("the request body is not valid JSON") from None
 
 
@@ -169,19 +202,31 @@ def _split_token_any(body: dict[Any, Any]) -> tuple[object, Any]:
 
 
 class Auth:
-    """Constant-time credential checks: yuju `token` → tenant; Insight `?key=` / path prefix."""
+    """Constant-time credential checks: yuju `token` → tenant; Insight `?key=` / path prefix.
+
+    A platform whose credential is not configured is closed (every callback refused), unless
+    `open_mode` (`WECOM_STREAM_AUTH=open`, local development) accepts it without a check.
+    """
 
     def __init__(
         self,
         tenants: dict[str, str],
         insight_key: str | None,
         insight_tenant: str | None = None,
+        *,
+        open_mode: bool = False,
     ) -> None:
         self._tokens = [(name, token.encode()) for name, token in tenants.items()]
         self._key = insight_key.encode() if insight_key else None
         self.insight_tenant = insight_tenant
-        self.yuju_open = not self._tokens
-        self.insight_open = self._key is None
+        self.yuju_open = open_mode and not self._tokens
+        self.insight_open = open_mode and self._key is None
+        self.yuju_closed = not open_mode and not self._tokens
+        self.insight_closed = not open_mode and self._key is None
+
+    @property
+    def insight_key_set(self) -> bool:
+        return self._key is not None
 
     def tenant_for(self, token: object) -> tuple[bool, str | None]:
         """(authenticated, tenant). Compares against every tenant without an early exit."""
@@ -197,9 +242,9 @@ class Auth:
         return found is not None, found
 
     def key_ok(self, given: str | None) -> bool:
-        """True when `given` is the Insight key (or no key is configured)."""
+        """True when `given` is the Insight key (or Insight is open)."""
         if self._key is None:
-            return True
+            return self.insight_open
         if given is None:
             return False
         return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), self._key)
@@ -220,6 +265,10 @@ def _dumps(body: Any) -> bytes:
     try:
         return orjson.dumps(body)
     except TypeError:  # orjson.JSONEncodeError: huge ints, lone surrogates
+        pass
+    try:  # UTF-8 as received: escaping every non-ASCII character would triple CJK text
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate: only an escape can carry it
         return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode()
 
 
@@ -277,7 +326,7 @@ def _classify(kind: RouteKind, body: Any) -> tuple[str, str | None, str | None]:
                 room, topic = RoomTopic.model_validate(body), RAW_YUJU_ROOM_TOPIC
             return topic, room.im_room_id, None
         feedback = InsightFeedback.model_validate(body)
-    except ValidationError:
+    except ValueError:  # ValidationError, or strip_keys refusing a nesting too deep
         return RAW_UNROUTED, None, None
     return RAW_INSIGHT_FEEDBACK, feedback.bot_id, None
 

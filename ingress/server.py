@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from ingress._files import private_dir
 from ingress.app import IngressApp
 from runtime.errors import ConfigError
 from runtime.eventloop import new_event_loop, tune_gc
@@ -32,18 +33,27 @@ log = get_logger(__name__)
 _SHUTDOWN_TIMEOUT_S = 10.0
 
 
-def _warn_if_open(settings: IngressSettings) -> None:
-    if not settings.tenant_tokens():
+def _announce_auth(settings: IngressSettings) -> None:
+    """Say at start which platforms are open (loudly: a warning), or closed (info)."""
+    platforms = (
+        ("语聚", bool(settings.tenant_tokens()), "WECOM_STREAM_TENANTS"),
+        ("Insight", bool(settings.insight_key), "WECOM_STREAM_INSIGHT_KEY"),
+    )
+    unset = [(name, variable) for name, configured, variable in platforms if not configured]
+    if settings.auth == "open" and unset:
         log.warning(
             "ingress_open_mode",
-            detail="WECOM_STREAM_TENANTS is empty: yuju callbacks are accepted WITHOUT a token "
-            "check. Set tenant=token pairs before exposing this ingress.",
+            detail=f"WECOM_STREAM_AUTH=open: {' and '.join(n for n, _ in unset)} callbacks are "
+            "accepted WITHOUT a credential check. Local development only: set "
+            f"{' and '.join(v for _, v in unset)} and drop WECOM_STREAM_AUTH before exposing "
+            "this ingress.",
         )
-    if settings.insight_key is None:
-        log.warning(
-            "ingress_insight_open",
-            detail="WECOM_STREAM_INSIGHT_KEY is unset: Insight callbacks are accepted without "
-            "a key. Set it and configure the callback URL with ?key= or /<key>/ prefix.",
+        return
+    for name, variable in unset:
+        log.info(
+            "ingress_platform_closed",
+            platform=name,
+            detail=f"{variable} is unset: {name} callbacks are refused with 401",
         )
 
 
@@ -104,7 +114,7 @@ def serve(settings: IngressSettings, bootstrap: str, workers: int = 1) -> int:
     until SIGTERM / SIGINT; the exit status."""
     if workers < 1:
         raise ConfigError("--workers must be 1 or more")
-    _warn_if_open(settings)
+    _announce_auth(settings)
     if workers == 1:
         _worker_main(settings, bootstrap, 0, 1)
         return 0
@@ -117,7 +127,7 @@ def _supervise(settings: IngressSettings, bootstrap: str, workers: int) -> int:
     mode."""
     metrics_dir = settings.spool_dir / ".metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(metrics_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     from prometheus_client import multiprocess
 

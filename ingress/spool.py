@@ -1,51 +1,71 @@
 """The ingress's disk spool: an append-only, fsync'd, checksummed log of records not yet on Kafka.
 
-Layout of one spool directory (one per worker process; exactly one process holds its `LOCK`):
+One directory (0700, files 0600) per worker process, held by one process (`LOCK`):
+`seg-<n>.log` segments of frames (`_frames.py`), appended in arrival order and fsync'd before
+the callback is answered (`_writer.py`); `position`, the drainer's committed position,
+replaced atomically after Kafka acknowledged a batch; files kept aside for the operator:
+`damaged-<n>-<offset>.bin` (bytes that form no valid frame) and
+`rejected-<n>-<offset>.frame` (a record Kafka refused for good), each named by its place in
+the spool, so nothing is kept aside twice.
 
-- `seg-<n>.log`: segments, appended in arrival order. A frame is
-  `magic (2 B) | payload length (4 B, big-endian) | CRC-32 of the payload (4 B) | payload`.
-  A crash can leave a torn last frame; `open()` detects it (short read, bad magic or CRC) and
-  truncates the segment there. Every record answered `200` was fsync'd before the answer, so a
-  torn frame is never one the platform was told we stored.
-- `position`: the drainer's committed read position `{"segment": n, "offset": bytes}`, written
-  to a temporary file, fsync'd and renamed (then the directory is fsync'd) after each drained
-  batch was acknowledged by Kafka. Segments wholly before the position are deleted.
-
-Delivery guarantee: the drainer publishes in arrival order and commits the position only after
-Kafka acknowledged every record of a batch. A crash mid-drain therefore republishes at most the
-records of the batch in flight (`read_batch`'s `max_records`); they carry the same `ce_id`
-header (it is stored in the record), so consumers deduplicate them.
-
-Appends use group commit: each `append` writes its frame at once and then waits for an fsync
-(run in a thread) that covers it; concurrent appends share one fsync.
+`open` scans every segment from the committed position: damaged ranges are kept aside and
+skipped, the frames after them still count (resynchronisation); bytes at the end of the
+last segment that form no frame (a write a crash cut short: never answered 200) are kept
+aside and cut off. `read_batch` checks every frame again. The cap counts every byte the
+spool owns on its volume. Format, recovery rules and the failure table: docs/design.md,
+"The disk spool".
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from pathlib import Path
+from typing import NamedTuple
 
-import orjson
-
-from ingress._frames import HEADER, Position, SpoolRecord, frame, scan
+from ingress._damage import keep_damaged, keep_rejected
+from ingress._files import (
+    FILE_MODE,
+    QUARANTINE_PREFIXES,
+    private_dir,
+    read_position,
+    write_position,
+)
+from ingress._frames import HEADER_BYTES, Damage, Position, SpoolRecord, frame, scan
+from ingress._reader import count_frames, read_range, take
+from ingress._writer import SegmentWriter, segment_name
 from runtime.dirlock import lock_directory
 from runtime.errors import WecomStreamError
 from runtime.logs import get_logger
 
-__all__ = ["Position", "Spool", "SpoolFullError", "SpoolLockedError", "SpoolRecord"]
+__all__ = [
+    "Entry",
+    "Position",
+    "Spool",
+    "SpoolDiskError",
+    "SpoolFullError",
+    "SpoolLockedError",
+    "SpoolRecord",
+]
 
-_READ_CHUNK = 1024 * 1024
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
+DEFAULT_READ_WINDOW = 4 * 1024 * 1024
 
 log = get_logger(__name__)
 
 
 class SpoolFullError(WecomStreamError):
-    """The spool reached `WECOM_STREAM_SPOOL_MAX_BYTES`.
+    """The spool cannot take a record: it reached `WECOM_STREAM_SPOOL_MAX_BYTES`.
 
     Operator action: bring Kafka back (the spool drains by itself) or raise the cap.
+    """
+
+
+class SpoolDiskError(SpoolFullError):
+    """The spool's disk refused a write or an fsync (full, over quota, failing).
+
+    Operator action: free space on the spool's volume (or replace a failing disk); the spool
+    takes records again at once and drains by itself once Kafka answers.
     """
 
 
@@ -57,16 +77,12 @@ class SpoolLockedError(WecomStreamError):
     """
 
 
-def _seg_name(n: int) -> str:
-    return f"seg-{n:012d}.log"
+class Entry(NamedTuple):
+    """A record read from the spool, with the positions of its frame's start and end."""
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    record: SpoolRecord
+    start: Position
+    end: Position
 
 
 class Spool:
@@ -76,188 +92,205 @@ class Spool:
     """
 
     def __init__(
-        self, directory: Path, max_bytes: int, segment_bytes: int = DEFAULT_SEGMENT_BYTES
+        self,
+        directory: Path,
+        max_bytes: int,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        read_window_bytes: int = DEFAULT_READ_WINDOW,
     ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
+        self.read_window_bytes = read_window_bytes
         self._lock_fd: int | None = None
         self._segments: dict[int, int] = {}  # segment number -> durable size in bytes
-        self._write_fd: int | None = None
-        self._write_seg = 0
-        self._written = 0  # bytes written to the active segment (maybe not yet fsync'd)
-        self._synced = 0  # bytes of the active segment known durable
-        self._sync_task: asyncio.Task[None] | None = None
-        self._committed = Position(0, 0)
+        self._writer = SegmentWriter(directory, self._durable)
+        self._committed = Position(0, 0)  # durable in `position`
+        self._acked = Position(0, 0)  # on Kafka (may be ahead of `_committed`)
         self._read = Position(0, 0)
-        self._pending = 0  # records after the committed position
-        self._unread = 0  # records after the read position
-        self._appended_unsynced = 0
-        self.torn_bytes = 0
+        self._pending = 0  # records after `_acked`
+        self._set_aside: dict[tuple[int, int], int] = {}  # damaged (segment, start) -> end
+        self._kept_bytes = 0  # bytes of the files kept aside for the operator
         self.full = False
-        """True after an append was refused for lack of space, until the drainer frees some."""
+        """True after an append was refused (cap or disk), until one succeeds or the
+        drainer frees space."""
+
+    def _durable(self, segment: int, size: int, records: int) -> None:
+        self._segments[segment] = size
+        self._pending += records
 
     # ------------------------------------------------------------------ lifecycle
     def open(self, *, blocking_lock: bool = False) -> Spool:
-        """Lock the directory, recover (truncate a torn tail), count pending records."""
+        """Lock the directory, recover (damage kept aside, a torn tail cut), count pending
+        records."""
+        private_dir(self.directory)
         fd = lock_directory(self.directory, blocking=blocking_lock)
         if fd is None:
             raise SpoolLockedError(f"spool {self.directory} is in use by another process")
         self._lock_fd = fd
-        self._committed = self._load_position()
+        for path in self.directory.iterdir():  # files of releases that made them 0644
+            if path.is_file():
+                os.chmod(path, FILE_MODE)
+        committed = read_position(self.directory) or Position(0, 0)
         numbers = sorted(
             int(p.name[4:-4]) for p in self.directory.glob("seg-*.log") if p.name[4:-4].isdigit()
         )
         for n in numbers:
-            if n < self._committed.segment:
-                (self.directory / _seg_name(n)).unlink(missing_ok=True)
-        numbers = [n for n in numbers if n >= self._committed.segment]
-        if not numbers or numbers[0] > self._committed.segment:
-            self._committed = Position(numbers[0] if numbers else 0, 0)
-        pending = 0
-        for n in numbers:
-            path = self.directory / _seg_name(n)
-            data = path.read_bytes()
-            start = self._committed.offset if n == self._committed.segment else 0
-            start = min(start, len(data))
-            count, valid = scan(data[start:])
-            valid += start
-            if valid < len(data):
-                self.torn_bytes += len(data) - valid
-                log.warning(
-                    "spool_torn_tail_truncated",
-                    spool=str(self.directory),
-                    segment=n,
-                    offset=valid,
-                    dropped_bytes=len(data) - valid,
-                )
-                with path.open("r+b") as fh:
-                    fh.truncate(valid)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            self._segments[n] = valid
-            pending += count
+            if n < committed.segment:
+                (self.directory / segment_name(n)).unlink(missing_ok=True)
+        numbers = [n for n in numbers if n >= committed.segment]
+        if not numbers:  # a new segment after the committed one, never one before it
+            committed = Position(committed.segment + (committed.offset > 0), 0)
+        elif numbers[0] > committed.segment:
+            committed = Position(numbers[0], 0)
+        self._committed = self._acked = self._read = committed
+        self._pending = sum(
+            self._recover(n, last=n == numbers[-1], start=committed) for n in numbers
+        )
         if not numbers:
-            self._segments[self._committed.segment] = 0
-        self._pending = pending
-        self._unread = pending
-        self._read = self._committed
-        self._open_writer(max(self._segments))
+            self._segments[committed.segment] = 0
+        self._kept_bytes = sum(
+            p.stat().st_size
+            for p in self.directory.iterdir()
+            if p.name.startswith(QUARANTINE_PREFIXES)
+        )
+        active = max(self._segments)
+        self._writer.open(active, self._segments[active])
         return self
 
+    def _recover(self, n: int, *, last: bool, start: Position) -> int:
+        """Scan segment `n` (from the committed offset), keep damaged ranges aside, cut a
+        torn tail of the last segment; its number of valid frames."""
+        path = self.directory / segment_name(n)
+        data = path.read_bytes()
+        offset = min(start.offset, len(data)) if n == start.segment else 0
+        count = 0
+        size = len(data)
+        for item in scan(data, offset):
+            if not isinstance(item, Damage):
+                count += 1
+                continue
+            if not self._keep_damaged(n, item, data[item.start : item.end], at_open=True):
+                continue  # the disk refused: read_batch keeps it aside later
+            if last and item.end == len(data):  # cut, so that appends start on a boundary
+                with path.open("r+b") as fh:
+                    fh.truncate(item.start)
+                    os.fsync(fh.fileno())
+                size = item.start
+            else:
+                self._set_aside[(n, item.start)] = item.end
+        self._segments[n] = size
+        return count
+
+    def _keep_damaged(self, n: int, damage: Damage, data: bytes, *, at_open: bool) -> bool:
+        """Keep damaged bytes aside (`_damage.py`); False when the disk refused at `open` (it
+        raises OSError later, for the drainer to retry)."""
+        try:
+            self._kept_bytes += keep_damaged(self.directory, n, damage, data)
+        except OSError as exc:
+            log.warning(
+                "spool_damage_not_kept_yet",
+                spool=str(self.directory),
+                segment=n,
+                offset=damage.start,
+                error=exc.strerror,
+                detail="retried when the drainer reaches these bytes",
+            )
+            if not at_open:
+                raise
+            return False
+        return True
+
     def close(self) -> None:
-        if self._write_fd is not None:
-            os.fsync(self._write_fd)
-            os.close(self._write_fd)
-            self._write_fd = None
+        self._writer.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
 
     def remove_if_empty(self) -> bool:
-        """Delete the directory of a fully drained spool (an adopted one); True if removed."""
+        """Delete the directory of a fully drained spool (an adopted one); True if removed.
+        Files kept aside for the operator stay (and with them the directory)."""
         if self._pending:
             return False
         self.close()
         for path in self.directory.iterdir():
-            if path.name != "rejected.log":  # kept for the operator (the dir stays then)
+            if not path.name.startswith(QUARANTINE_PREFIXES):
                 path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.directory.rmdir()
         return True
 
-    def _open_writer(self, n: int) -> None:
-        path = self.directory / _seg_name(n)
-        created = not path.exists()
-        self._write_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        if created:
-            _fsync_dir(self.directory)
-        self._write_seg = n
-        self._segments.setdefault(n, 0)
-        self._written = self._segments[n]
-        self._synced = self._written
-
-    def _load_position(self) -> Position:
-        try:
-            raw = orjson.loads((self.directory / "position").read_bytes())
-            return Position(int(raw["segment"]), int(raw["offset"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return Position(0, 0)
-
     # ------------------------------------------------------------------ state
     @property
     def pending(self) -> int:
-        """Records stored and not yet committed as published."""
+        """Records stored and not yet published."""
         return self._pending
 
     @property
     def backlog(self) -> int:
         """Pending records plus appends still waiting for their fsync."""
-        return self._pending + self._appended_unsynced
+        return self._pending + self._writer.unsynced_records
 
     @property
     def bytes(self) -> int:
-        """Bytes on disk not yet drained (the figure the cap applies to)."""
-        return sum(self._segments.values()) - self._committed.offset + self._unsynced_bytes()
+        """Bytes on disk not yet published."""
+        return sum(self._segments.values()) - self._acked.offset + self._unsynced_bytes()
+
+    @property
+    def disk_bytes(self) -> int:
+        """Every byte the spool owns on its volume (the figure the cap applies to)."""
+        return sum(self._segments.values()) + self._unsynced_bytes() + self._kept_bytes
+
+    @property
+    def kept_aside_bytes(self) -> int:
+        """Bytes of the files kept aside for the operator (damaged, rejected)."""
+        return self._kept_bytes
+
+    @property
+    def read_position(self) -> Position:
+        """Where the next `read_batch` starts."""
+        return self._read
+
+    @property
+    def unpersisted(self) -> bool:
+        """True while the position on disk lags what Kafka acknowledged (`persist`)."""
+        return self._committed != self._acked
 
     def _unsynced_bytes(self) -> int:
-        return self._written - self._segments.get(self._write_seg, 0)
+        return self._writer.written - self._segments.get(self._writer.segment, 0)
 
     def full_for(self, size: int) -> bool:
-        return self.bytes + size + HEADER.size > self.max_bytes
+        return self.disk_bytes + HEADER_BYTES + size > self.max_bytes
 
     # ------------------------------------------------------------------ writing
     async def append(self, record: SpoolRecord) -> Position:
-        """Append and fsync one record (raises `SpoolFullError` over the cap); the position
-        just after it, as `read_batch` reports it."""
-        payload = record.encode()
-        if self.full_for(len(payload)):
+        """Append and fsync one record; the position just after it, as `read_batch` reports
+        it. `SpoolFullError` over the cap, `SpoolDiskError` when the disk refuses (nothing
+        of the record stays then)."""
+        data = frame(record.encode())
+        if self.disk_bytes + len(data) > self.max_bytes:
             self.full = True
             raise SpoolFullError(
-                f"spool {self.directory} is full ({self.bytes} of {self.max_bytes} bytes)"
+                f"spool {self.directory} is full ({self.disk_bytes} of {self.max_bytes} bytes)"
             )
-        while self._written >= self.segment_bytes:
-            await self._sync_upto(self._write_seg, self._written)
-            if self._written >= self.segment_bytes:
-                self._roll()
-        assert self._write_fd is not None
-        data = frame(payload)
-        os.write(self._write_fd, data)
-        self._written += len(data)
-        self._appended_unsynced += 1
-        position = Position(self._write_seg, self._written)
-        await self._sync_upto(position.segment, position.offset)
-        return position
-
-    def _roll(self) -> None:
-        assert self._write_fd is not None
-        os.close(self._write_fd)
-        self._open_writer(self._write_seg + 1)
-
-    async def _sync_upto(self, segment: int, offset: int) -> None:
-        while segment == self._write_seg and self._synced < offset:
-            if self._sync_task is None or self._sync_task.done():
-                self._sync_task = asyncio.create_task(self._sync_once())
-            await asyncio.shield(self._sync_task)
-
-    async def _sync_once(self) -> None:
-        fd, target, count = self._write_fd, self._written, self._appended_unsynced
-        assert fd is not None
-        await asyncio.to_thread(os.fsync, fd)
-        self._appended_unsynced -= count
-        self._synced = target
-        self._segments[self._write_seg] = target
-        self._pending += count
-        self._unread += count
+        try:
+            end = await self._writer.append(data, self.segment_bytes)
+        except OSError as exc:
+            self.full = True
+            why = exc.strerror or str(exc)
+            raise SpoolDiskError(f"spool {self.directory} cannot store a record: {why}") from None
+        self.full = False
+        return Position(self._writer.segment, end)
 
     # ------------------------------------------------------------------ draining
-    def read_batch(
-        self, max_records: int = 500, max_bytes: int = 4 * 1024 * 1024
-    ) -> list[tuple[SpoolRecord, Position]]:
-        """The next durable records after the read position, each with the position after it."""
-        out: list[tuple[SpoolRecord, Position]] = []
+    def read_batch(self, max_records: int = 500, max_bytes: int | None = None) -> list[Entry]:
+        """The next durable records after the read position, in order. Damaged bytes on the
+        way are kept aside (OSError when the disk refuses that; retry later)."""
+        limit = max_bytes or self.read_window_bytes
+        out: list[Entry] = []
         size = 0
-        while len(out) < max_records and size < max_bytes and self._unread > 0:
+        recount = False
+        while len(out) < max_records and size < limit:
             seg, offset = self._read.segment, self._read.offset
             end = self._segments.get(seg, 0)
             if offset >= end:
@@ -266,58 +299,99 @@ class Spool:
                     break
                 self._read = Position(min(later), 0)
                 continue
-            with (self.directory / _seg_name(seg)).open("rb") as fh:
-                fh.seek(offset)
-                data = fh.read(min(end - offset, max(_READ_CHUNK, max_bytes)))
-            pos = 0
-            while pos + HEADER.size <= len(data) and len(out) < max_records:
-                _, length, _ = HEADER.unpack_from(data, pos)
-                stop = pos + HEADER.size + length
-                if stop > len(data):
-                    break
-                record = SpoolRecord.decode(data[pos + HEADER.size : stop])
-                size += stop - pos
-                pos = stop
-                self._unread -= 1
-                out.append((record, Position(seg, offset + pos)))
-            self._read = Position(seg, offset + pos)
-            if pos == 0:
+            skip = self._set_aside.get((seg, offset))
+            if skip is not None:
+                self._read = Position(seg, skip)
+                continue
+            taken, damaged = self._read_from(seg, offset, end, max_records - len(out), out)
+            recount = recount or damaged
+            size += taken
+            self._read = Position(seg, offset + taken)
+            if taken == 0:
                 break
+        if recount:  # frames counted as pending may have been among the damage
+            self._pending = self._count_pending()
         return out
 
-    def quarantine(self, record: SpoolRecord) -> None:
-        """Keep a record Kafka refuses for good in `rejected.log` (same framing), fsync'd."""
-        with (self.directory / "rejected.log").open("ab") as fh:
-            fh.write(frame(record.encode()))
-            fh.flush()
-            os.fsync(fh.fileno())
+    def _read_from(
+        self, seg: int, offset: int, end: int, room: int, out: list[Entry]
+    ) -> tuple[int, bool]:
+        """Append to `out` up to `room` records of segment `seg` from `offset` (one read
+        window, or one frame larger than it); (bytes consumed, whether damage not known
+        before was kept aside)."""
+        path = self.directory / segment_name(seg)
+        data = read_range(path, offset, min(end, offset + self.read_window_bytes))
+        partial = offset + len(data) < end
+        taken, records, damaged = take(data, partial, room)
+        if taken == 0 and partial:  # a frame larger than the window: read all of it
+            data = read_range(path, offset, end)
+            taken, records, damaged = take(data, False, room)
+        new_damage = False
+        for damage in damaged:
+            start, stop = offset + damage.start, offset + damage.end
+            if (seg, start) not in self._set_aside:
+                moved = Damage(start, stop, damage.torn)
+                self._keep_damaged(seg, moved, data[damage.start : damage.end], at_open=False)
+                self._set_aside[(seg, start)] = stop
+                new_damage = True
+        out.extend(
+            Entry(record, Position(seg, offset + start), Position(seg, offset + stop))
+            for record, start, stop in records
+        )
+        return taken, new_damage
+
+    def _count_pending(self) -> int:
+        count = 0
+        for n in sorted(self._segments):
+            if n >= self._acked.segment:
+                data = read_range(self.directory / segment_name(n), 0, self._segments[n])
+                count += count_frames(data, self._acked.offset if n == self._acked.segment else 0)
+        return count
+
+    def set_aside_rejected(self, entry: Entry) -> Path:
+        """Keep a record Kafka refuses for good aside (`_damage.keep_rejected`); the file."""
+        path, written = keep_rejected(self.directory, entry.start, entry.record)
+        self._kept_bytes += written
+        return path
 
     def rewind(self) -> None:
-        """Forget what was read but not committed (a failed publish): read it again."""
-        self._unread = self._pending
-        self._read = self._committed
+        """Forget what was read but not acknowledged (a failed publish): read it again."""
+        self._read = self._acked
 
     def commit(self, position: Position, records: int) -> None:
-        """Durably record that the `records` records before `position` are on Kafka."""
-        if position <= self._committed:
+        """Record that the `records` records before `position` are on Kafka: free the
+        segments wholly before it (a fully drained spool starts a new segment), then write
+        the position durably. The first part holds even when the write raises OSError (a
+        full disk): nothing acknowledged is sent again by this process, and `persist`
+        retries the write."""
+        if position <= self._acked:
             return
-        tmp = self.directory / "position.tmp"
-        with tmp.open("wb") as fh:
-            fh.write(orjson.dumps({"segment": position.segment, "offset": position.offset}))
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self.directory / "position")
-        _fsync_dir(self.directory)
-        self._committed = position
-        self._pending -= records
-        self.full = False
+        self._acked = position
+        self._pending = max(0, self._pending - records)
         for n in [n for n in self._segments if n < position.segment]:
-            (self.directory / _seg_name(n)).unlink(missing_ok=True)
+            (self.directory / segment_name(n)).unlink(missing_ok=True)
             del self._segments[n]
+            self.full = False
+        self._set_aside = {k: v for k, v in self._set_aside.items() if k[0] >= position.segment}
+        writer = self._writer
         if (
             self._pending == 0
-            and self._write_seg == position.segment
-            and self._written >= self.segment_bytes
-            and self._written == self._synced
+            and writer.idle
+            and writer.written > 0
+            and position == Position(writer.segment, writer.written)
         ):
-            self._roll()
+            old = writer.segment
+            writer.open(old + 1, 0)
+            self._segments[old + 1] = 0
+            (self.directory / segment_name(old)).unlink(missing_ok=True)
+            del self._segments[old]
+            self._acked = self._read = Position(old + 1, 0)
+            self.full = False
+        self.persist()
+
+    def persist(self) -> None:
+        """Write the acknowledged position if the file lags it (OSError when the disk
+        refuses)."""
+        if self._committed != self._acked:
+            write_position(self.directory, self._acked)
+            self._committed = self._acked

@@ -15,8 +15,10 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.feedback import DEFAULT_TIMEZONE
+from schemas.tenancy import check_tenant_name
 
 __all__ = [
+    "AuthMode",
     "BackfillSettings",
     "CommonSettings",
     "IngressSettings",
@@ -30,6 +32,7 @@ __all__ = [
 ]
 
 ProcessingGuarantee = Literal["exactly-once", "at-least-once"]
+AuthMode = Literal["required", "open"]
 StoreKind = Literal["disk", "memory"]
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -195,12 +198,22 @@ class IngressSettings(CommonSettings):
 
     http_host: str = "0.0.0.0"  # noqa: S104 - an ingress listens on all interfaces by design
     http_port: int = Field(default=8080, ge=0, le=65535)
+    auth: AuthMode = Field(
+        default="required",
+        description="`required`: a platform whose credential is not configured has its "
+        "callbacks refused (401), and the ingress refuses to start with none configured. "
+        "`open` (local development only): such a platform's callbacks are accepted without "
+        "a check (a loud warning at start).",
+    )
     tenants: SecretStr = Field(
         default=SecretStr(""),
-        description="`acme=TOKEN1,beta=TOKEN2`. Empty: open dev mode (logged loudly).",
+        description="`acme=TOKEN1,beta=TOKEN2`: 语聚 callbacks' `token` → tenant. Empty: 语聚 "
+        "callbacks are refused (or unchecked with `auth=open`).",
     )
     insight_key: SecretStr | None = Field(
-        default=None, description="Secret for Insight callbacks: `?key=` or path prefix."
+        default=None,
+        description="Secret for Insight callbacks: `?key=` or path prefix. Unset: Insight "
+        "callbacks are refused (or unchecked with `auth=open`).",
     )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     body_read_timeout_s: float = Field(
@@ -225,22 +238,47 @@ class IngressSettings(CommonSettings):
         _parse_tenants(value.get_secret_value())  # a malformed list fails at load, once
         return value
 
+    @model_validator(mode="after")
+    def _some_credential(self) -> IngressSettings:
+        if self.auth == "required" and not self.tenant_tokens() and not self.insight_key:
+            raise ValueError(
+                "no credential is configured: set WECOM_STREAM_TENANTS (语聚) and/or "
+                "WECOM_STREAM_INSIGHT_KEY (Insight), or WECOM_STREAM_AUTH=open to accept "
+                "callbacks without a check (local development only)"
+            )
+        return self
+
     def tenant_tokens(self) -> dict[str, str]:
         """{tenant: token} of `tenants` (validated when the settings were read)."""
         return _parse_tenants(self.tenants.get_secret_value())
 
 
 def _parse_tenants(text: str) -> dict[str, str]:
+    """{tenant: token}; ValueError naming what is wrong (a tenant name may be named, a token
+    never: it is a credential)."""
     pairs: dict[str, str] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
+    owners: dict[str, str] = {}
+    items = [item for item in text.split(",") if item.strip()]
+    for number, item in enumerate(items, start=1):
         name, sep, token = item.partition("=")
-        if not sep or not name.strip() or not token.strip():
+        name, token = name.strip(), token.strip()
+        if not sep or not name or not token:
             raise ValueError(  # never the value: it holds tokens
                 "must be comma-separated tenant=token pairs, e.g. 'acme=TOKEN1,beta=TOKEN2'"
             )
-        pairs[name.strip()] = token.strip()
+        try:
+            check_tenant_name(name)
+        except ValueError as exc:  # not quoted: it may be a token pasted in the wrong place
+            raise ValueError(f"the tenant name of pair {number}: {exc}") from None
+        if name in pairs:
+            raise ValueError(f"tenant {name!r} is listed twice")
+        if token in owners:
+            raise ValueError(
+                f"tenants {owners[token]!r} and {name!r} have the same token: each tenant "
+                "needs its own, or its callbacks would be stamped with the other's name"
+            )
+        pairs[name] = token
+        owners[token] = name
     return pairs
 
 

@@ -1,14 +1,27 @@
 """Parsing helpers for the platforms' quirks: stray whitespace in keys, loose timestamps,
-numbers sent as strings, integers beyond 64 bits. Used by `schemas`, and by the two hot
-paths that read bodies with orjson first (the ingress's body parse, the normalizer's fast
-parse)."""
+numbers sent as strings, integers beyond 64 bits, and the nesting depth a body may have.
+Used by `schemas`, and by the two hot paths that read bodies with orjson first (the
+ingress's body parse, the normalizer's fast parse)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["coerce_int", "orjson_reads_exactly", "parse_epoch", "strip_keys"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "coerce_int",
+    "nested_deeper_than",
+    "orjson_reads_exactly",
+    "parse_epoch",
+    "strip_keys",
+]
+
+MAX_JSON_DEPTH = 64
+"""Containers (objects, arrays) a callback body may nest: the ingress answers a deeper body
+400, and `strip_keys` refuses one (ValueError, so a model's validation fails cleanly). Real
+callbacks nest fewer than 10; Python's recursion (and orjson's 255-level encoder) would fail
+far below what a client can send."""
 
 _MS_THRESHOLD = 100_000_000_000  # 1e11: in seconds that is year 5138; in ms, 1973.
 _US_THRESHOLD = 100_000_000_000_000  # 1e14: microseconds from here on.
@@ -28,16 +41,33 @@ def orjson_reads_exactly(raw: bytes) -> bool:
     return _LONG_NUMBER not in raw.translate(_DIGITS)
 
 
-def strip_keys(value: Any) -> Any:
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """True when `value` has more than `limit` containers nested in one another. Iterative:
+    any depth is measured without recursion."""
+    stack = [(value, 1)] if isinstance(value, _CONTAINERS) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, _CONTAINERS))
+    return False
+
+
+def strip_keys(value: Any, _depth: int = 1) -> Any:
     """Recursively strip whitespace around dict keys (the doc's `"roomWecomChatId\\t"`).
 
     On a collision the key that needed no stripping wins. A dict or list in which nothing
     needs stripping is returned as it is (not copied): the common case costs one pass.
+    ValueError for a value nested deeper than `MAX_JSON_DEPTH`.
     """
+    if _depth > MAX_JSON_DEPTH and isinstance(value, _CONTAINERS):
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    inner = _depth + 1
     if isinstance(value, dict):
         for key, item in value.items():
             if (isinstance(key, str) and key.strip() is not key) or (
-                isinstance(item, _CONTAINERS) and strip_keys(item) is not item
+                isinstance(item, _CONTAINERS) and strip_keys(item, inner) is not item
             ):
                 break
         else:
@@ -47,11 +77,11 @@ def strip_keys(value: Any) -> Any:
             clean = key.strip() if isinstance(key, str) else key
             if clean in out and clean != key:
                 continue
-            out[clean] = strip_keys(item) if isinstance(item, _CONTAINERS) else item
+            out[clean] = strip_keys(item, inner) if isinstance(item, _CONTAINERS) else item
         return out
     if isinstance(value, list):
-        if any(isinstance(i, _CONTAINERS) and strip_keys(i) is not i for i in value):
-            return [strip_keys(i) if isinstance(i, _CONTAINERS) else i for i in value]
+        if any(isinstance(i, _CONTAINERS) and strip_keys(i, inner) is not i for i in value):
+            return [strip_keys(i, inner) if isinstance(i, _CONTAINERS) else i for i in value]
         return value
     return value
 

@@ -91,6 +91,9 @@ def child_commands(
 
 
 def _cmd_run(args: argparse.Namespace, settings: CommonSettings) -> int:
+    # Read first: an ingress without any credential refuses to start (one line), before
+    # Kafka is started for nothing.
+    ingress = None if args.kafka_only else IngressSettings()
     bootstrap = resolve_bootstrap(settings, start_local=True)
     report = _create_topics(settings, bootstrap)
     print(
@@ -100,10 +103,9 @@ def _cmd_run(args: argparse.Namespace, settings: CommonSettings) -> int:
     )
     for line in report.lines()[len(report.created) :]:
         print(line, flush=True)
-    if args.kafka_only:
+    if ingress is None:
         return 0
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
-    ingress = IngressSettings()
     print(
         f"ingress on http://{ingress.http_host}:{ingress.http_port}; processors: "
         f"{', '.join(PROCESSOR_NAMES)} (Ctrl-C stops them; Kafka keeps running)",

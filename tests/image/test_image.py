@@ -39,7 +39,7 @@ from tests.image.manifests import Workload, base_workloads
 from tests.image.podman import Container, Containers, podman
 from tests.support.every_kind import check_outputs, every_kind, post_each
 from tests.support.ingress import ready
-from tests.support.processes import json_log_lines, wait_for
+from tests.support.processes import json_lines, wait_for
 
 # The first test builds the image: on a new machine also the Debian base (1-3 min) and the
 # dependencies' layer (1-3 min) before its own few seconds.
@@ -162,7 +162,7 @@ async def test_the_image_runs_the_pipeline_as_the_manifests_run_it(
     print(f"seconds from SIGTERM to exit: { {k: round(v, 1) for k, v in stopped.items()} }")
 
     for name in PROCESSOR_NAMES:
-        events = {line.get("event") for line in json_log_lines(running[name][1].logs())}
+        events = {line.get("event") for line in json_lines(running[name][1].logs())}
         assert "processor_stopped" in events, name
     spool = volumes["ingress"]["spool"]
     assert {p.name for p in spool.iterdir() if p.name.startswith("worker-")} == {
@@ -178,9 +178,7 @@ async def test_the_image_runs_the_pipeline_as_the_manifests_run_it(
 
     for container in [topics, *(c for _, c in running.values())]:
         logs = container.logs()
-        errors = [
-            line for line in json_log_lines(logs) if line.get("level") in ("error", "critical")
-        ]
+        errors = [line for line in json_lines(logs) if line.get("level") in ("error", "critical")]
         assert errors == [], (container.name, errors[:5])
         assert "Traceback" not in logs, (container.name, logs[-3000:])
         assert TOKEN not in logs, container.name

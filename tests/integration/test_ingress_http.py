@@ -150,6 +150,8 @@ async def test_error_statuses_store_nothing_and_unknown_shapes_go_to_unrouted(
                 "kafka": "up",
                 "spool_depth": 0,
                 "spool_bytes": 0,
+                "drain": "idle",
+                "drain_error": None,
             }
 
     unrouted = await read_topic(kafka_bootstrap, topic_prefix + "raw.unrouted.v1", expect=3)

@@ -79,8 +79,11 @@ async def test_every_metric_of_the_dashboard_and_the_alerts_is_exported(
     cli_processes: Any,
     tmp_path: Any,
 ) -> None:
-    ingress, base = start_cli_ingress(cli_processes, tmp_path / "spool", {}, "--workers", "2")
-    single, single_base = start_cli_ingress(cli_processes, tmp_path / "spool-1", {})
+    open_auth = {"WECOM_STREAM_AUTH": "open"}  # the callbacks below carry no credential
+    ingress, base = start_cli_ingress(
+        cli_processes, tmp_path / "spool", open_auth, "--workers", "2"
+    )
+    single, single_base = start_cli_ingress(cli_processes, tmp_path / "spool-1", open_auth)
     processors = {
         name: cli_processes.start("process", name, env={"WECOM_STREAM_METRICS_PORT": "0"})
         for name in PROCESSOR_NAMES

@@ -33,6 +33,7 @@ async def test_run_serves_callbacks_through_every_processor_and_stops_cleanly(
             "WECOM_STREAM_METRICS_PORT": "0",
             "WECOM_STREAM_SPOOL_DIR": str(tmp_path / "spool"),
             "WECOM_STREAM_SESSION_TIMEOUT_MS": "6000",
+            "WECOM_STREAM_AUTH": "open",  # as `make run` asks; the callbacks carry no token
         },
     )
     base = f"http://127.0.0.1:{port}"

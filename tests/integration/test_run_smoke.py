@@ -18,7 +18,7 @@ from runtime.local_kafka import LocalKafka, free_port
 from schemas.registry import PROCESSOR_NAMES
 from tests.support.every_kind import check_outputs, every_kind, post_each
 from tests.support.ingress import wait_listening
-from tests.support.processes import CliProcess, json_log_lines, wait_for
+from tests.support.processes import CliProcess, json_lines, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -74,6 +74,7 @@ async def test_run_from_a_fresh_kafka_serves_every_callback_kind(
             "WECOM_STREAM_HTTP_PORT": str(http_port),
             "WECOM_STREAM_METRICS_PORT": "0",
             "WECOM_STREAM_SPOOL_DIR": str(tmp_path / "spool"),
+            "WECOM_STREAM_AUTH": "open",  # what `make run` asks for (Makefile)
         },
     )
     started = time.monotonic()
@@ -98,7 +99,7 @@ async def test_run_from_a_fresh_kafka_serves_every_callback_kind(
     assert running.bootstrap == bootstrap
 
     assigned = {name: 0 for name in PROCESSOR_NAMES}
-    for line in json_log_lines(log):
+    for line in json_lines(log):
         if line.get("event") == "partitions_assigned":
             assigned[line["processor"]] += 1
     failures = [line for line in log.splitlines() if any(f in line for f in _FAILURES)]

@@ -1,12 +1,12 @@
-"""The ingress under faults, against its own broker (stopped and restarted on the same port):
-callbacks keep getting 200 within 5 s while Kafka is down, and once it is back every one is on
-its topic exactly once, in order per key; a SIGKILLed ingress with a full spool loses nothing.
-"""
+"""The ingress under faults, against its own broker (`conftest.py`: stopped and restarted on
+the same port): callbacks keep getting 200 within 5 s while Kafka is down, and once it is
+back every one is on its topic exactly once, in order per key; a SIGKILLed ingress with a
+full spool loses nothing. A full disk and a damaged spool: test_ingress_disk.py and
+test_ingress_spool_faults.py."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,6 @@ import orjson
 import pytest
 
 from runtime.local_kafka import LocalKafka, free_port
-from runtime.topics import ensure_topics
-from schemas.registry import REGISTRY
 from tests.support.ingress import message, ready, start_cli_ingress, wait_listening
 from tests.support.processes import CliProcesses, wait_for
 from tests.support.topics import read_topic
@@ -30,31 +28,9 @@ CHATS = ("chat-a", "chat-b", "chat-c", "chat-d")
 PLATFORM_DEADLINE = aiohttp.ClientTimeout(total=5)  # Insight's rule; juzibot retries sooner
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    """A broker of our own, on a fixed port so that it comes back at the same address."""
-    local = LocalKafka(tmp_path_factory.mktemp("ingress-kafka"), port=free_port())
-    local.start()
-    try:
-        yield local
-    finally:
-        local.stop()
-
-
 @pytest.fixture
-async def env(broker: LocalKafka, tmp_path: Path) -> dict[str, str]:
-    if broker.running() is None:
-        await asyncio.to_thread(broker.start)
-    bootstrap = f"127.0.0.1:{broker.port}"
-    prefix = f"rel{os.urandom(4).hex()}."
-    await ensure_topics(bootstrap, [s for s in REGISTRY if s.writer == "ingress"], prefix)
-    return {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "WECOM_STREAM_TOPIC_PREFIX": prefix,
-        "WECOM_STREAM_LOG_FORMAT": "json",
-        "WECOM_STREAM_TENANTS": f"acme={TOKEN}",
-    }
+def env(own_env: dict[str, str]) -> dict[str, str]:
+    return {**own_env, "WECOM_STREAM_TENANTS": f"acme={TOKEN}"}
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ import orjson
 from aiohttp.test_utils import RawTestServer, TestClient
 
 from ingress.app import IngressApp
+from ingress.routing import build_record, split_token
+from ingress.spool import SpoolRecord
 from runtime.local_kafka import free_port
 from runtime.settings import IngressSettings
 from tests.support.processes import CliProcess, CliProcesses, wait_for
@@ -39,6 +41,20 @@ def message(n: int, chat: str, token: str, text: str = "hello") -> dict[str, Any
         timestamp=1_763_800_000_000 + n,
     )
     return {"data": data}
+
+
+def spooled_message(n: int, chat: str, prefix: str, text: str = "hello") -> SpoolRecord:
+    """The spool record the ingress makes of `message(n, chat, ...)` (tenant `acme`), on
+    the physical topic under `prefix`: for tests that write a spool without an ingress."""
+    _, clean = split_token(message(n, chat, "T", text=text))
+    routed = build_record("message", clean, tenant="acme", received="2026-12-07T00:00:00.000Z")
+    return SpoolRecord(
+        topic=prefix + routed.topic,
+        key=routed.key,
+        value=routed.value,
+        headers=routed.headers,
+        timestamp_ms=1_796_601_600_000 + n,
+    )
 
 
 @asynccontextmanager

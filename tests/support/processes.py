@@ -75,6 +75,26 @@ class CliProcess:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def error_lines(self) -> list[dict[str, Any]]:
+        """The log lines at error level or above (what an operator must act on)."""
+        return [
+            line
+            for line in json_lines(self.log_text())
+            if line.get("level") in ("error", "critical")
+        ]
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON log lines of a process's output (other stdout lines and tracebacks skipped)."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue
+    return out
+
 
 class CliProcesses:
     """Factory for `CliProcess`es, cleaned up together."""
@@ -97,18 +117,6 @@ class CliProcesses:
     def close(self) -> None:
         for proc in self.started:
             proc.kill()
-
-
-def json_log_lines(text: str) -> list[dict[str, Any]]:
-    """The JSON log lines of a process's output (other lines and tracebacks skipped)."""
-    out = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                continue
-    return out
 
 
 @overload

@@ -90,11 +90,65 @@ def test_auth_matches_tenants_and_insight_key() -> None:
     assert auth.key_ok("k3y")
     assert not auth.key_ok("k3")
     assert not auth.key_ok(None)
-    open_auth = Auth({}, None)
+    open_auth = Auth({}, None, open_mode=True)
     assert open_auth.yuju_open
     assert open_auth.insight_open
     assert open_auth.tenant_for(None) == (True, None)
     assert open_auth.key_ok(None)
+
+
+def test_a_platform_without_credential_is_closed_unless_open_mode_is_asked() -> None:
+    """Fail closed (issue 30): before, no tenants meant every token was accepted and no key
+    meant every Insight callback was."""
+    yuju_only = Auth({"acme": "TOKEN1"}, None)
+    assert yuju_only.insight_closed
+    assert not yuju_only.key_ok(None)
+    assert not yuju_only.key_ok("anything")
+    insight_only = Auth({}, "k3y")
+    assert insight_only.yuju_closed
+    assert insight_only.tenant_for(None) == (False, None)
+    assert insight_only.tenant_for("TOKEN1") == (False, None)
+    # open mode relaxes only the platform without a credential
+    mixed = Auth({"acme": "TOKEN1"}, None, open_mode=True)
+    assert mixed.key_ok(None)
+    assert mixed.tenant_for("nope") == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (b'{"x": NaN}', "NaN"),
+        (b'{"x": Infinity}', "Infinity"),
+        (b'{"x": -Infinity}', "-Infinity"),
+        (b'{"x": 1e400}', "64-bit float"),
+        (b'{"x": -1e400, "n": 12345678901234567890}', "64-bit float"),
+        (b'{"x": ' + b"[" * 65 + b"]" * 65 + b"}", "deeper than 64"),
+        (b"[" * 64 + b'{"a":' * 40 + b"1" + b"}" * 40 + b"]" * 64, "deeper than 64"),
+        (b'{"x":' * 3000 + b"1" + b"}" * 3000, "deeper than 64"),
+        (b"[" * 100_000 + b"]" * 100_000, "deeper than 64"),
+    ],
+)
+def test_parse_body_refuses_what_would_not_survive_unchanged(raw: bytes, says: str) -> None:
+    """NaN/Infinity are not JSON and were stored as null; 1e400 became null too; deep
+    nesting raised RecursionError later (a 500). All are 400 now, saying why."""
+    with pytest.raises(BodyError, match=says):
+        parse_body(raw)
+
+
+def test_nesting_up_to_the_limit_is_accepted() -> None:
+    body = parse_body(b'{"token": "T", "x": ' + b"[" * 63 + b"]" * 63 + b"}")
+    record = build_record("room", split_token(body)[1], tenant=None, received=NOW)
+    assert record.topic == "raw.unrouted.v1"  # no imRoomId: unrouted, but no error
+
+
+def test_values_are_kept_utf8_when_a_big_integer_needs_the_slow_encoder() -> None:
+    """The ensure_ascii fallback tripled CJK text for a body with a big integer, so a body
+    under the limit could make a record Kafka refuses; now only a lone surrogate escapes."""
+    body = parse_body('{"n": 123456789012345678901234567890, "t": "你好"}'.encode())
+    value = build_record("message", body, tenant=None, received=NOW).value
+    assert value == '{"n":123456789012345678901234567890,"t":"你好"}'.encode()
+    lone = parse_body('{"t": "\\ud800 你"}'.encode())
+    assert build_record("message", lone, tenant=None, received=NOW).value.isascii()
 
 
 def test_message_record_keyed_by_chat_id_with_message_id_as_ce_id() -> None:
@@ -198,7 +252,7 @@ def test_unknown_shapes_go_to_unrouted_without_key(kind: str, body: object) -> N
 
 
 def test_odd_json_still_makes_a_record() -> None:
-    raw = b'{"messageId": "\\ud800", "chatId": "\\udfff", "n": 1e400, "b": 1' + b"0" * 30 + b"}"
+    raw = b'{"messageId": "\\ud800", "chatId": "\\udfff", "n": 1e308, "b": 1' + b"0" * 30 + b"}"
     record = build_record("message", parse_body(raw), tenant=None, received=NOW)
     assert record.topic == "raw.yuju.message.v1"
     assert len(record.ce_id) == 32  # an unencodable messageId falls back to the body hash

@@ -1,4 +1,6 @@
-"""The disk spool: durable appends in order, torn-tail recovery, committed position, caps."""
+"""The disk spool: durable appends in order, torn-tail recovery, committed position, caps.
+Damage, the frame formats and file modes: test_ingress_spool_damage.py; a full disk:
+test_ingress_spool_disk.py."""
 
 from __future__ import annotations
 
@@ -21,8 +23,8 @@ def rec(i: int, key: str = "k") -> SpoolRecord:
     )
 
 
-def segments(directory: Path) -> list[Path]:
-    return sorted(directory.glob("seg-*.log"))
+def segments(directory: Path, pattern: str = "seg-*.log") -> list[Path]:
+    return sorted(directory.glob(pattern))
 
 
 def drain_all(spool: Spool, batch: int = 1000) -> list[SpoolRecord]:
@@ -31,8 +33,8 @@ def drain_all(spool: Spool, batch: int = 1000) -> list[SpoolRecord]:
         got = spool.read_batch(batch)
         if not got:
             return out
-        out.extend(r for r, _ in got)
-        spool.commit(got[-1][1], len(got))
+        out.extend(entry.record for entry in got)
+        spool.commit(got[-1].end, len(got))
 
 
 async def test_appends_are_read_back_in_order_and_survive_reopen(tmp_path: Path) -> None:
@@ -59,8 +61,9 @@ async def test_torn_tail_is_truncated_and_appends_continue(tmp_path: Path) -> No
         fh.write(b"\xc5\x01\x00\x00\x01\x00garbage")
     again = Spool(tmp_path, max_bytes=10_000_000).open()
     assert again.pending == 5
-    assert again.torn_bytes > 0
     assert segment.stat().st_size == intact
+    kept = tmp_path / f"damaged-{0:012d}-{intact:012d}.bin"
+    assert kept.read_bytes() == b"\xc5\x01\x00\x00\x01\x00garbage"  # kept aside, not lost
     await again.append(rec(5))
     assert drain_all(again) == [rec(i) for i in range(6)]
     again.close()
@@ -77,6 +80,7 @@ async def test_corrupted_last_frame_is_dropped(tmp_path: Path) -> None:
     segment.write_bytes(bytes(data))
     again = Spool(tmp_path, max_bytes=10_000_000).open()
     assert drain_all(again) == [rec(0), rec(1)]
+    assert len(segments(tmp_path, "damaged-*.bin")) == 1
     again.close()
 
 
@@ -87,15 +91,15 @@ async def test_crash_mid_drain_republishes_only_the_batch_in_flight(tmp_path: Pa
     for i in range(10):
         await spool.append(rec(i))
     first = spool.read_batch(4)
-    spool.commit(first[-1][1], len(first))
+    spool.commit(first[-1].end, len(first))
     in_flight = spool.read_batch(3)  # "published", then the process dies before commit
     spool.close()
 
     again = Spool(tmp_path, max_bytes=10_000_000).open()
     assert again.pending == 6
     replayed = again.read_batch(3)
-    assert [r for r, _ in replayed] == [r for r, _ in in_flight]
-    assert [r.header("ce_id") for r, _ in replayed] == ["id-4", "id-5", "id-6"]
+    assert [e.record for e in replayed] == [e.record for e in in_flight]
+    assert [e.record.header("ce_id") for e in replayed] == ["id-4", "id-5", "id-6"]
     again.rewind()
     assert drain_all(again) == [rec(i) for i in range(4, 10)]
     again.close()
@@ -107,7 +111,7 @@ async def test_rewind_rereads_uncommitted_records(tmp_path: Path) -> None:
         await spool.append(rec(i))
     assert len(spool.read_batch(3)) == 3
     spool.rewind()
-    assert [r for r, _ in spool.read_batch(10)] == [rec(i) for i in range(4)]
+    assert [e.record for e in spool.read_batch(10)] == [rec(i) for i in range(4)]
     spool.close()
 
 
@@ -117,7 +121,9 @@ async def test_segments_roll_and_drained_segments_are_deleted(tmp_path: Path) ->
         await spool.append(rec(i))
     assert len(segments(tmp_path)) > 3
     assert drain_all(spool, batch=7) == [rec(i) for i in range(40)]
-    assert len(segments(tmp_path)) <= 2
+    assert len(segments(tmp_path)) == 1  # drained to the end: a fresh, empty segment
+    assert segments(tmp_path)[0].stat().st_size == 0
+    assert spool.disk_bytes == 0
     spool.close()
     again = Spool(tmp_path, max_bytes=10_000_000, segment_bytes=500).open()
     assert again.pending == 0
@@ -155,7 +161,7 @@ async def test_positions_are_ordered(tmp_path: Path) -> None:
     a = await spool.append(rec(0))
     b = await spool.append(rec(1))
     assert a < b
-    assert [p for _, p in spool.read_batch(5)] == [a, b]
+    assert [e.end for e in spool.read_batch(5)] == [a, b]
     assert Position(1, 0) > Position(0, 99)
     spool.close()
 
