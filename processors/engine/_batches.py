@@ -19,23 +19,43 @@ keep that order too).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from processors.engine._limits import new_batch
 from runtime.partitioning import KeyPartitioner
 
 __all__ = ["OutputBatches"]
 
 
 class OutputBatches:
-    """Open batches per (topic, partition) of one producer; sends go to `futures`."""
+    """Open batches per (topic, partition) of one producer; sends go to `futures`.
 
-    def __init__(self, producer: AIOKafkaProducer, futures: list[asyncio.Future[Any]]) -> None:
+    Each batch is compressed with `compression_type` (the producer's) and holds at most
+    `max_bytes[topic]` (the largest record the topic takes, `_limits.py`), so a batch of
+    several records never exceeds the topic's limit."""
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        futures: list[asyncio.Future[Any]],
+        compression_type: str | None,
+        max_bytes: Mapping[str, int],
+        *,
+        transactional: bool,
+    ) -> None:
         self._producer = producer
         self._futures = futures
         self._open: dict[tuple[str, int], Any] = {}
         self._partitioner = KeyPartitioner(producer)
+        self._codec = compression_type
+        self._max_bytes = max_bytes
+        self._transactional = transactional
+
+    def _new_batch(self, topic: str) -> Any:
+        return new_batch(self._codec, self._max_bytes[topic], transactional=self._transactional)
 
     async def append(
         self,
@@ -48,10 +68,10 @@ class OutputBatches:
         tp = (topic, partition)
         batch = self._open.get(tp)
         if batch is None:
-            batch = self._open[tp] = self._producer.create_batch()
+            batch = self._open[tp] = self._new_batch(topic)
         if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:  # full
             await self._send(tp, batch)
-            batch = self._open[tp] = self._producer.create_batch()
+            batch = self._open[tp] = self._new_batch(topic)
             batch.append(key=key, value=value, timestamp=None, headers=headers)  # a first fits
 
     def try_append(
@@ -70,7 +90,7 @@ class OutputBatches:
         tp = (topic, partition)
         batch = self._open.get(tp)
         if batch is None:
-            batch = self._open[tp] = self._producer.create_batch()
+            batch = self._open[tp] = self._new_batch(topic)
         return batch.append(key=key, value=value, timestamp=None, headers=headers) is not None
 
     async def _send(self, tp: tuple[str, int], batch: Any) -> None:

@@ -74,7 +74,7 @@ async def test_processor_changelog_and_dlq_topics_are_durable_too(
 
     processor = load_processor("normalizer", ProcessorSettings())
     settings = ProcessorSettings(topic_prefix=topic_prefix)
-    names, _ = await prepare_topics(processor, settings, kafka_bootstrap)
+    names = (await prepare_topics(processor, settings, kafka_bootstrap)).names
     own = [names.dlq, *(names.changelog(s.name) for s in processor.stores)]
     configs = await topic_configs(kafka_bootstrap, own)
     for name in own:

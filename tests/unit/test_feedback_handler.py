@@ -141,9 +141,10 @@ def test_state_stores_hold_replies_and_rows() -> None:
 
 
 def test_retention_forgets_replies_and_their_windows_but_not_all_time_totals() -> None:
-    local = LocalRun(PROCESSOR)
-    run(local, [(body("thumb-up"), T0)])
     later = T0 + RETENTION_MS + 3_600_000
+    # the wall clock at `later`: a record stamped beyond it would not move stream time
+    local = LocalRun(PROCESSOR, wall=lambda: later)
+    run(local, [(body("thumb-up"), T0)])
     run(local, [(body("thumb-up", "e2"), later)], first=1)  # advances stream time
     assert local.expire() == 3  # the reply e1 and its hour and day rows
     assert set(data(local, "replies")) == {"b1|e2"}
