@@ -123,7 +123,14 @@ async def set_max_message_bytes(bootstrap: str, topic: str, limit: int) -> None:
     """Set `max.message.bytes` of an existing topic, as an operator may (`kafka-configs`).
     AlterConfigs replaces the topic's own configs: the others it must keep are sent along."""
     current = (await topic_configs(bootstrap, [topic]))[topic]
-    own = ("cleanup.policy", "min.insync.replicas", "unclean.leader.election.enable")
+    own = (
+        "cleanup.policy",
+        "compression.type",
+        "retention.ms",
+        "delete.retention.ms",
+        "min.insync.replicas",
+        "unclean.leader.election.enable",
+    )
     configs = {k: current[k] for k in own} | {"max.message.bytes": str(limit)}
     admin = admin_client(bootstrap)
     await admin.start()
