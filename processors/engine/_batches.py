@@ -1,10 +1,10 @@
-"""Output records appended straight into per-partition record batches, sent with
+"""Output and DLQ records appended straight into per-partition record batches, sent with
 `send_batch`. Private to the engine.
 
 Why: aiokafka's `send` costs about 15 µs of CPU per record (futures, accumulator lookups,
 the pure-Python murmur2 of the default partitioner); appending to a `BatchBuilder` and
-sending whole batches costs a few µs. The changelog has been written this way since its
-batching; outputs now are too.
+sending whole batches costs a few µs. The changelog is written in batches too
+(`_changelog.py`). A batch holds at most what its topic takes (`_limits.py`).
 
 Partitioning is exactly the default partitioner's, as `send` would choose it
 (`runtime.partitioning.KeyPartitioner`, shared with the ingress): per-key order and

@@ -1,6 +1,6 @@
 """Run a processor's engine inside the test's event loop against the test broker:
 `async with engine_running(processor, bootstrap, prefix, guarantee) as engine: ...`;
-`member_restarts(metrics)` reads what `capture_metrics` caught."""
+`capture_metrics` catches the metrics of the engines a test starts, `metric` reads one."""
 
 from __future__ import annotations
 
