@@ -146,11 +146,15 @@ class StateManager:
 
     def new_store(self, partition: int, spec: StoreSpec) -> TaskStore:
         """An empty store (also to rebuild one that cannot be trusted)."""
+        store: TaskStore
         if self.kind == "memory":
-            return MemoryStore(spec)
-        path = self._path(partition, spec)
-        DiskStore.destroy(path)
-        return DiskStore.open(path, spec)
+            store = MemoryStore(spec)
+        else:
+            path = self._path(partition, spec)
+            DiskStore.destroy(path)
+            store = DiskStore.open(path, spec)
+        store.record_limit = self._record_limits[spec.name]
+        return store
 
     def release(
         self, partition: int, stores: dict[str, TaskStore], *, clean: bool, synced: bool

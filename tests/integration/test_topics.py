@@ -17,6 +17,7 @@ from runtime.settings import ProcessorSettings
 from runtime.topics import TopicShapeError, ensure_topics
 from schemas.registry import CHAT_MESSAGE, RAW_YUJU_MESSAGE, REGISTRY, TopicSpec, by_name
 from tests.support.processes import CLI, wait_for
+from tests.support.topics import alter_topic_configs
 
 pytestmark = pytest.mark.kafka
 
@@ -41,15 +42,6 @@ async def topic_configs(bootstrap: str, names: list[str]) -> dict[str, dict[str,
         for response in responses
         for res in response.to_object()["resources"]
     }
-
-
-async def alter(bootstrap: str, name: str, configs: dict[str, str]) -> None:
-    admin = admin_client(bootstrap)
-    await admin.start()
-    try:
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs)])
-    finally:
-        await admin.close()
 
 
 async def test_every_created_topic_sets_durability_on_the_topic_itself(
@@ -110,7 +102,7 @@ async def test_a_weaker_existing_topic_is_fixed_and_other_differences_reported(
     await ensure_topics(kafka_bootstrap, [spec], topic_prefix)
     # What an operator (or an older version) may have left: unclean elections on, the
     # wrong cleanup policy, a smaller message limit, and a retention of their own.
-    await alter(
+    await alter_topic_configs(
         kafka_bootstrap,
         name,
         {

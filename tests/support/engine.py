@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from processors.engine import Processor, run_engine
+from processors.engine import Context, InputRecord, OutputRecord, Processor, run_engine
 from processors.engine import _engine as engine_module
 from processors.engine._metrics import EngineMetrics
 from runtime.settings import ProcessingGuarantee, ProcessorSettings
@@ -63,3 +63,14 @@ def capture_metrics(monkeypatch: pytest.MonkeyPatch) -> list[EngineMetrics]:
 def metric(metrics: EngineMetrics, name: str, **labels: str) -> float:
     """A sample of one engine's registry (0 when it was never set)."""
     return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def forward_once(record: InputRecord, ctx: Context) -> list[OutputRecord]:
+    """A test handler: forward each distinct value once to `chat.message.v1`; the store
+    `seen` decides what is a repeat."""
+    seen = ctx.store("seen")
+    value = (record.value or b"").decode()
+    if value in seen:
+        return []
+    seen.set(value, 1)
+    return [OutputRecord("chat.message.v1", record.key, record.value)]

@@ -132,6 +132,12 @@ async def set_max_message_bytes(bootstrap: str, topic: str, limit: int) -> None:
         "unclean.leader.election.enable",
     )
     configs = {k: current[k] for k in own} | {"max.message.bytes": str(limit)}
+    await alter_topic_configs(bootstrap, topic, configs)
+
+
+async def alter_topic_configs(bootstrap: str, topic: str, configs: dict[str, str]) -> None:
+    """Replace the configs set on `topic` itself (AlterConfigs: the ones not given are
+    reset to the broker's defaults)."""
     admin = admin_client(bootstrap)
     await admin.start()
     try:

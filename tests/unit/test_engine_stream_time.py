@@ -17,7 +17,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec
+from processors.engine import Processor, StoreSpec
 from processors.engine._clock import wall_ms
 from processors.engine._metrics import EngineMetrics
 from processors.engine._setup import Names
@@ -25,6 +25,7 @@ from processors.engine._task import Task
 from processors.engine.testing import LocalRun, input_record
 from processors.normalizer import configure
 from runtime.settings import ProcessorSettings
+from tests.support.engine import forward_once
 
 T0 = 1_800_000_000_000  # "now" on the wall clock of these tests (2027-01-15)
 HOUR = 3_600_000
@@ -34,17 +35,7 @@ IN = "raw.yuju.message.v1"
 OUT = "chat.message.v1"
 
 
-def _dedup(record: InputRecord, ctx: Context) -> list[OutputRecord]:
-    """Forward each distinct value once within the store's retention."""
-    seen = ctx.store("seen")
-    value = (record.value or b"").decode()
-    if value in seen:
-        return []
-    seen.set(value, 1)
-    return [OutputRecord(OUT, record.key, record.value)]
-
-
-DEDUP = Processor("normalizer", (IN,), (OUT,), _dedup, (StoreSpec("seen", retention_ms=DAY),))
+DEDUP = Processor("normalizer", (IN,), (OUT,), forward_once, (StoreSpec("seen", retention_ms=DAY),))
 
 
 class Wall:
