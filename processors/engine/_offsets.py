@@ -185,7 +185,7 @@ async def fetch_committed(
         if time.monotonic() > deadline:
             raise StableOffsetsError(
                 f"committed offsets of {sorted(map(str, partitions))} not readable stably "
-                f"within {_TIMEOUT_S:.0f}s: {for_code(retry).__name__} (code {retry})"
+                f"within {_TIMEOUT_S:.0f}s: {_name(retry)} (code {retry})"
             )
         await asyncio.sleep(_BACKOFF_S)
 
@@ -210,6 +210,12 @@ def _read(response: Any, coordinator: Any) -> tuple[dict[TopicPartition, int], i
         if code in _RETRIABLE:
             return {}, code
         raise StableOffsetsError(
-            f"OffsetFetch for group {coordinator.group_id}: {for_code(code).__name__} (code {code})"
+            f"OffsetFetch for group {coordinator.group_id}: {_name(code)} (code {code})"
         )
     return offsets, None
+
+
+def _name(code: int) -> str:
+    if code == UNSTABLE_OFFSET_COMMIT:
+        return "UNSTABLE_OFFSET_COMMIT"
+    return str(for_code(code).__name__)
