@@ -66,18 +66,15 @@ def _create_topics(settings: CommonSettings, bootstrap: str) -> tuple[TopicsRepo
         report = await ensure_topics(
             bootstrap, REGISTRY, settings.topic_prefix, settings.replication_factor, fix=True
         )
-        total = len(REGISTRY)
         processor_settings = ProcessorSettings()
-        for name in PROCESSOR_NAMES:
-            processor = load_processor(name, processor_settings)
-            changelogs, _ = await ensure_changelog_topics(
-                processor, processor_settings, bootstrap, fix=True
-            )
-            report.created += changelogs.created
-            report.fixed += changelogs.fixed
-            report.differences += changelogs.differences
-            total += len(processor.stores)
-        return report, total
+        processors = [load_processor(name, processor_settings) for name in PROCESSOR_NAMES]
+        changelogs, _ = await ensure_changelog_topics(
+            processors, processor_settings, bootstrap, fix=True
+        )
+        report.created += changelogs.created
+        report.fixed += changelogs.fixed
+        report.differences += changelogs.differences
+        return report, len(REGISTRY) + sum(len(p.stores) for p in processors)
 
     return asyncio.run(create())
 

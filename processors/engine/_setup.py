@@ -7,6 +7,7 @@ limits it writes within are read from the broker. Private to the engine, except
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from processors.engine.api import Processor
@@ -139,46 +140,51 @@ def changelog_specs(processor: Processor, names: Names, partitions: int) -> list
 
 
 async def ensure_changelog_topics(
-    processor: Processor,
+    processors: Sequence[Processor],
     settings: ProcessorSettings,
     bootstrap: str,
     *,
     fix: bool = False,
-) -> tuple[TopicsReport, int]:
-    """Create the changelog topics of `processor`'s stores (its inputs must exist: their
-    partition count is the changelogs'), check existing ones (`runtime.topics`; `fix`: as
-    `wecom-stream topics create` does) and their partition counts; the report and the
-    task count."""
-    names = names_for(processor, settings)
-    if not processor.inputs:
-        raise EngineError(f"processor {processor.name} declares no input topics")
-    inputs = [names.topic(t) for t in processor.inputs]
+) -> tuple[TopicsReport, dict[str, int]]:
+    """Create the changelog topics of the processors' stores (their inputs must exist:
+    their partition count is the changelogs'), check existing ones (`runtime.topics`;
+    `fix`: as `wecom-stream topics create` does) and their partition counts, all
+    processors together; the report and each processor's task count."""
+    named = [(processor, names_for(processor, settings)) for processor in processors]
+    for processor, _ in named:
+        if not processor.inputs:
+            raise EngineError(f"processor {processor.name} declares no input topics")
+    inputs = sorted({names.topic(t) for processor, names in named for t in processor.inputs})
     counts = await _partition_counts(bootstrap, inputs)
     missing = [t for t in inputs if t not in counts]
     if missing:
         raise EngineError(f"input topics {missing} have no partitions after creation")
-    distinct = set(counts.values())
-    if len(distinct) != 1:
-        raise EngineError(
-            f"inputs of {processor.name} are not co-partitioned: {counts}; give them the "
-            "same partition count (and the same key) so a task sees all records of a key"
-        )
-    (partitions,) = distinct
-    changelogs = changelog_specs(processor, names, partitions)
-    if not changelogs:
+    partitions: dict[str, int] = {}
+    expected: dict[str, tuple[str, int]] = {}  # changelog -> (processor, partitions)
+    specs: list[TopicSpec] = []
+    for processor, names in named:
+        own = {t: counts[names.topic(t)] for t in processor.inputs}
+        if len(set(own.values())) != 1:
+            raise EngineError(
+                f"inputs of {processor.name} are not co-partitioned: {own}; give them the "
+                "same partition count (and the same key) so a task sees all records of a key"
+            )
+        partitions[processor.name] = tasks = next(iter(own.values()))
+        specs += changelog_specs(processor, names, tasks)
+        expected |= {names.changelog(s.name): (processor.name, tasks) for s in processor.stores}
+    if not specs:
         return TopicsReport(), partitions
     report = await ensure_topics(
-        bootstrap, changelogs, settings.topic_prefix, settings.replication_factor, fix=fix
+        bootstrap, specs, settings.topic_prefix, settings.replication_factor, fix=fix
     )
-    physical = [names.changelog(s.name) for s in processor.stores]
-    wrong = {
-        t: n for t, n in (await _partition_counts(bootstrap, physical)).items() if n != partitions
-    }
+    actual = await _partition_counts(bootstrap, sorted(expected))
+    wrong = {t: n for t, n in actual.items() if n != expected[t][1]}
     if wrong:
         raise EngineError(
-            f"changelog topics {wrong} must have {partitions} partitions like the "
-            f"inputs of {processor.name}; delete and let the processor recreate them "
-            "(the state is rebuilt only from a changelog of the right shape)"
+            f"changelog topics {wrong} must have as many partitions as the inputs of their "
+            f"processor ({ {t: expected[t][1] for t in wrong} }); delete and let the "
+            "processor recreate them (the state is rebuilt only from a changelog of the "
+            "right shape)"
         )
     return report, partitions
 
@@ -196,14 +202,14 @@ async def prepare_topics(
         bootstrap, registry_specs, settings.topic_prefix, settings.replication_factor
     )
     report.log(_log)
-    report, partitions = await ensure_changelog_topics(processor, settings, bootstrap)
+    report, tasks = await ensure_changelog_topics([processor], settings, bootstrap)
     report.log(_log)
     changelogs = {s.name: names.changelog(s.name) for s in processor.stores}
     written = [names.topic(t) for t in processor.outputs] + [names.dlq, *changelogs.values()]
     configs = await topic_configs(bootstrap, written)
     return PreparedTopics(
         names,
-        partitions,
+        tasks[processor.name],
         {t: int(configs[t]["max.message.bytes"]) for t in written},
         {s: int(configs[t]["delete.retention.ms"]) for s, t in changelogs.items()},
     )
