@@ -150,7 +150,8 @@ async def fill_changelog(
     """The processor's topics created, then N entries of its main store (`STORES`) written
     to that store's changelog; the number of changelog records written."""
     settings = ProcessorSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
-    names, _ = await prepare_topics(load_processor(processor, settings), settings, bootstrap)
+    topics = await prepare_topics(load_processor(processor, settings), settings, bootstrap)
+    names = topics.names
     store, entries = STORES[processor]
     topic = names.changelog(store)
     producer = AIOKafkaProducer(**producer_config(bootstrap, linger_ms=0))

@@ -8,8 +8,8 @@ bounds").
 Why refuse rather than truncate or hash: ids appear in outputs and in keys that consumers
 join on, so a shortened id would be a wrong one; and no legitimate platform sends ids this
 long (WeCom and juzibot ids are 20-40 characters). The bounds sit well inside the
-changelog topics' record limit (1 MiB, the broker default, unless the engine sets more):
-a store value is a changelog record, and a record the broker refuses would fail the
+changelog topics' record limit (`StoreSpec.max_message_bytes`, 1 MiB, which the engine
+creates them with and checks every write against): a store value is a changelog record, and a record the broker refuses would fail the
 whole transaction and restart the member on the same input for ever.
 """
 

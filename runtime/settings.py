@@ -321,6 +321,13 @@ class ProcessorSettings(CommonSettings):
         description="Consumer-group session timeout: how long a crashed member holds its "
         "partitions before the group reassigns them.",
     )
+    max_clock_skew_ms: int = Field(
+        default=60 * 60 * 1000,
+        gt=0,
+        description="A record timestamped more than this ahead of the processor's wall clock "
+        "(a producer with a wrong clock) is processed but does not advance stream time, so "
+        "it neither expires state early nor stamps later writes with its future time.",
+    )
     normalizer_dedup_retention_ms: int = Field(
         default=24 * 60 * 60 * 1000,
         gt=0,

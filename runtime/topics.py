@@ -42,6 +42,7 @@ __all__ = [
     "durability_configs",
     "ensure_topics",
     "min_insync_replicas",
+    "topic_configs",
 ]
 
 _DYNAMIC_TOPIC_CONFIG = 1
@@ -219,6 +220,18 @@ async def _reconcile(
                 report.differences.append(f"{name}: {key} is {current}, the registry says {wanted}")
     if changes:
         await _alter(admin, changes)
+
+
+async def topic_configs(bootstrap: str, names: list[str]) -> dict[str, dict[str, str]]:
+    """Every effective config of each of `names` (the topic's own, else the broker's
+    default), e.g. the `max.message.bytes` and `delete.retention.ms` a processor keeps to."""
+    admin = admin_client(bootstrap)
+    await admin.start()
+    try:
+        described = await _topic_configs(admin, names)
+    finally:
+        await admin.close()
+    return {name: values for name, (values, _) in described.items()}
 
 
 async def _topic_configs(

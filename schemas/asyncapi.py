@@ -116,8 +116,12 @@ DLQ_HEADERS: dict[str, str] = {
     "dlq_source_partition": "its partition",
     "dlq_source_offset": "its offset",
     "dlq_time_ms": "when it was dead-lettered, epoch milliseconds",
+    "dlq_dropped": "only on a dead letter too large for the DLQ topic: what was left out "
+    "(`value`, `value,headers` or `value,headers,key`); the input is still on its source topic",
+    "dlq_original_bytes": "only with `dlq_dropped`: the whole dead letter's size in bytes",
 }
 """The engine's error headers on a dead letter (`processors.engine.DLQ_HEADERS`)."""
+_OPTIONAL_DLQ_HEADERS = frozenset({"dlq_dropped", "dlq_original_bytes"})
 
 _TRAITS: dict[str, Any] = {
     "CloudEvents": {
@@ -224,7 +228,7 @@ def _message(contract: ValueContract, spec: TopicSpec) -> dict[str, Any]:
             "type": "object",
             "description": "the input record's headers (its CloudEvents headers included), "
             "then the error headers",
-            "required": list(DLQ_HEADERS),
+            "required": [h for h in DLQ_HEADERS if h not in _OPTIONAL_DLQ_HEADERS],
             "properties": {h: {"type": "string", "description": d} for h, d in DLQ_HEADERS.items()},
         }
     return message

@@ -28,6 +28,7 @@ from schemas.registry import RAW_UNROUTED, REGISTRY, by_name
 from schemas.yuju import unwrap_message
 
 __all__ = [
+    "DROPPED_PARTS",
     "OUTSIDE_WINDOW",
     "STILL_UNROUTABLE",
     "Decision",
@@ -48,6 +49,10 @@ Headers = list[tuple[str, bytes]]
 
 STILL_UNROUTABLE = "still unroutable"
 OUTSIDE_WINDOW = "outside the time window"
+DROPPED_PARTS = (
+    "dead letter without the input's parts it names: replay the input from its "
+    "dlq_source_topic at dlq_source_offset instead"
+)
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _CE_HEADERS = frozenset(
     {"ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type", "tenant"}
@@ -265,6 +270,9 @@ def decide(
         if routed.topic is None:
             return routed
         return Decision(source.prefix + routed.topic, routed.key, routed.value, routed.headers)
+    dropped = _header(headers, "dlq_dropped")
+    if dropped:  # the engine left the input out: too large for the DLQ (`processors.engine`)
+        return Decision(None, reason=f"{DROPPED_PARTS} ({dropped})")
     target = source.to
     if target is None:
         try:

@@ -53,21 +53,37 @@ def _cmd_kafka(args: argparse.Namespace, settings: CommonSettings) -> int:
     return 0
 
 
-def _create_topics(settings: CommonSettings, bootstrap: str) -> TopicsReport:
-    async def create() -> TopicsReport:
+def _create_topics(settings: CommonSettings, bootstrap: str) -> tuple[TopicsReport, int]:
+    """The registry's topics and every processor's changelog topics (their stores'
+    `max.message.bytes` and compression), created or checked and fixed; the report and
+    how many topics it covers."""
+    # lazily: only the commands that create topics need the processors' declarations
+    from processors.engine import ensure_changelog_topics
+    from processors.runner import load_processor
+
+    async def create() -> tuple[TopicsReport, int]:
         await wait_for_broker(bootstrap, timeout_s=settings.kafka_connect_timeout_s)
-        return await ensure_topics(
+        report = await ensure_topics(
             bootstrap, REGISTRY, settings.topic_prefix, settings.replication_factor, fix=True
         )
+        processor_settings = ProcessorSettings()
+        processors = [load_processor(name, processor_settings) for name in PROCESSOR_NAMES]
+        changelogs, _ = await ensure_changelog_topics(
+            processors, processor_settings, bootstrap, fix=True
+        )
+        report.created += changelogs.created
+        report.fixed += changelogs.fixed
+        report.differences += changelogs.differences
+        return report, len(REGISTRY) + sum(len(p.stores) for p in processors)
 
     return asyncio.run(create())
 
 
 def _cmd_topics(args: argparse.Namespace, settings: CommonSettings) -> int:
     bootstrap = resolve_bootstrap(settings)
-    report = _create_topics(settings, bootstrap)
+    report, total = _create_topics(settings, bootstrap)
     print(
-        f"{len(report.created)} topics created, {len(REGISTRY) - len(report.created)} already "
+        f"{len(report.created)} topics created, {total - len(report.created)} already "
         f"existed, {len(report.fixed)} configs fixed, {len(report.differences)} differences "
         f"left ({bootstrap})"
     )
@@ -95,10 +111,10 @@ def _cmd_run(args: argparse.Namespace, settings: CommonSettings) -> int:
     # Kafka is started for nothing.
     ingress = None if args.kafka_only else IngressSettings()
     bootstrap = resolve_bootstrap(settings, start_local=True)
-    report = _create_topics(settings, bootstrap)
+    report, total = _create_topics(settings, bootstrap)
     print(
         f"Kafka listening at {bootstrap}; {len(report.created)} topics created, "
-        f"{len(REGISTRY)} in the registry",
+        f"{total} in the registry and the processors' changelogs",
         flush=True,
     )
     for line in report.lines()[len(report.created) :]:

@@ -36,12 +36,26 @@ Outputs: why record batches
     `send_batch` of whole per-partition batches (`_batches.py`) costs a few µs of CPU per
     record against ~15 µs per `send`; the partition is the default partitioner's (murmur2
     of the key over the sorted partitions), so per-key order and co-partitioning are as
-    with `send`. DLQ records still use `send` (rare).
+    with `send`. DLQ records go the same way, and changelog records in batches per store.
+
+Every write fits its topic, checked before it is sent (`_limits.py`)
+    A record the broker refuses fails the whole transaction, and the member restarts and
+    reprocesses the same input for ever. So outputs are checked when the handler returns
+    them, store writes when the handler makes them (`Store.set` raises), both against the
+    target topic's actual `max.message.bytes` (read at start-up): the input goes to the
+    DLQ, its store writes undone. A dead letter that would not fit the DLQ is written
+    without the input's value (`_dlq.py`). Batches are capped at the same size.
+
+Committed offsets are read stably (`_offsets.py`)
+    aiokafka's `committed()` sends OffsetFetch without `require_stable`; the engine sends
+    v7 with it, so a transaction whose commit is decided but not yet applied by the group
+    coordinator is waited for instead of being read past (KIP-447).
 """
 
 from processors.engine._dlq import DLQ_HEADERS
 from processors.engine._engine import run_engine
-from processors.engine._setup import EngineError, Names
+from processors.engine._limits import RecordTooLargeError, StoreRecordTooLargeError
+from processors.engine._setup import EngineError, Names, ensure_changelog_topics
 from processors.engine.api import (
     Context,
     Handler,
@@ -63,7 +77,10 @@ __all__ = [
     "Names",
     "OutputRecord",
     "Processor",
+    "RecordTooLargeError",
     "Store",
+    "StoreRecordTooLargeError",
     "StoreSpec",
+    "ensure_changelog_topics",
     "run_engine",
 ]

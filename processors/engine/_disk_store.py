@@ -30,9 +30,10 @@ Exactly-once: the database only ever holds committed state
 Key layout (one-byte prefixes: each kind is one contiguous key range)
     b"k" + UTF-8 key -> the changelog value as is, `orjson([write_time_ms, value])` (restore
                         stores record bytes without decoding values)
-    b"m"             -> orjson {"offset", "time_ms", "seq", "index"}: the checkpoint
-                        (`changelog_offset`, its wall time, the next index sequence
-                        number, the live index record count)
+    b"m"             -> orjson {"offset", "time_ms", "synced_ms", "seq", "index"}: the
+                        checkpoint (`changelog_offset`, its wall time, `TaskStore.synced_ms`
+                        as of that write, the next index sequence number, the live index
+                        record count)
     b"x" + be64(time + 2**63) + be64(seq) -> orjson list of keys: an expiry index record
 
 Expiry (with `StoreSpec.retention_ms` only), without a per-entry heap in memory
@@ -51,24 +52,8 @@ Expiry (with `StoreSpec.retention_ms` only), without a per-entry heap in memory
     committed (tracked in memory). Keys written while the store had no retention have no
     index record and never expire.
 
-Options (measured with 1M 32-hex-char keys, value `[ts, 1]`)
-    Bloom filters, 10 bits/key, in the SSTs (full filters) and the memtables: a get of an
-    absent key, a deduplicator's common case, costs ~1.3 µs of CPU instead of ~3.6 µs in
-    memtables and ~5 µs in SSTs. One 32 MiB LRU block cache shared by every store of the
-    process, so RSS stays bounded whatever the number of tasks (a present key costs ~7-9
-    µs, ~6 with all blocks cached). 16 MiB memtables, 3 at most per store, all stores of
-    the process within one 64 MiB memtable budget (`WriteBufferManager`: a restore of six
-    tasks' two stores would otherwise hold up to 12 x 3 x 16 MiB). `max_background_jobs(2)`.
-    LZ4: 77 bytes on disk per entry after compaction, against 93 uncompressed and 43 with
-    zstd, which slowed restore and gets by ~1.5x. Info LOG files capped at 2 x 1 MiB.
-    Restore: 210-330k records/s with retention (~4 µs of CPU each, 2.3 of them RocksDB's
-    write), 270-560k without, on 2 busy vCPUs. Expiry: ~8 µs of CPU per expired entry.
-
-`__len__` estimates the committed entries from RocksDB's `estimate-num-keys`, less the
-index records and the checkpoint (Kafka Streams' `approximateNumEntries` is that property
-too): a key overwritten since the last compaction counts twice, a tombstone that a
-compaction has not yet dropped may count -1, staged writes not at all. An exact count (a
-multi-get per applied batch, to learn which keys existed) halved the restore rate.
+Options: bloom filters, one block cache and one memtable budget per process, LZ4; what
+each is for and what it measured: docs/state.md ("RocksDB options").
 """
 
 from __future__ import annotations
@@ -83,6 +68,8 @@ import orjson
 import rocksdict
 from rocksdict import Rdict, WriteBatch
 
+from processors.engine._clock import wall_ms
+from processors.engine._limits import usable_bytes
 from processors.engine._stores import ChangelogEntry, TaskStore
 from processors.engine.api import JsonValue, StoreSpec
 
@@ -135,6 +122,7 @@ class DiskStore(TaskStore):
     def __init__(self, db: Rdict, spec: StoreSpec) -> None:
         self.spec = spec
         self.now_ms = 0
+        self.record_limit = usable_bytes(spec.max_message_bytes, spec.compression_type)
         self._db: Rdict | None = db
         self._get: Callable[..., Any] = db.get  # bytes or list[bytes] -> value(s) or None
         self._wopts = rocksdict.WriteOptions()  # sync=False, WAL on
@@ -150,6 +138,9 @@ class DiskStore(TaskStore):
         meta = {} if raw is None else _loads(raw)
         self.changelog_offset: int = meta.get("offset", 0)
         self.checkpoint_time_ms: int | None = meta.get("time_ms")
+        # a checkpoint written before `synced_ms` existed: its time is when it was in sync
+        # (those only came from commits); no checkpoint: an empty store, starting now
+        self.synced_ms = meta.get("synced_ms", self.checkpoint_time_ms or wall_ms())
         self._index_records: int = meta.get("index", 0)  # live ones, for __len__
         self._seq: int = meta.get("seq", 0)
 
@@ -212,6 +203,7 @@ class DiskStore(TaskStore):
         # orjson fails here (the record goes to the DLQ), not at commit time. "%b" copies the
         # result: a bytes from orjson 3.13 keeps ~4 KiB of RSS while it lives (measured).
         raw = b"%b" % _dumps((now, value))
+        self.check_record(key, raw)
         over = self._over
         if key not in self._undo:
             self._undo[key] = over.get(key, _ABSENT)
@@ -248,8 +240,12 @@ class DiskStore(TaskStore):
         return entry is not None
 
     def __len__(self) -> int:
-        """An estimate of the committed entries (see the module docstring). Each
-        checkpoint is a delete and a put, which the estimate counts as nothing."""
+        """An estimate of the committed entries: RocksDB's `estimate-num-keys` less the
+        index records and the checkpoint (Kafka Streams' `approximateNumEntries` is that
+        property too): a key overwritten since the last compaction counts twice, a
+        tombstone not yet compacted away may count -1, staged writes not at all. An exact
+        count (a multi-get per applied batch) halved the restore rate. Each checkpoint is a
+        delete and a put, which the estimate counts as nothing."""
         assert self._db is not None, "store is closed"
         keys = self._db.property_int_value("rocksdb.estimate-num-keys") or 0
         return max(0, keys - self._index_records - 1)
@@ -334,6 +330,7 @@ class DiskStore(TaskStore):
         """Write `entries` (from `changelog_batch`), the index records they release and the
         checkpoint `next_offset` atomically; then drop the overlay entries the DB now has."""
         names = [key.decode() for key, _ in entries]
+        self.synced_ms = wall_ms()  # the task's transaction committed: the store is the log
         batch = self._batch(entries)
         done = []
         if self._scanned:
@@ -392,7 +389,8 @@ class DiskStore(TaskStore):
             raise RuntimeError("store is closed")
         now = int(time.time() * 1000)
         self._index_records += index_delta
-        meta = dict(offset=next_offset, time_ms=now, seq=self._seq, index=self._index_records)
+        meta = dict(offset=next_offset, time_ms=now, synced_ms=self.synced_ms)
+        meta.update(seq=self._seq, index=self._index_records)
         batch.delete(_META)  # with the put, nets 0 in `estimate-num-keys` (see `__len__`)
         batch.put(_META, _dumps(meta))
         self._db.write(batch, self._wopts)

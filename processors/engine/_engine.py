@@ -53,21 +53,23 @@ async def run_engine(
     )
     try:
         await wait_for_broker(bootstrap, timeout_s=settings.kafka_connect_timeout_s)
-        names, partitions = await prepare_topics(processor, settings, bootstrap)
+        topics = await prepare_topics(processor, settings, bootstrap)
+        names = topics.names
         _log.info(
             "topics_ready",
             group=names.group,
             inputs=list(processor.inputs),
-            partitions=partitions,
+            partitions=topics.partitions,
         )
         state = StateManager(
             processor,
             settings.store_kind,
             settings.state_dir / names.group / f"instance-{instance}",
+            changelogs=topics,
         )
         failures = 0
         while not stop.is_set():
-            member = Member(processor, settings, bootstrap, names, metrics, health, state)
+            member = Member(processor, settings, bootstrap, topics, metrics, health, state)
             clean = False
             started = time.monotonic()
             try:

@@ -14,9 +14,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from processors.engine._metrics import EngineMetrics, Health
+from processors.engine._offsets import fetch_committed
 from processors.engine._restore import ChangelogReader
 from processors.engine._restoring import Restoration
-from processors.engine._setup import Names
+from processors.engine._setup import PreparedTopics
 from processors.engine._state import StateManager
 from processors.engine._task import SealedCommit, Task
 from processors.engine.api import Processor
@@ -55,7 +56,7 @@ class Member:
         processor: Processor,
         settings: ProcessorSettings,
         bootstrap: str,
-        names: Names,
+        topics: PreparedTopics,
         metrics: EngineMetrics,
         health: Health,
         state: StateManager,
@@ -63,7 +64,8 @@ class Member:
         self.processor = processor
         self.settings = settings
         self.bootstrap = bootstrap
-        self.names = names
+        self.topics = topics
+        names = self.names = topics.names
         self.metrics = metrics
         self.health = health
         self.exactly_once = settings.processing_guarantee == "exactly-once"
@@ -130,7 +132,9 @@ class Member:
             producer,
             self.metrics,
             transactional=self.exactly_once,
+            max_clock_skew_ms=self.settings.max_clock_skew_ms,
             stores=self.state.open(partition),
+            max_message_bytes=self.topics.max_message_bytes,
         )
         try:
             await task.begin()
@@ -139,13 +143,13 @@ class Member:
             raise
         return task
 
-    async def drop(self, task: Task, *, clean: bool) -> None:
-        """Close a task (without committing) and hand its stores back to the state manager;
-        `clean`: they hold no uncommitted write (see `processors.engine._state`)."""
+    async def drop(self, task: Task, *, clean: bool, synced: bool = False) -> None:
+        """Close a task (without committing), its stores back to the state manager: `clean`,
+        `synced` (the task was processing) as in `StateManager.release`."""
         try:
             await task.close()
         finally:
-            self.state.release(task.partition, task.stores, clean=clean)
+            self.state.release(task.partition, task.stores, clean=clean, synced=synced)
 
     # ---------------------------------------------------------------- rebalance
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -177,8 +181,7 @@ class Member:
         task resumes: a request behind a resumed partition's fetch waits for its long poll
         (0.5 s per task, measured)."""
         tps = sorted(tp for tp in self._owned if tp.partition in set(partitions))
-        committed = await asyncio.gather(*(self.consumer.committed(tp) for tp in tps))
-        positions = {tp: c for tp, c in zip(tps, committed, strict=True) if c is not None}
+        positions = await fetch_committed(self.consumer, tps)  # stably: `_offsets.py`
         fresh = [tp for tp in tps if tp not in positions]
         if fresh:
             positions.update(await self.consumer.beginning_offsets(fresh))
@@ -226,7 +229,7 @@ class Member:
                 clean = True
         finally:
             dropped = [self.tasks.pop(p) for p in sorted(gone) if p in self.tasks]
-            await asyncio.gather(*(self.drop(task, clean=clean) for task in dropped))
+            await asyncio.gather(*(self.drop(task, clean=clean, synced=clean) for task in dropped))
             self._owned -= revoked
             for tp in revoked:  # another member reports these partitions' lag now
                 with contextlib.suppress(KeyError):
@@ -379,7 +382,8 @@ class Member:
                 background.exception()  # retrieved: it was the failure being handled
         await self.restoration.stop()
         async with self._lock:
-            await asyncio.gather(*(self.drop(task, clean=clean) for task in self.tasks.values()))
+            tasks = self.tasks.values()
+            await asyncio.gather(*(self.drop(t, clean=clean, synced=clean) for t in tasks))
             self.tasks.clear()
             self._owned.clear()
         try:

@@ -94,6 +94,12 @@ class EngineMetrics:
             p + "records_out", "Output records committed", [*labels, "topic"], registry=reg
         )
         self.dlq = Counter(p + "dlq_records", "Records sent to the DLQ", labels, registry=reg)
+        self.ahead_of_clock = Counter(
+            p + "records_ahead_of_clock",
+            "Input records timestamped beyond the clock-skew horizon (not moving stream time)",
+            [*labels, "topic"],
+            registry=reg,
+        )
         self.commits = Counter(
             p + "commits",
             "Commits (transactions in exactly-once)",

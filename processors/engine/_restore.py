@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from processors.engine._clock import wall_ms
 from processors.engine._setup import EngineError
 from processors.engine._stores import TaskStore
 from runtime.kafka import consumer_config
@@ -112,6 +113,7 @@ class ChangelogReader:
         remaining = set()
         for tp in tps:
             if await consumer.position(tp) >= ends[tp]:
+                stores[tp].mark_synced(wall_ms())
                 await caught_up(tp)
             else:
                 remaining.add(tp)
@@ -136,6 +138,7 @@ class ChangelogReader:
                     store = stores[tp]
                     if store.changelog_offset < position:  # control records at the end
                         store.restore_batch((), position)
+                    store.mark_synced(wall_ms())
                     await caught_up(tp)
             if remaining and time.monotonic() - last_progress > _NO_PROGRESS_TIMEOUT_S:
                 raise EngineError(

@@ -1,10 +1,13 @@
 """Names (group, changelog topics, transactional ids) and start-up checks: the processor's
-topics exist (created from the registry if not), its inputs are co-partitioned and its
-changelogs have one partition per input partition. Private to the engine."""
+topics exist (created from the registry if not; changelogs from its `StoreSpec`s), its
+inputs are co-partitioned, its changelogs have one partition per input partition, and the
+limits it writes within are read from the broker. Private to the engine, except
+`ensure_changelog_topics`, which `wecom-stream topics create` runs too."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from processors.engine.api import Processor
@@ -13,10 +16,18 @@ from runtime.kafka import admin_client
 from runtime.logs import get_logger
 from runtime.retry import full_jitter_s
 from runtime.settings import ProcessorSettings
-from runtime.topics import ensure_topics
+from runtime.topics import TopicsReport, ensure_topics, topic_configs
 from schemas.registry import TopicSpec, by_name, dlq_topic
 
-__all__ = ["EngineError", "Names", "prepare_topics"]
+__all__ = [
+    "EngineError",
+    "Names",
+    "PreparedTopics",
+    "changelog_specs",
+    "ensure_changelog_topics",
+    "names_for",
+    "prepare_topics",
+]
 
 _log = get_logger(__name__)
 # a topic just created may not be in the metadata of the broker asked yet (on a cluster it
@@ -109,32 +120,29 @@ async def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]
         await admin.close()
 
 
-async def prepare_topics(
-    processor: Processor, settings: ProcessorSettings, bootstrap: str
-) -> tuple[Names, int]:
-    """Create missing topics, check co-partitioning; returns names and the task count."""
-    names = Names.of(processor, settings.topic_prefix)
-    if not processor.inputs:
-        raise EngineError(f"processor {processor.name} declares no input topics")
-    registry_specs = [_spec(t) for t in (*processor.inputs, *processor.outputs)]
-    registry_specs.append(_spec(dlq_topic(processor.name)))
-    report = await ensure_topics(
-        bootstrap, registry_specs, settings.topic_prefix, settings.replication_factor
-    )
-    report.log(_log)
-    inputs = [names.topic(t) for t in processor.inputs]
-    counts = await _partition_counts(bootstrap, inputs)
-    missing = [t for t in inputs if t not in counts]
-    if missing:
-        raise EngineError(f"input topics {missing} have no partitions after creation")
-    distinct = set(counts.values())
-    if len(distinct) != 1:
-        raise EngineError(
-            f"inputs of {processor.name} are not co-partitioned: {counts}; give them the "
-            "same partition count (and the same key) so a task sees all records of a key"
-        )
-    (partitions,) = distinct
-    changelogs = [
+@dataclass(frozen=True, slots=True)
+class PreparedTopics:
+    """What a processor's start-up found: its names, its task count, and the configs it
+    keeps to, as the broker has them (which may differ from what we would create)."""
+
+    names: Names
+    partitions: int
+    max_message_bytes: dict[str, int]
+    """Physical output, DLQ and changelog topic -> its `max.message.bytes`."""
+    delete_retention_ms: dict[str, int]
+    """Store name -> its changelog's `delete.retention.ms` (how long compaction keeps a
+    tombstone, so how long a local store may be away and still catch up: `_state.py`)."""
+
+
+def names_for(processor: Processor, settings: ProcessorSettings) -> Names:
+    """The names of `processor` under the deployment's prefix."""
+    return Names.of(processor, settings.topic_prefix)
+
+
+def changelog_specs(processor: Processor, names: Names, partitions: int) -> list[TopicSpec]:
+    """The changelog topic of each store: compacted, one partition per task, with the
+    store's `max.message.bytes` and compression (`StoreSpec`)."""
+    return [
         TopicSpec(
             name=names.changelog_logical(store.name),
             writer=processor.name,
@@ -142,24 +150,84 @@ async def prepare_topics(
             value="[write_time_ms, state value]",
             cleanup_policy="compact",
             partitions=partitions,
+            max_message_bytes=store.max_message_bytes,
+            compression_type=store.compression_type,
         )
         for store in processor.stores
     ]
-    if changelogs:
-        report = await ensure_topics(
-            bootstrap, changelogs, settings.topic_prefix, settings.replication_factor
-        )
-        report.log(_log)
-        physical = [names.changelog(s.name) for s in processor.stores]
-        wrong = {
-            t: n
-            for t, n in (await _partition_counts(bootstrap, physical)).items()
-            if n != partitions
-        }
-        if wrong:
+
+
+async def ensure_changelog_topics(
+    processors: Sequence[Processor],
+    settings: ProcessorSettings,
+    bootstrap: str,
+    *,
+    fix: bool = False,
+) -> tuple[TopicsReport, dict[str, int]]:
+    """Create the changelog topics of the processors' stores (their inputs must exist:
+    their partition count is the changelogs'), check existing ones (`runtime.topics`;
+    `fix`: as `wecom-stream topics create` does) and their partition counts, all
+    processors together; the report and each processor's task count."""
+    named = [(processor, names_for(processor, settings)) for processor in processors]
+    for processor, _ in named:
+        if not processor.inputs:
+            raise EngineError(f"processor {processor.name} declares no input topics")
+    inputs = sorted({names.topic(t) for processor, names in named for t in processor.inputs})
+    counts = await _partition_counts(bootstrap, inputs)
+    missing = [t for t in inputs if t not in counts]
+    if missing:
+        raise EngineError(f"input topics {missing} have no partitions after creation")
+    partitions: dict[str, int] = {}
+    expected: dict[str, tuple[str, int]] = {}  # changelog -> (processor, partitions)
+    specs: list[TopicSpec] = []
+    for processor, names in named:
+        own = {t: counts[names.topic(t)] for t in processor.inputs}
+        if len(set(own.values())) != 1:
             raise EngineError(
-                f"changelog topics {wrong} must have {partitions} partitions like the "
-                f"inputs of {processor.name}; delete and let the processor recreate them "
-                "(the state is rebuilt only from a changelog of the right shape)"
+                f"inputs of {processor.name} are not co-partitioned: {own}; give them the "
+                "same partition count (and the same key) so a task sees all records of a key"
             )
-    return names, partitions
+        partitions[processor.name] = tasks = next(iter(own.values()))
+        specs += changelog_specs(processor, names, tasks)
+        expected |= {names.changelog(s.name): (processor.name, tasks) for s in processor.stores}
+    if not specs:
+        return TopicsReport(), partitions
+    report = await ensure_topics(
+        bootstrap, specs, settings.topic_prefix, settings.replication_factor, fix=fix
+    )
+    actual = await _partition_counts(bootstrap, sorted(expected))
+    wrong = {t: n for t, n in actual.items() if n != expected[t][1]}
+    if wrong:
+        raise EngineError(
+            f"changelog topics {wrong} must have as many partitions as the inputs of their "
+            f"processor ({ {t: expected[t][1] for t in wrong} }); delete and let the "
+            "processor recreate them (the state is rebuilt only from a changelog of the "
+            "right shape)"
+        )
+    return report, partitions
+
+
+async def prepare_topics(
+    processor: Processor, settings: ProcessorSettings, bootstrap: str
+) -> PreparedTopics:
+    """Create missing topics, check co-partitioning, and read the limits the engine keeps
+    to from the broker: each output, DLQ and changelog topic's `max.message.bytes`, each
+    changelog's `delete.retention.ms`."""
+    names = names_for(processor, settings)
+    registry_specs = [_spec(t) for t in (*processor.inputs, *processor.outputs)]
+    registry_specs.append(_spec(dlq_topic(processor.name)))
+    report = await ensure_topics(
+        bootstrap, registry_specs, settings.topic_prefix, settings.replication_factor
+    )
+    report.log(_log)
+    report, tasks = await ensure_changelog_topics([processor], settings, bootstrap)
+    report.log(_log)
+    changelogs = {s.name: names.changelog(s.name) for s in processor.stores}
+    written = [names.topic(t) for t in processor.outputs] + [names.dlq, *changelogs.values()]
+    configs = await topic_configs(bootstrap, written)
+    return PreparedTopics(
+        names,
+        tasks[processor.name],
+        {t: int(configs[t]["max.message.bytes"]) for t in written},
+        {s: int(configs[t]["delete.retention.ms"]) for s, t in changelogs.items()},
+    )

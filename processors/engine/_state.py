@@ -16,10 +16,14 @@ holds uncommitted writes (`_disk_store.py`).
 
 Disk stores live in `<state_dir>/<group>/instance-<i>/<partition>/<store>`: one directory
 tree per group member (`--instances N` children share a state dir without sharing a
-database; in Kubernetes each pod has its own volume). A checkpoint older than the
-changelog's `delete.retention.ms` (Kafka's default, 1 day: our changelogs do not set it) is
-not trusted: compaction may have removed tombstones written after it, so the store is
-wiped and restored from the beginning.
+database; in Kubernetes each pod has its own volume).
+
+A store that has been away too long is not trusted, kept or opened from disk alike:
+compaction removes a tombstone once it is older than the changelog's `delete.retention.ms`
+(read from the topic at start-up; Kafka's default is 1 day), so a store that last held the
+whole committed changelog (`TaskStore.synced_ms`) longer ago than that may have missed the
+tombstones of keys another owner deleted meanwhile, and catching up would bring those keys
+back. Such a store is wiped and restored from the beginning.
 
 A process holds its instance directory under an exclusive lock (`runtime.dirlock`) while it
 runs: a second process started on the same directory (two `wecom-stream process NAME` with
@@ -31,10 +35,12 @@ group rebalancing.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
+from processors.engine._clock import wall_ms
 from processors.engine._disk_store import DiskStore
+from processors.engine._limits import usable_bytes
+from processors.engine._setup import PreparedTopics
 from processors.engine._stores import MemoryStore, TaskStore
 from processors.engine.api import Processor, StoreSpec
 from runtime.dirlock import lock_directory
@@ -42,12 +48,12 @@ from runtime.errors import ConfigError
 from runtime.logs import get_logger
 from runtime.settings import StoreKind
 
-__all__ = ["TOMBSTONE_RETENTION_MS", "StateDirInUseError", "StateManager"]
+__all__ = ["KAFKA_DELETE_RETENTION_MS", "StateDirInUseError", "StateManager"]
 
 _log = get_logger(__name__)
-TOMBSTONE_RETENTION_MS = 24 * 60 * 60 * 1000
-"""The changelogs' `delete.retention.ms` (Kafka's default): how long compaction keeps a
-tombstone, so how old a local checkpoint may be and still be caught up."""
+KAFKA_DELETE_RETENTION_MS = 24 * 60 * 60 * 1000
+"""Kafka's default `delete.retention.ms`, for a changelog whose config is not known (unit
+tests; the engine reads each changelog's at start-up)."""
 
 
 class StateDirInUseError(ConfigError):
@@ -66,13 +72,26 @@ class StateManager:
         processor: Processor,
         kind: StoreKind = "memory",
         root: Path | None = None,
+        changelogs: PreparedTopics | None = None,
     ) -> None:
+        """`changelogs`: the changelog topics' actual limits and tombstone retention
+        (without: each store's declared limit and Kafka's default retention)."""
         self.processor = processor
         self.kind = kind
         self.root = root
         """`<state_dir>/<group>/instance-<i>` for disk stores."""
         if kind == "disk" and root is None:
             raise ValueError("disk stores need a state directory")
+        self._record_limits: dict[str, int] = {}
+        self._retention_ms: dict[str, int] = {}
+        for spec in processor.stores:
+            actual = spec.max_message_bytes
+            retention = KAFKA_DELETE_RETENTION_MS
+            if changelogs is not None:
+                actual = changelogs.max_message_bytes[changelogs.names.changelog(spec.name)]
+                retention = changelogs.delete_retention_ms[spec.name]
+            self._record_limits[spec.name] = usable_bytes(actual, spec.compression_type)
+            self._retention_ms[spec.name] = retention
         self._kept: dict[int, dict[str, TaskStore]] = {}
         self._lock_fd: int | None = None
         if kind == "disk" and root is not None:
@@ -85,11 +104,36 @@ class StateManager:
 
     def open(self, partition: int) -> dict[str, TaskStore]:
         """The task's stores: those kept from an earlier assignment, else opened (disk:
-        from the local checkpoint, if any and recent enough) or new."""
+        from the local checkpoint, if any) or new; one that has been away longer than its
+        changelog's tombstone retention is replaced by a new one (module docstring)."""
         kept = self._kept.pop(partition, None)
-        if kept is not None:
-            return kept
-        return {spec.name: self._open(partition, spec) for spec in self.processor.stores}
+        stores = {}
+        for spec in self.processor.stores:
+            store = kept[spec.name] if kept is not None else self._open(partition, spec)
+            if self._stale(partition, store, kept=kept is not None):
+                store.close()
+                store = self.new_store(partition, spec)
+            store.record_limit = self._record_limits[spec.name]
+            stores[spec.name] = store
+        return stores
+
+    def _stale(self, partition: int, store: TaskStore, *, kept: bool) -> bool:
+        """Whether `store` was last in sync longer ago than its changelog keeps tombstones."""
+        if store.changelog_offset == 0:
+            return False  # empty: restored from the beginning anyway
+        age_ms = wall_ms() - store.synced_ms
+        retention_ms = self._retention_ms[store.spec.name]
+        if age_ms <= retention_ms:
+            return False
+        _log.warning(
+            "local_state_stale_rebuilding",
+            partition=partition,
+            store=store.spec.name,
+            kept=kept,
+            age_s=round(age_ms / 1000),
+            delete_retention_s=round(retention_ms / 1000),
+        )
+        return True
 
     def _path(self, partition: int, spec: StoreSpec) -> Path:
         assert self.root is not None
@@ -98,32 +142,32 @@ class StateManager:
     def _open(self, partition: int, spec: StoreSpec) -> TaskStore:
         if self.kind == "memory":
             return MemoryStore(spec)
-        store = DiskStore.open(self._path(partition, spec), spec)
-        saved = store.checkpoint_time_ms
-        age_ms = None if saved is None else int(time.time() * 1000) - saved
-        if age_ms is not None and age_ms > TOMBSTONE_RETENTION_MS:
-            _log.warning(
-                "local_state_stale_rebuilding",
-                partition=partition,
-                store=spec.name,
-                age_h=round(age_ms / 3_600_000, 1),
-            )
-            store.close()
-            return self.new_store(partition, spec)
-        return store
+        return DiskStore.open(self._path(partition, spec), spec)
 
     def new_store(self, partition: int, spec: StoreSpec) -> TaskStore:
         """An empty store (also to rebuild one that cannot be trusted)."""
+        store: TaskStore
         if self.kind == "memory":
-            return MemoryStore(spec)
-        path = self._path(partition, spec)
-        DiskStore.destroy(path)
-        return DiskStore.open(path, spec)
+            store = MemoryStore(spec)
+        else:
+            path = self._path(partition, spec)
+            DiskStore.destroy(path)
+            store = DiskStore.open(path, spec)
+        store.record_limit = self._record_limits[spec.name]
+        return store
 
-    def release(self, partition: int, stores: dict[str, TaskStore], *, clean: bool) -> None:
+    def release(
+        self, partition: int, stores: dict[str, TaskStore], *, clean: bool, synced: bool
+    ) -> None:
         """The task is revoked or its member closed. `clean`: every store holds exactly the
-        committed changelog before its `changelog_offset` (no uncommitted writes)."""
+        committed changelog before its `changelog_offset` (no uncommitted writes);
+        `synced`: and that is the whole changelog (the task was processing, not restoring:
+        nobody else has written to it since it was fenced)."""
         if clean:
+            if synced:
+                now = wall_ms()
+                for store in stores.values():
+                    store.mark_synced(now)
             self._kept[partition] = stores
             return
         for store in stores.values():

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 
 import orjson
 
+from processors.engine._clock import wall_ms
+from processors.engine._limits import StoreRecordTooLargeError, usable_bytes
 from processors.engine.api import JsonValue, Store, StoreSpec
 
 __all__ = ["ChangelogEntry", "MemoryStore", "TaskStore"]
@@ -37,6 +39,33 @@ class TaskStore(Store):
     now_ms: int
     """Stream time of the record being processed: the write time of its writes."""
     changelog_offset: int
+    record_limit: int
+    """The largest changelog record (key + value bytes) a write may make: from the
+    changelog topic's actual `max.message.bytes` once the engine has described it, else
+    from `spec` (`_limits.usable_bytes`)."""
+    synced_ms: int
+    """Wall-clock time at which the store last held the whole committed changelog (or,
+    for a store that started empty, began reading it). A catch-up from `changelog_offset`
+    sees every tombstone written since only if it starts within the changelog's
+    `delete.retention.ms` of this time: compaction may remove a tombstone that long
+    after it was written (`processors.engine._state`)."""
+
+    def mark_synced(self, now_ms: int) -> None:
+        """The store holds the whole committed changelog as of `now_ms` (its task's commit
+        succeeded, its restore caught up, or it is released by an owner that was caught up)."""
+        self.synced_ms = now_ms
+
+    def check_record(self, key: str, raw: bytes) -> None:
+        """Refuse (before writing anything) a write whose changelog record would not fit."""
+        if len(raw) + 4 * len(key) <= self.record_limit:  # UTF-8: at most 4 bytes a char
+            return
+        key_bytes = len(key.encode())
+        if len(raw) + key_bytes > self.record_limit:
+            raise StoreRecordTooLargeError(
+                f"store {self.spec.name!r}: one entry's changelog record would be "
+                f"{len(raw) + key_bytes} bytes (key {key_bytes}, value {len(raw)}), over the "
+                f"{self.record_limit} its changelog topic takes"
+            )
 
     @abstractmethod
     def end_record(self, ok: bool) -> None:
@@ -84,12 +113,14 @@ class MemoryStore(TaskStore):
 
     def __init__(self, spec: StoreSpec) -> None:
         self.spec = spec
+        self.record_limit = usable_bytes(spec.max_message_bytes, spec.compression_type)
         self._data: dict[str, tuple[JsonValue, int]] = {}
         self._dirty: set[str] = set()
         self._undo: dict[str, tuple[JsonValue, int] | None] = {}
         self._expiry: list[tuple[int, str]] = []
         self.now_ms = 0
         self.changelog_offset = 0
+        self.synced_ms = wall_ms()  # empty: a restore from the beginning starts now
 
     # ---------------------------------------------------------------- Store API
     def get(self, key: str, default: JsonValue = None) -> JsonValue:
@@ -103,7 +134,8 @@ class MemoryStore(TaskStore):
             return
         if not isinstance(key, str):
             raise TypeError(f"store keys are str, got {type(key).__name__}")
-        orjson.dumps(value)  # fail here (the record goes to the DLQ), not at commit time
+        # fail here (the record goes to the DLQ), not at commit time
+        self.check_record(key, orjson.dumps((self.now_ms, value)))
         if key not in self._undo:
             self._undo[key] = self._data.get(key)
         self._data[key] = (value, self.now_ms)
@@ -185,6 +217,7 @@ class MemoryStore(TaskStore):
     def committed(self, entries: Sequence[ChangelogEntry], next_offset: int) -> None:
         """The dict already holds the values; only the position moves."""
         self.changelog_offset = next_offset
+        self.synced_ms = wall_ms()
 
     def restore(self, key: bytes | None, value: bytes | None) -> int:
         """Apply one changelog record; returns the entry's write time (0 for a tombstone)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -14,7 +14,15 @@ from aiokafka.structs import OffsetAndMetadata
 from pydantic import BaseModel
 
 from processors.engine._batches import OutputBatches
-from processors.engine._dlq import describe_error, dlq_headers
+from processors.engine._changelog import ChangelogWrite, send_changelog
+from processors.engine._clock import StreamClock
+from processors.engine._dlq import describe_error, dlq_headers, fit_dead_letter
+from processors.engine._limits import (
+    OutputTooLargeError,
+    declared_max_message_bytes,
+    record_bytes,
+    usable_bytes,
+)
 from processors.engine._metrics import EngineMetrics
 from processors.engine._setup import Names
 from processors.engine._stores import ChangelogEntry, MemoryStore, TaskStore
@@ -22,9 +30,9 @@ from processors.engine.api import InputRecord, OutputRecord, Processor, Store
 from runtime import tracing
 from runtime.logs import get_logger
 from schemas.cloudevents import header_map
-from schemas.registry import by_name
+from schemas.registry import dlq_topic
 
-__all__ = ["ChangelogWrite", "SealedCommit", "Task", "UndeclaredOutputError"]
+__all__ = ["OutputTooLargeError", "SealedCommit", "Task", "UndeclaredOutputError"]
 
 _COMMIT_TIMEOUT_S = 60.0
 _CLOSE_TIMEOUT_S = 10.0
@@ -33,23 +41,6 @@ _log = get_logger(__name__)
 
 class UndeclaredOutputError(ValueError):
     """A handler returned a record for a topic its processor does not declare (a bug)."""
-
-
-class OutputTooLargeError(ValueError):
-    """An output record would exceed its topic's `max.message.bytes`: the broker would
-    reject it and fail the whole transaction, so the input goes to the DLQ instead."""
-
-
-_BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
-_BATCH_OVERHEAD = 512
-
-
-def _size_limit(logical_topic: str) -> int:
-    try:
-        configured = by_name(logical_topic).max_message_bytes
-    except KeyError:
-        configured = None
-    return (configured or _BROKER_DEFAULT_MAX_MESSAGE_BYTES) - _BATCH_OVERHEAD
 
 
 class _Context:
@@ -71,21 +62,6 @@ def _value_bytes(value: bytes | BaseModel | None) -> bytes | None:
     if isinstance(value, BaseModel):
         return value.__pydantic_serializer__.to_json(value)
     return value
-
-
-class ChangelogWrite(NamedTuple):
-    """One store's changelog entries of a commit and their sends (future, record count)."""
-
-    store: TaskStore
-    entries: list[ChangelogEntry]
-    sent: list[tuple[asyncio.Future[Any], int]]
-
-    def apply(self) -> None:
-        """The sends are acknowledged and committed: the store makes the entries durable at
-        the offset after the last one (the next record there is the commit marker)."""
-        if self.sent:
-            end = max(f.result().offset + count for f, count in self.sent)
-            self.store.committed(self.entries, end)
 
 
 class SealedCommit(NamedTuple):
@@ -115,8 +91,12 @@ class Task:
         metrics: EngineMetrics,
         *,
         transactional: bool,
+        max_clock_skew_ms: int,
         stores: dict[str, TaskStore] | None = None,
+        max_message_bytes: Mapping[str, int] | None = None,
     ) -> None:
+        """`max_message_bytes`: the actual limit of each physical output and DLQ topic, as
+        described at start-up (missing ones: the registry's, else Kafka's default)."""
         self.partition = partition
         self.processor = processor
         self.names = names
@@ -128,11 +108,24 @@ class Task:
         )
         self._context = _Context(self.stores)
         self._outputs = {t: names.topic(t) for t in processor.outputs}
-        self._limits = {t: _size_limit(t) for t in processor.outputs}
-        self.stream_time = 0
+        actual = max_message_bytes or {}
+        codec = processor.compression_type
+        self._limits = {
+            t: usable_bytes(actual.get(names.topic(t)) or declared_max_message_bytes(t), codec)
+            for t in (*processor.outputs, dlq_topic(processor.name))
+        }
+        """Logical topic -> the largest record the engine writes to it (`_limits`)."""
+        self._dlq_limit = self._limits[dlq_topic(processor.name)]
+        self.clock = StreamClock(max_clock_skew_ms)
         self.offsets: dict[TopicPartition, int] = {}  # next offset per input, to commit
         self._futures: list[asyncio.Future[Any]] = []
-        self._batches = OutputBatches(producer, self._futures)
+        self._batches = OutputBatches(
+            producer,
+            self._futures,
+            codec,
+            {names.topic(t): limit for t, limit in self._limits.items()},
+            transactional=transactional,
+        )
         self._out_counts: dict[str, int] = {}
         self._in_counts: dict[str, int] = {}
         self._ages: dict[str, list[int]] = {}  # per output topic: each output's input time
@@ -156,11 +149,13 @@ class Task:
         append = self._batches.append
         try_append = self._batches.try_append
         out_counts = self._out_counts
+        clock = self.clock
+        horizon = clock.horizon()
+        ahead = clock.ahead
         for rec in records:
             ts = rec.timestamp
-            if ts > self.stream_time:  # the stores' write time follows the stream time
-                self.stream_time = ts
-                for store in stores:
+            if ts > clock.time_ms and clock.advance(ts, horizon):
+                for store in stores:  # the stores' write time follows the stream time
                     store.now_ms = ts
             headers_in = header_map(rec.headers)
             parent = headers_in.get(tracing.TRACEPARENT)
@@ -192,6 +187,22 @@ class Task:
         self.offsets[tp] = records[-1].offset + 1
         self._in_counts[tp.topic] = self._in_counts.get(tp.topic, 0) + len(records)
         self.dirty = True
+        if clock.ahead > ahead:
+            self._ahead_of_clock(logical, tp.partition, clock.ahead - ahead, horizon)
+
+    def _ahead_of_clock(self, topic: str, partition: int, count: int, horizon: int) -> None:
+        """Records stamped beyond the clock-skew horizon were processed without moving
+        stream time (`_clock.py`): counted, and logged once per batch."""
+        self.metrics.ahead_of_clock.labels(self.processor.name, topic).inc(count)
+        _log.warning(
+            "records_ahead_of_clock",
+            topic=topic,
+            partition=partition,
+            records=count,
+            max_clock_skew_ms=self.clock.max_skew_ms,
+            horizon_ms=horizon,
+            stream_time_ms=self.clock.time_ms,
+        )
 
     async def send_outputs(self) -> None:
         """Hand every open output batch to the producer (after each fetched batch): the
@@ -216,13 +227,11 @@ class Task:
         if type(value) is not bytes:
             value = _value_bytes(value)
         headers = list(headers)  # a copy: the handler may reuse its list
-        size = len(key or b"") + len(value or b"")
-        for name, header in headers:  # a loop, not sum() over a generator: per record
-            size += len(name) + len(header)
+        size = record_bytes(key, value, headers)
         if size > self._limits[logical]:
             raise OutputTooLargeError(
-                f"output record for {logical} is {size} bytes, over the topic's limit "
-                f"{self._limits[logical]}"
+                f"output record for {logical} is {size} bytes, over the "
+                f"{self._limits[logical]} the topic takes"
             )
         return topic, key, value, headers
 
@@ -238,10 +247,9 @@ class Task:
             offset=rec.offset,
             traceparent=traceparent,
         )
-        sent = await self.producer.send(
-            self.names.dlq, value=rec.value, key=rec.key, headers=headers
-        )
-        self._futures.append(sent)
+        key, value, headers = fit_dead_letter(rec.key, rec.value, headers, self._dlq_limit)
+        if not self._batches.try_append(self.names.dlq, key, value, headers):
+            await self._batches.append(self.names.dlq, key, value, headers)
         self.metrics.dlq.labels(self.processor.name).inc()
         _log.warning(
             "record_dead_lettered",
@@ -254,9 +262,13 @@ class Task:
         )
 
     # ---------------------------------------------------------------- commit
+    @property
+    def stream_time(self) -> int:
+        return self.clock.time_ms
+
     def expire(self) -> None:
         for store in self.stores.values():
-            store.expire(self.stream_time)
+            store.expire(self.clock.time_ms)
 
     def _changelog_entries(self) -> list[tuple[TaskStore, list[ChangelogEntry]]]:
         """(store, its entries) of every store with dirty keys, latest values only; the
@@ -268,31 +280,11 @@ class Task:
     async def send_changelog(
         self, changelog: list[tuple[TaskStore, list[ChangelogEntry]]]
     ) -> list[ChangelogWrite]:
-        """Each store's entries to this task's partition of its changelog topic as whole
-        record batches (`send_batch`: one call per batch instead of one `send` per entry,
-        which cost about 15 µs of CPU per entry; a deduplicating store writes an entry per
-        record). Exactly-once: inside the open transaction."""
-        producer = self.producer
-        writes = []
-        for store, entries in changelog:
-            topic = self.names.changelog(store.spec.name)
-            sent: list[tuple[asyncio.Future[Any], int]] = []
-            batch = producer.create_batch()
-            for key, value in entries:
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                    count = batch.record_count()
-                    sent.append(
-                        (await producer.send_batch(batch, topic, partition=self.partition), count)
-                    )
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)  # a first one fits
-            if batch.record_count():
-                count = batch.record_count()
-                sent.append(
-                    (await producer.send_batch(batch, topic, partition=self.partition), count)
-                )
-            writes.append(ChangelogWrite(store, entries, sent))
-        return writes
+        """Each store's entries to this task's partition of its changelog (exactly-once:
+        inside the open transaction)."""
+        return await send_changelog(
+            self.producer, self.names, self.partition, changelog, transactional=self.transactional
+        )
 
     async def _await_sends(self) -> None:
         await self._batches.flush()

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, Protocol
 from pydantic import BaseModel
 
 __all__ = [
+    "STORE_MAX_MESSAGE_BYTES",
     "Context",
     "Handler",
     "InputRecord",
@@ -84,13 +85,39 @@ class Store(ABC):
         return isinstance(key, str) and self.get(key) is not None
 
 
+STORE_MAX_MESSAGE_BYTES = 1024 * 1024
+"""Default `max.message.bytes` of a store's changelog topic: 1 MiB (see `StoreSpec`)."""
+COMPRESSION_TYPES = (None, "gzip", "snappy", "lz4", "zstd")
+
+
 @dataclass(frozen=True, slots=True)
 class StoreSpec:
     """A named store. `retention_ms`: entries not written for that long, measured in stream
-    time (the largest record timestamp seen on the partition), are deleted by the engine."""
+    time (the largest record timestamp seen on the partition, see `docs/design.md`), are
+    deleted by the engine.
+
+    `max_message_bytes` and `compression_type` are its changelog topic's (created so, and
+    checked by `wecom-stream topics create`). One entry is one changelog record (key +
+    `[write_time, value]` JSON), so `max_message_bytes` bounds an entry: a `set` whose
+    record would not fit raises `StoreRecordTooLargeError` before anything is written, and
+    the input goes to the DLQ. 1 MiB by default: Kafka's own default, under every client's
+    fetch size, and far above what a well-bounded entry needs (a processor bounds its own
+    entries below it, e.g. by capping a list). zstd by default: the smallest changelog and
+    the cheapest codec measured on the processors' entries (docs/design.md, "Record size
+    limits")."""
 
     name: str
     retention_ms: int | None = None
+    max_message_bytes: int = STORE_MAX_MESSAGE_BYTES
+    compression_type: str | None = "zstd"
+
+    def __post_init__(self) -> None:
+        if self.compression_type not in COMPRESSION_TYPES:
+            raise ValueError(
+                f"store {self.name!r}: compression_type must be one of {COMPRESSION_TYPES}"
+            )
+        if self.max_message_bytes < 64 * 1024:
+            raise ValueError(f"store {self.name!r}: max_message_bytes must be at least 64 KiB")
 
 
 class Context(Protocol):

@@ -1,14 +1,19 @@
-"""Run a processor's handler without Kafka, with the engine's own in-memory stores and the
-same per-record rollback, for unit tests: `LocalRun(PROCESSOR).feed(record)`."""
+"""Run a processor's handler without Kafka, with the engine's own in-memory stores, the
+same per-record rollback and the same stream time, for unit tests:
+`LocalRun(PROCESSOR).feed(record)`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
+from processors.engine._clock import StreamClock, wall_ms
 from processors.engine._stores import MemoryStore
 from processors.engine.api import InputRecord, OutputRecord, Processor, Store
+from runtime.settings import ProcessorSettings
 
 __all__ = ["LocalRun", "input_record"]
+
+_DEFAULT_SKEW_MS: int = ProcessorSettings.model_fields["max_clock_skew_ms"].default
 
 
 def input_record(
@@ -26,21 +31,33 @@ def input_record(
 
 
 class LocalRun:
-    """One task's worth of stores and the handler, as the engine runs them."""
+    """One task's worth of stores and the handler, as the engine runs them: the same
+    stores (with their size limits), the same per-record rollback, the same stream time
+    (with the clock-skew guard: `wall` is the wall clock in epoch ms, a test may fix it)."""
 
-    def __init__(self, processor: Processor) -> None:
+    def __init__(
+        self,
+        processor: Processor,
+        *,
+        max_clock_skew_ms: int = _DEFAULT_SKEW_MS,
+        wall: Callable[[], int] = wall_ms,
+    ) -> None:
         self.processor = processor
         self.stores = {spec.name: MemoryStore(spec) for spec in processor.stores}
-        self.stream_time = 0
+        self.clock = StreamClock(max_clock_skew_ms, wall)
+
+    @property
+    def stream_time(self) -> int:
+        return self.clock.time_ms
 
     def store(self, name: str) -> Store:
         return self.stores[name]
 
     def feed(self, record: InputRecord) -> list[OutputRecord]:
         """Handle one record; a handler exception propagates after its writes are undone."""
-        self.stream_time = max(self.stream_time, record.timestamp_ms)
-        for store in self.stores.values():
-            store.now_ms = self.stream_time
+        if self.clock.advance(record.timestamp_ms, self.clock.horizon()):
+            for store in self.stores.values():
+                store.now_ms = self.clock.time_ms
         try:
             out = list(self.processor.handle(record, self))
         except BaseException:
@@ -53,4 +70,4 @@ class LocalRun:
 
     def expire(self) -> int:
         """Apply store retention at the current stream time (the engine does so per commit)."""
-        return sum(store.expire(self.stream_time) for store in self.stores.values())
+        return sum(store.expire(self.clock.time_ms) for store in self.stores.values())

@@ -11,11 +11,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from processors.engine._setup import Names
+from processors.engine._setup import changelog_specs as changelog_specs_of
+from processors.runner import load_processor
 from runtime.kafka import admin_client
 from runtime.local_kafka import free_port
+from runtime.settings import ProcessorSettings
 from schemas.cloudevents import event_headers
-from schemas.registry import REGISTRY
+from schemas.registry import DEFAULT_PARTITIONS, PROCESSOR_NAMES, REGISTRY, TopicSpec
 from tests.support.processes import CLI
+from tests.support.topics import set_max_message_bytes
 
 pytestmark = pytest.mark.kafka
 
@@ -26,23 +31,41 @@ def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.Com
     )
 
 
+def changelog_specs() -> dict[str, TopicSpec]:
+    """Every processor's changelog topics as `topics create` makes them (logical names)."""
+    specs: dict[str, TopicSpec] = {}
+    for name in PROCESSOR_NAMES:
+        processor = load_processor(name, ProcessorSettings())
+        for spec in changelog_specs_of(processor, Names.of(processor, ""), DEFAULT_PARTITIONS):
+            specs[spec.name] = spec
+    return specs
+
+
 async def test_topics_create_is_idempotent_and_applies_the_registry(
     kafka_bootstrap: str, topic_prefix: str, kafka_env: dict[str, str]
 ) -> None:
+    changelogs = changelog_specs()
+    total = len(REGISTRY) + len(changelogs)
     first = cli("topics", "create", env=kafka_env)
     assert first.returncode == 0, first.stderr
-    assert f"{len(REGISTRY)} topics created, 0 already existed" in first.stdout
+    assert f"{total} topics created, 0 already existed" in first.stdout
+    # a changelog whose limit is below its store's: records the engine lets through would
+    # be refused; `topics create` raises it again (compression it reports, not changes)
+    changelog = topic_prefix + "wecom-stream.membership-rooms-changelog"
+    await set_max_message_bytes(kafka_bootstrap, changelog, 100_000)
     second = cli("topics", "create", env=kafka_env)
     assert second.returncode == 0, second.stderr
-    assert f"0 topics created, {len(REGISTRY)} already existed" in second.stdout
+    assert f"0 topics created, {total} already existed, 1 configs fixed" in second.stdout
+    assert f"fixed {changelog}: max.message.bytes 100000 → 1048576" in second.stdout
 
     admin = admin_client(kafka_bootstrap)
     await admin.start()
     try:
-        names = [topic_prefix + spec.name for spec in REGISTRY]
+        specs = {topic_prefix + spec.name: spec for spec in (*REGISTRY, *changelogs.values())}
+        names = list(specs)
         described = await admin.describe_topics(names)
         partitions = {t["topic"]: len(t["partitions"]) for t in described}
-        assert partitions == {topic_prefix + s.name: s.partitions for s in REGISTRY}
+        assert partitions == {name: spec.partitions for name, spec in specs.items()}
         responses = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
         )
@@ -53,10 +76,11 @@ async def test_topics_create_is_idempotent_and_applies_the_registry(
         }
     finally:
         await admin.close()
-    for spec in REGISTRY:
-        actual = configs[topic_prefix + spec.name]
+    for name, spec in specs.items():
         for key, value in spec.configs().items():
-            assert actual[key] == value, (spec.name, key)
+            assert configs[name][key] == value, (name, key)
+    assert configs[changelog]["compression.type"] == "zstd"
+    assert configs[changelog]["cleanup.policy"] == "compact"
 
 
 async def test_tail_prints_committed_records_as_json_lines(

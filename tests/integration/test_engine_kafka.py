@@ -193,8 +193,6 @@ async def test_inputs_that_are_not_co_partitioned_refuse_to_start(
     settings = ProcessorSettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
     with pytest.raises(EngineError, match="not co-partitioned"):
         await prepare_topics(load_processor("membership", settings), settings, kafka_bootstrap)
-    names, partitions = await prepare_topics(
-        load_processor("normalizer", settings), settings, kafka_bootstrap
-    )
-    assert partitions == 6
-    assert names.group == f"{topic_prefix}wecom-stream.normalizer.v2"  # state version 2
+    topics = await prepare_topics(load_processor("normalizer", settings), settings, kafka_bootstrap)
+    assert topics.partitions == 6
+    assert topics.names.group == f"{topic_prefix}wecom-stream.normalizer.v2"  # state version 2

@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec, run_engine
+from processors.engine import Processor, StoreSpec, run_engine
 from processors.engine._member import Member
 from processors.engine._restore import ChangelogReader
 from processors.engine._stores import TaskStore
 from runtime.settings import ProcessorSettings
+from tests.support.engine import forward_once
 from tests.support.processes import wait_for
 from tests.support.topics import read_topic
 
@@ -30,17 +31,7 @@ OUT = "chat.message.v2"
 SESSION_MS = 6000  # the broker's group.min.session.timeout.ms
 
 
-def _handle(record: InputRecord, ctx: Context) -> list[OutputRecord]:
-    """Forward each distinct value once: state decides what is a repeat."""
-    seen = ctx.store("seen")
-    value = (record.value or b"").decode()
-    if value in seen:
-        return []
-    seen.set(value, 1)
-    return [OutputRecord(OUT, record.key, record.value)]
-
-
-PROCESSOR = Processor("normalizer", (IN,), (OUT,), _handle, (StoreSpec("seen"),))
+PROCESSOR = Processor("normalizer", (IN,), (OUT,), forward_once, (StoreSpec("seen"),))
 
 
 def _settings(bootstrap: str, prefix: str) -> ProcessorSettings:

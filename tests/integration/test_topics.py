@@ -17,6 +17,7 @@ from runtime.settings import ProcessorSettings
 from runtime.topics import TopicShapeError, ensure_topics
 from schemas.registry import CHAT_MESSAGE, RAW_YUJU_MESSAGE, REGISTRY, TopicSpec, by_name
 from tests.support.processes import CLI, wait_for
+from tests.support.topics import alter_topic_configs
 
 pytestmark = pytest.mark.kafka
 
@@ -43,15 +44,6 @@ async def topic_configs(bootstrap: str, names: list[str]) -> dict[str, dict[str,
     }
 
 
-async def alter(bootstrap: str, name: str, configs: dict[str, str]) -> None:
-    admin = admin_client(bootstrap)
-    await admin.start()
-    try:
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs)])
-    finally:
-        await admin.close()
-
-
 async def test_every_created_topic_sets_durability_on_the_topic_itself(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
@@ -74,7 +66,7 @@ async def test_processor_changelog_and_dlq_topics_are_durable_too(
 
     processor = load_processor("normalizer", ProcessorSettings())
     settings = ProcessorSettings(topic_prefix=topic_prefix)
-    names, _ = await prepare_topics(processor, settings, kafka_bootstrap)
+    names = (await prepare_topics(processor, settings, kafka_bootstrap)).names
     own = [names.dlq, *(names.changelog(s.name) for s in processor.stores)]
     configs = await topic_configs(kafka_bootstrap, own)
     for name in own:
@@ -110,7 +102,7 @@ async def test_a_weaker_existing_topic_is_fixed_and_other_differences_reported(
     await ensure_topics(kafka_bootstrap, [spec], topic_prefix)
     # What an operator (or an older version) may have left: unclean elections on, the
     # wrong cleanup policy, a smaller message limit, and a retention of their own.
-    await alter(
+    await alter_topic_configs(
         kafka_bootstrap,
         name,
         {

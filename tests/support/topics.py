@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from runtime.kafka import admin_client, consumer_config
+from runtime.topics import topic_configs
 from schemas.cloudevents import header_map
 from tests.support.processes import wait_for
 
@@ -115,3 +117,30 @@ async def committed_total(bootstrap: str, group: str) -> int:
     """Sum of a consumer group's committed offsets (0 for a group that never committed)."""
     offsets = await committed_offsets(bootstrap, group)
     return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
+
+
+async def set_max_message_bytes(bootstrap: str, topic: str, limit: int) -> None:
+    """Set `max.message.bytes` of an existing topic, as an operator may (`kafka-configs`).
+    AlterConfigs replaces the topic's own configs: the others it must keep are sent along."""
+    current = (await topic_configs(bootstrap, [topic]))[topic]
+    own = (
+        "cleanup.policy",
+        "compression.type",
+        "retention.ms",
+        "delete.retention.ms",
+        "min.insync.replicas",
+        "unclean.leader.election.enable",
+    )
+    configs = {k: current[k] for k in own} | {"max.message.bytes": str(limit)}
+    await alter_topic_configs(bootstrap, topic, configs)
+
+
+async def alter_topic_configs(bootstrap: str, topic: str, configs: dict[str, str]) -> None:
+    """Replace the configs set on `topic` itself (AlterConfigs: the ones not given are
+    reset to the broker's defaults)."""
+    admin = admin_client(bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])
+    finally:
+        await admin.close()

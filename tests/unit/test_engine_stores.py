@@ -126,13 +126,20 @@ def test_load_processor_by_name_prefers_configure() -> None:
 
 
 def test_outputs_are_checked_before_they_can_fail_a_transaction() -> None:
+    from processors.engine._limits import OutputTooLargeError
     from processors.engine._metrics import EngineMetrics
-    from processors.engine._task import OutputTooLargeError, Task, UndeclaredOutputError
+    from processors.engine._task import Task, UndeclaredOutputError
     from processors.engine.api import OutputRecord
 
     proc = Processor("normalizer", ("raw.yuju.message.v1",), ("chat.message.v2",), lambda r, c: ())
     task = Task(
-        0, proc, Names("normalizer", "p."), None, EngineMetrics("normalizer"), transactional=True
+        0,
+        proc,
+        Names("normalizer", "p."),
+        None,
+        EngineMetrics("normalizer"),
+        transactional=True,
+        max_clock_skew_ms=3_600_000,
     )
     topic, key, value, headers = task._serialize(
         OutputRecord("chat.message.v2", "k", b"v", [("h", b"1")])

@@ -145,9 +145,10 @@ def test_state_stores_hold_replies_and_rows() -> None:
 
 
 def test_retention_forgets_window_rows_but_not_replies_or_all_time_totals() -> None:
-    local = LocalRun(PROCESSOR)
-    run(local, [(body("thumb-up"), T0)])
     later = T0 + RETENTION_MS + 3_600_000
+    # the wall clock at `later`: a record stamped beyond it would not move stream time
+    local = LocalRun(PROCESSOR, wall=lambda: later)
+    run(local, [(body("thumb-up"), T0)])
     run(local, [(body("thumb-up", "e2"), later)], first=1)  # advances stream time
     assert local.expire() == 2  # e1's hour and day rows; the reply stays
     assert set(data(local, "replies")) == {"default|b1|e1", "default|b1|e2"}

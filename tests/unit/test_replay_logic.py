@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from processors.engine._dlq import dlq_headers
+from processors.engine._dlq import dlq_headers, fit_dead_letter
 from runtime.settings import CommonSettings
 from schemas.cloudevents import event_headers, header_map
 from tests.support.samples import SAMPLES
 from wecom_stream._replay_rules import (
+    DROPPED_PARTS,
     OUTSIDE_WINDOW,
     STILL_UNROUTABLE,
     Decision,
@@ -111,6 +112,19 @@ def test_dlq_record_goes_back_with_key_value_and_original_headers() -> None:
     to = resolve_source("dlq.normalizer.v1", "raw.yuju.chat-record.v1", SETTINGS)
     forced = decide(to, key=b"k", value=b"v", headers=[], timestamp_ms=TS, window=Window())
     assert forced.topic == "p1.raw.yuju.chat-record.v1"
+
+
+def test_a_dead_letter_that_left_out_its_value_is_not_replayed() -> None:
+    """The engine writes a dead letter too large for the DLQ without the input's value
+    (`fit_dead_letter`); replaying it would send an empty record in its place."""
+    key, value, headers = fit_dead_letter(b"k", b"v" * 5000, dead_letter(), limit=1000)
+    assert value is None
+    source = resolve_source("dlq.normalizer.v1", None, SETTINGS)
+    decision = decide(
+        source, key=key, value=value, headers=headers, timestamp_ms=TS, window=Window()
+    )
+    assert decision.topic is None
+    assert decision.reason == f"{DROPPED_PARTS} (value)"
 
 
 def test_source_names_the_group_and_the_mode() -> None:
