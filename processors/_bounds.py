@@ -9,8 +9,9 @@ Why refuse rather than truncate or hash: ids appear in outputs and in keys that 
 join on, so a shortened id would be a wrong one; and no legitimate platform sends ids this
 long (WeCom and juzibot ids are 20-40 characters). The bounds sit well inside the
 changelog topics' record limit (`StoreSpec.max_message_bytes`, 1 MiB, which the engine
-creates them with and checks every write against): a store value is a changelog record, and a record the broker refuses would fail the
-whole transaction and restart the member on the same input for ever.
+creates them with and checks every write against): a store value is a changelog record,
+and a record the broker refuses would fail the whole transaction and restart the member on
+the same input for ever.
 """
 
 from __future__ import annotations
