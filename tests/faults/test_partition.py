@@ -1,0 +1,109 @@
+"""A network partition between brokers, on a 3-node cluster with a proxy on every path
+(`tests.support.proxied`: clients, inter-broker listeners, each link to each controller),
+under ~100 callbacks/s through the ingress and all three processors
+(`tests.faults.scenario`); every topic has 3 replicas and `min.insync.replicas=2`.
+
+- The leader of `raw.yuju.message.v1`/0 cut off from both followers for 30 s (clients still
+  reach it), then healed. The controller fences it (no heartbeats) and elects a new leader;
+  the old one still takes produce requests from clients but cannot get them replicated, so
+  `acks=all` turns them into errors or timeouts: the ingress spools and answers 200, and
+  drains later. An acknowledged write that vanished when the old leader truncated its log
+  would show as lost.
+- One follower of that partition cut off for 30 s: the ISR shrinks to two, which still
+  satisfies `min.insync.replicas=2`.
+
+Each heals and then waits until every replica is in sync again (reported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.registry import RAW_YUJU_MESSAGE
+from tests.faults.scenario import run_scenario
+from tests.support.cluster import partition_state, wait_in_sync
+from tests.support.processes import CliProcesses
+from tests.support.proxied import ProxiedKafka, proxied_kafka
+
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    # As in test_network.py: observers' admin clients, not the processes under test.
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
+
+CUT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def network(toxiproxy: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxiedKafka]:
+    with proxied_kafka(tmp_path_factory.mktemp("partition"), toxiproxy, nodes=3) as net:
+        yield net
+
+
+async def isolate(net: ProxiedKafka, bootstrap: str, topic: str, pick: str) -> dict[str, Any]:
+    """Cut off the leader (`pick="leader"`) or a follower of `topic`/0 for `CUT_S`, heal, wait
+    until every replica is in sync; what happened meanwhile."""
+    leader, isr = await partition_state(bootstrap, topic)
+    node = leader if pick == "leader" else next(r for r in isr if r != leader)
+    peer = next(n for n in net.node_ids if n != node)
+    await net.cut_off(node)
+    await asyncio.sleep(CUT_S)
+    during = await partition_state(net.direct_address(peer), topic)
+    await net.heal(node)
+    healed_at = time.monotonic()
+    await wait_in_sync(bootstrap, timeout_s=180)
+    return {
+        "node": node,
+        "before": {"leader": leader, "isr": isr},
+        "at_end_of_cut": {"leader": during[0], "isr": during[1]},
+        "in_sync_after_s": round(time.monotonic() - healed_at, 1),
+        "healed_at": healed_at,
+    }
+
+
+async def test_leader_cut_off_from_its_followers(
+    network: ProxiedKafka,
+    cli_processes: CliProcesses,
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+) -> None:
+    topic = topic_prefix + RAW_YUJU_MESSAGE
+    row = await run_scenario(
+        "leader cut off from followers, 30 s",
+        21,
+        cli_processes,
+        tmp_path,
+        kafka_bootstrap,
+        topic_prefix,
+        lambda: isolate(network, kafka_bootstrap, topic, "leader"),
+    )
+    assert row["at_end_of_cut"]["leader"] != row["node"], row  # it was fenced: a new leader
+
+
+async def test_follower_cut_off(
+    network: ProxiedKafka,
+    cli_processes: CliProcesses,
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+) -> None:
+    topic = topic_prefix + RAW_YUJU_MESSAGE
+    row = await run_scenario(
+        "follower cut off, 30 s",
+        22,
+        cli_processes,
+        tmp_path,
+        kafka_bootstrap,
+        topic_prefix,
+        lambda: isolate(network, kafka_bootstrap, topic, "follower"),
+    )
+    assert row["node"] not in row["at_end_of_cut"]["isr"], row  # out of the ISR meanwhile
