@@ -12,12 +12,16 @@ node at once, because the last node alone cannot shut down in a controlled way (
 
 Routed through proxies (`Routes`, set before the first start; tests/faults puts Toxiproxy
 there): each node then has four listeners. `PLAINTEXT` (clients) advertises the port of the
-client's proxy, so bootstrap and every later connection pass through it; `INTERNAL` (the
-inter-broker listener: replication, transaction markers) advertises the port its peers
-dial; each node dials each controller at the port `Routes.controller` gives for that pair
-(`controller.quorum.voters` is per node); `DIRECT` advertises itself, for observers that
-must not see the faults (`direct_bootstrap`). Without routes a node has the two listeners
-it always had.
+clients' proxy, so bootstrap and every later connection pass through it; `DIRECT`
+advertises itself, for observers that must not see the faults (`direct_bootstrap`). With
+peer routes, `INTERNAL` (the inter-broker listener: replication, transaction markers) and
+`CONTROLLER` (the KRaft quorum, broker heartbeats) are advertised and listed as voters under
+a host name per node, `peer_host(n)`, and each node's JVM resolves those names through a
+hosts file of its own (`-Djdk.net.hosts.file`) to an address per (dialing node, peer):
+every path between two nodes, in each direction, can then have a proxy of its own, so one
+node can be cut off from its peers while clients still reach it. (Routing the voters alone
+is not enough: a KRaft leader sends its advertised controller endpoint to its followers,
+which then fetch from that.) Without routes a node has the two listeners it always had.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from runtime.kafka_launch import (
     write_log_config,
 )
 
-__all__ = ["CLUSTER_FILE", "ClusterNode", "LocalCluster", "Routes"]
+__all__ = ["CLUSTER_FILE", "ClusterNode", "LocalCluster", "Routes", "peer_host"]
 
 CLUSTER_FILE = "cluster.json"
 _HEAP = ("-Xms384m", "-Xmx384m")
@@ -71,17 +75,22 @@ class ClusterNode:
         return f"127.0.0.1:{self.port}"
 
 
+def peer_host(node_id: int) -> str:
+    """The name under which routed nodes advertise node `node_id` to each other."""
+    return f"kafka-{node_id}.peers.invalid"
+
+
 @dataclass(frozen=True, slots=True)
 class Routes:
-    """The ports the nodes are reached at when proxies sit between them (module docstring).
-    A missing entry means "directly", at the node's own port."""
+    """Where the nodes are reached when proxies sit between them (module docstring). A
+    missing entry means "directly", at the node's own port on 127.0.0.1."""
 
     client: dict[int, int] = dataclasses.field(default_factory=dict)
     """node id -> port advertised to clients."""
-    internal: dict[int, int] = dataclasses.field(default_factory=dict)
-    """node id -> port its peers replicate from (advertised inter-broker address)."""
-    controller: dict[tuple[int, int], int] = dataclasses.field(default_factory=dict)
-    """(dialing node id, controller node id) -> port the first dials to reach the second."""
+    peer_ports: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    """node id -> (inter-broker, controller) port its peers dial at `peer_host(node id)`."""
+    peer_addresses: dict[int, dict[int, str]] = dataclasses.field(default_factory=dict)
+    """dialing node id -> {node id: the IP address `peer_host(node id)` resolves to there}."""
 
 
 class LocalCluster:
@@ -180,27 +189,44 @@ class LocalCluster:
                 "inter.broker.listener.name=PLAINTEXT",
             ]
         self._routed_nodes()
-
-        def dialed(peer: ClusterNode) -> int:
-            if peer.node_id == node.node_id:
-                return peer.controller_port
-            return routes.controller.get((node.node_id, peer.node_id), peer.controller_port)
-
-        voters = ",".join(f"{n.node_id}@127.0.0.1:{dialed(n)}" for n in nodes)
         client = routes.client.get(node.node_id, node.port)
-        internal = routes.internal.get(node.node_id, node.internal_port)
+        advertised = [f"PLAINTEXT://127.0.0.1:{client}", f"DIRECT://127.0.0.1:{node.direct_port}"]
+        if routes.peer_ports:
+            internal, controller = routes.peer_ports[node.node_id]
+            host = peer_host(node.node_id)
+            advertised += [f"INTERNAL://{host}:{internal}", f"CONTROLLER://{host}:{controller}"]
+            voters = ",".join(
+                f"{n.node_id}@{peer_host(n.node_id)}:{routes.peer_ports[n.node_id][1]}"
+                for n in nodes
+            )
+        else:
+            advertised.append(f"INTERNAL://127.0.0.1:{node.internal_port}")
+            voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
         return [
             f"controller.quorum.voters={voters}",
             f"listeners=PLAINTEXT://127.0.0.1:{node.port},"
             f"INTERNAL://127.0.0.1:{node.internal_port},"
             f"DIRECT://127.0.0.1:{node.direct_port},"
             f"CONTROLLER://127.0.0.1:{node.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{client},"
-            f"INTERNAL://127.0.0.1:{internal},DIRECT://127.0.0.1:{node.direct_port}",
+            f"advertised.listeners={','.join(advertised)}",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,"
             "DIRECT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name=INTERNAL",
         ]
+
+    def _jvm_options(self, node: ClusterNode) -> list[str]:
+        """The node's own hosts file when its peers are routed (module docstring)."""
+        routes = self.routes
+        if routes is None or not routes.peer_ports:
+            return []
+        hosts = self._node_dir(node.node_id) / "hosts"
+        lines = ["127.0.0.1 localhost"]
+        lines += [
+            f"{address} {peer_host(peer)}"
+            for peer, address in sorted(routes.peer_addresses[node.node_id].items())
+        ]
+        hosts.write_text("\n".join(lines) + "\n")
+        return [f"-Djdk.net.hosts.file={hosts}"]
 
     def _write_config(self, node: ClusterNode, nodes: list[ClusterNode]) -> Path:
         replicas = min(3, len(nodes))
@@ -267,7 +293,8 @@ class LocalCluster:
             format_storage(
                 java, classpath, log_config, config, recorded["cluster_id"], standalone=False
             )
-        proc = launch_node(java, classpath, log_config, config, node_dir, *_HEAP)
+        jvm = (*_HEAP, *self._jvm_options(node))
+        proc = launch_node(java, classpath, log_config, config, node_dir, *jvm)
         self._procs[node_id] = proc
         (node_dir / "broker.pid").write_text(str(proc.pid))
         if wait:

@@ -5,8 +5,9 @@ inter-broker listener of each node and each node's link to each controller have 
 their own, so one node can be cut off from its peers while clients still reach it. Test
 observers (oracles, lag probes) use `direct_bootstrap`, which no fault touches.
 
-Proxy names: `client-<node>`, `internal-<node>` (its peers replicate from it through this
-one), `controller-<a>-to-<b>` (node a's link to the controller of node b).
+Proxy names: `client-<node>`; on a cluster `internal-<a>-to-<b>` and `controller-<a>-to-<b>`
+for node a's connections to node b's inter-broker and controller listeners, listening on
+127.0.a.b (node a's JVM resolves node b's peer name there: `runtime.local_cluster.Routes`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.local_cluster import LocalCluster, Routes
+from runtime.local_kafka import free_port
 from tests.support.toxiproxy import Toxiproxy, ToxiproxyServer
 
 __all__ = ["CLIENT_FAULTS", "STALL_MS", "ProxiedKafka", "proxied_kafka"]
@@ -56,13 +58,12 @@ class ProxiedKafka:
         return [f"client-{node}" for node in self.node_ids]
 
     def peer_proxies(self, node: int) -> list[str]:
-        """Every proxy between `node` and its peers: its inter-broker listener, its links to
-        the other controllers and theirs to its controller. (Its own fetches as a follower go
-        to the peers' inter-broker proxies, which the other peer uses too: they stay up.)"""
-        names = [f"internal-{node}"]
+        """Every proxy between `node` and its peers, both directions, both listeners."""
+        names = []
         for other in self.node_ids:
             if other != node:
-                names += [f"controller-{node}-to-{other}", f"controller-{other}-to-{node}"]
+                for kind in ("internal", "controller"):
+                    names += [f"{kind}-{node}-to-{other}", f"{kind}-{other}-to-{node}"]
         return names
 
     async def on_clients(self, seconds: float, kind: str, **attributes: int) -> None:
@@ -110,16 +111,22 @@ async def _route_through(toxiproxy: Toxiproxy, cluster: LocalCluster) -> Routes:
     nodes = cluster.nodes()
     for node in nodes:
         routes.client[node.node_id] = await toxiproxy.create(f"client-{node.node_id}", node.port)
-        if len(nodes) == 1:
-            continue
-        routes.internal[node.node_id] = await toxiproxy.create(
-            f"internal-{node.node_id}", node.internal_port
-        )
-        for other in nodes:
-            if other.node_id != node.node_id:
-                name = f"controller-{node.node_id}-to-{other.node_id}"
-                port = await toxiproxy.create(name, other.controller_port)
-                routes.controller[(node.node_id, other.node_id)] = port
+    if len(nodes) == 1:
+        return routes
+    for node in nodes:
+        routes.peer_ports[node.node_id] = (free_port(), free_port())
+    for dialing in nodes:
+        addresses = routes.peer_addresses.setdefault(dialing.node_id, {})
+        for peer in nodes:
+            address = addresses[peer.node_id] = f"127.0.{dialing.node_id}.{peer.node_id}"
+            internal, controller = routes.peer_ports[peer.node_id]
+            link = f"{dialing.node_id}-to-{peer.node_id}"
+            await toxiproxy.create(
+                f"internal-{link}", peer.internal_port, listen=f"{address}:{internal}"
+            )
+            await toxiproxy.create(
+                f"controller-{link}", peer.controller_port, listen=f"{address}:{controller}"
+            )
     return routes
 
 

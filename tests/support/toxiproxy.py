@@ -127,16 +127,17 @@ class Toxiproxy:
                 raise RuntimeError(f"toxiproxy {method} {path}: {resp.status} {text}")
             return await resp.json(content_type=None) if text else None
 
-    async def create(self, name: str, upstream_port: int) -> int:
+    async def create(self, name: str, upstream_port: int, listen: str = "127.0.0.1:0") -> int:
         """A proxy to 127.0.0.1:`upstream_port` (which need not be listening yet: each
-        connection dials the upstream when it is accepted), listening on a port Toxiproxy
-        picks; returns that port (no window in which another process could take it)."""
+        connection dials the upstream when it is accepted), listening at `listen` (port 0:
+        one Toxiproxy picks, with no window in which another process could take it);
+        returns the port it listens on."""
         created = await self._call(
             "POST",
             "/proxies",
             {
                 "name": name,
-                "listen": "127.0.0.1:0",
+                "listen": listen,
                 "upstream": f"127.0.0.1:{upstream_port}",
                 "enabled": True,
             },
