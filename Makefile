@@ -36,7 +36,7 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/mypy
 
 .PHONY: test
-test: lint deploy-check kafka-jars ## lint, type-check, deploy manifests checked offline, then the whole test suite against a real Kafka
+test: lint deploy-check kafka-jars toxiproxy ## lint, type-check, deploy manifests checked offline, then the whole test suite against a real Kafka
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-cluster
