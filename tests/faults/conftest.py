@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.faults.scenario import summary_table
+from tests.faults.scenario import Fault, Runner, run_scenario, summary_table
+from tests.support.processes import CliProcesses
 from tests.support.proxied import ProxiedKafka
 from tests.support.toxiproxy import toxiproxy_binary
 
@@ -43,6 +45,21 @@ def kafka_env(network: ProxiedKafka, topic_prefix: str) -> dict[str, str]:
         WECOM_STREAM_REPLICATION_FACTOR=str(min(3, len(network.node_ids))),
     )
     return env
+
+
+@pytest.fixture
+def run_fault(
+    cli_processes: CliProcesses, tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
+) -> Runner:
+    """`await run_fault(name, seed, fault)`: `tests.faults.scenario.run_scenario` with this
+    test's processes, directory, broker and prefix; the scenario's row."""
+
+    async def run(name: str, seed: int, fault: Fault) -> dict[str, Any]:
+        return await run_scenario(
+            name, seed, cli_processes, tmp_path, kafka_bootstrap, topic_prefix, fault
+        )
+
+    return run
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,7 @@ from tests.support.pipeline import Pipeline, check_exact, expected_of, mixed_cal
 from tests.support.processes import CliProcesses
 from tests.support.progress import Progress
 
-__all__ = ["RATE", "Fault", "run_scenario", "summary_table"]
+__all__ = ["RATE", "Fault", "Runner", "run_scenario", "summary_table"]
 
 RATE = 100.0
 """Callbacks per second, all kinds together (the rate of the issue's first trial)."""
@@ -44,6 +44,9 @@ FELT_S = 0.4
 Fault = Callable[[], Awaitable[dict[str, Any]]]
 """Runs the fault to its end; returns what to report about it, and `healed_at` (monotonic)
 when it went on after healing (waiting for replicas to be in sync, say)."""
+
+Runner = Callable[[str, int, Fault], Awaitable[dict[str, Any]]]
+"""`run_scenario` bound to one test's fixtures (the `run_fault` fixture): name, seed, fault."""
 
 _ROWS: list[dict[str, Any]] = []
 
@@ -91,6 +94,7 @@ async def run_scenario(
         p50_s=summary["p50_s"],
         p99_s=summary["p99_s"],
         max_s=summary["max_s"],
+        slowest_posted_at_s=summary["slowest_posted_at_s"],
         statuses=summary["statuses"],
     )
     pipeline.alive()

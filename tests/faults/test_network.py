@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.scenario import run_scenario
-from tests.support.processes import CliProcesses
+from tests.faults.scenario import Runner
 from tests.support.proxied import CLIENT_FAULTS, ProxiedKafka, proxied_kafka
 
 pytestmark = [
@@ -37,17 +36,9 @@ def network(toxiproxy: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.mark.parametrize("fault", list(CLIENT_FAULTS))
-async def test_client_fault(
-    fault: str,
-    network: ProxiedKafka,
-    cli_processes: CliProcesses,
-    tmp_path: Path,
-    kafka_bootstrap: str,
-    topic_prefix: str,
-) -> None:
+async def test_client_fault(fault: str, network: ProxiedKafka, run_fault: Runner) -> None:
     async def inject() -> dict[str, Any]:
         await CLIENT_FAULTS[fault](network)
         return {}
 
-    seed = 11 + list(CLIENT_FAULTS).index(fault)
-    await run_scenario(fault, seed, cli_processes, tmp_path, kafka_bootstrap, topic_prefix, inject)
+    await run_fault(fault, 11 + list(CLIENT_FAULTS).index(fault), inject)

@@ -30,9 +30,8 @@ import pytest
 from aiokafka.errors import KafkaError
 
 from schemas.registry import RAW_YUJU_MESSAGE
-from tests.faults.scenario import run_scenario
+from tests.faults.scenario import Runner
 from tests.support.cluster import partition_state, wait_in_sync
-from tests.support.processes import CliProcesses
 from tests.support.proxied import ProxiedKafka, proxied_kafka
 
 pytestmark = [
@@ -83,41 +82,18 @@ async def isolate(net: ProxiedKafka, bootstrap: str, topic: str, pick: str) -> d
     }
 
 
-async def test_leader_cut_off_from_its_followers(
-    network: ProxiedKafka,
-    cli_processes: CliProcesses,
-    tmp_path: Path,
-    kafka_bootstrap: str,
-    topic_prefix: str,
-) -> None:
+@pytest.mark.parametrize(
+    ("pick", "name", "seed"),
+    [
+        ("leader", "leader cut off from followers, 30 s", 21),
+        ("follower", "follower cut off, 30 s", 22),
+    ],
+)
+async def test_node_cut_off_from_its_peers(
+    pick: str, name: str, seed: int, network: ProxiedKafka, kafka_bootstrap: str,
+    topic_prefix: str, run_fault: Runner,
+) -> None:  # fmt: skip
     topic = topic_prefix + RAW_YUJU_MESSAGE
-    row = await run_scenario(
-        "leader cut off from followers, 30 s",
-        21,
-        cli_processes,
-        tmp_path,
-        kafka_bootstrap,
-        topic_prefix,
-        lambda: isolate(network, kafka_bootstrap, topic, "leader"),
-    )
-    assert row["moved_after_s"] is not None, row  # its peers fenced it: a new leader
-
-
-async def test_follower_cut_off(
-    network: ProxiedKafka,
-    cli_processes: CliProcesses,
-    tmp_path: Path,
-    kafka_bootstrap: str,
-    topic_prefix: str,
-) -> None:
-    topic = topic_prefix + RAW_YUJU_MESSAGE
-    row = await run_scenario(
-        "follower cut off, 30 s",
-        22,
-        cli_processes,
-        tmp_path,
-        kafka_bootstrap,
-        topic_prefix,
-        lambda: isolate(network, kafka_bootstrap, topic, "follower"),
-    )
-    assert row["moved_after_s"] is not None, row  # out of the ISR meanwhile
+    row = await run_fault(name, seed, lambda: isolate(network, kafka_bootstrap, topic, pick))
+    # while cut: a new leader (it was fenced), or out of the ISR
+    assert row["moved_after_s"] is not None, row

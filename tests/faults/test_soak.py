@@ -165,6 +165,7 @@ async def test_soak(
         "p50_s": summary["p50_s"],
         "p99_s": summary["p99_s"],
         "max_s": summary["max_s"],
+        "slowest_posted_at_s": summary["slowest_posted_at_s"],
         "faults": faults,
         "samples": resources.samples,
         "behind": [

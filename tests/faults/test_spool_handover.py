@@ -23,11 +23,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.support import feedback, membership
-from tests.support.ingress import start_cli_ingress
+from tests.support.ingress import ready, start_cli_ingress
 from tests.support.load import SteadyLoad
 from tests.support.pipeline import mixed_callbacks, raw_exactly_once, raw_total
 from tests.support.processes import CliProcesses, wait_for
@@ -55,13 +54,9 @@ def network(toxiproxy: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield net
 
 
-async def readiness(base_url: str) -> str:
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
-        session.get(f"{base_url}/readyz") as resp,
-    ):
-        status: str = (await resp.json())["status"]
-        return status
+async def readiness(base_url: str) -> str | None:
+    doc = await ready(base_url)
+    return None if doc is None else str(doc["status"])
 
 
 @pytest.mark.xfail(
@@ -86,14 +81,11 @@ async def test_spool_mode_ends_under_steady_load(
         },
     )
 
-    async def ready() -> bool:
+    async def started() -> bool:
         assert ingress.alive(), ingress.log_text()[-3000:]
-        try:
-            return await readiness(base_url) == "ok"
-        except aiohttp.ClientError:
-            return False
+        return await readiness(base_url) == "ok"
 
-    await wait_for(ready, timeout_s=60, interval_s=0.2, what="ingress ready")
+    await wait_for(started, timeout_s=60, interval_s=0.2, what="ingress ready")
     (proxy,) = network.client_proxies()
     await network.toxiproxy.add_both_ways(proxy, "latency", latency=LINK_LATENCY_MS)
     load = SteadyLoad(base_url, mixed_callbacks(7, int(RATE * 300)), RATE)

@@ -32,6 +32,8 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     """The first few transport errors (status 0)."""
+    slowest: tuple[float, float] = (0.0, 0.0)
+    """(answer time, when it was posted in seconds after the load started) of the slowest."""
 
     def quantile(self, q: float) -> float | None:
         if not self.latencies:
@@ -49,6 +51,7 @@ class LoadResult:
             "p50_s": rounded(self.quantile(0.5)),
             "p99_s": rounded(self.quantile(0.99)),
             "max_s": rounded(max(self.latencies, default=None)),
+            "slowest_posted_at_s": round(self.slowest[1], 1),
             "errors": self.errors[:3],
         }
 
@@ -124,6 +127,9 @@ class SteadyLoad:
                 status = 0
                 if len(self.result.errors) < _KEPT_ERRORS:
                     self.result.errors.append(f"{cb.kind}: {type(exc).__name__}")
-            self.result.latencies.append(time.monotonic() - began)
+            took = time.monotonic() - began
+            self.result.latencies.append(took)
+            if took > self.result.slowest[0]:
+                self.result.slowest = (took, began - start)
             self.result.statuses[status] = self.result.statuses.get(status, 0) + 1
             self._answered[i] = status

@@ -45,7 +45,7 @@ from schemas.registry import (
     dlq_topic,
 )
 from tests.support import feedback, membership
-from tests.support.ingress import message
+from tests.support.ingress import message, ready
 from tests.support.processes import CliProcess, CliProcesses, wait_for
 from tests.support.topics import committed_offsets, read_topic
 
@@ -177,14 +177,8 @@ class Pipeline:
 
     async def _ready(self) -> bool:
         self._ingress_alive()
-        try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.get(f"{self.base_url}/readyz") as resp,
-            ):
-                return resp.status == 200
-        except aiohttp.ClientError:
-            return False
+        doc = await ready(self.base_url)
+        return doc is not None and doc["status"] != "unavailable"
 
     async def ingress_counts(self) -> dict[str, int]:
         """From the ingress's /metrics: records spooled, drained, still in the spool
