@@ -1,9 +1,9 @@
 """A local Kafka — one node, or the 3-node cluster — with Toxiproxy on every path to it
 (`runtime.local_cluster.Routes`): the processes under test bootstrap through the clients'
-proxies (`bootstrap`) and every later connection passes through them too; on a cluster, the
-inter-broker listener of each node and each node's link to each controller have proxies of
-their own, so one node can be cut off from its peers while clients still reach it. Test
-observers (oracles, lag probes) use `direct_bootstrap`, which no fault touches.
+proxies (`bootstrap`) and every later connection passes through them too; on a cluster,
+every path between two nodes (inter-broker and controller listeners, each direction) has a
+proxy of its own, so one node can be cut off from its peers while clients still reach it.
+Test observers (oracles, lag probes) use `direct_bootstrap`, which no fault touches.
 
 Proxy names: `client-<node>`; on a cluster `internal-<a>-to-<b>` and `controller-<a>-to-<b>`
 for node a's connections to node b's inter-broker and controller listeners, listening on
@@ -31,6 +31,8 @@ connection neither closed nor reset; what was sent arrives once the link heals).
 
 @dataclass(frozen=True)
 class ProxiedKafka:
+    """A started local Kafka behind its Toxiproxy server, and the faults to inject."""
+
     cluster: LocalCluster
     toxiproxy: Toxiproxy
     toxiproxy_pid: int
