@@ -44,12 +44,31 @@ asyncapi-parser: $(STAMP) ## npm ci @asyncapi/parser into tests/asyncapi/node_mo
 	$(BIN)/python -c 'from tests.support.npm import ASYNCAPI_PARSER, node_script; print(node_script(ASYNCAPI_PARSER, "check.mjs", install=True) or "Node and npm are needed")'
 
 .PHONY: test
-test: lint deploy-check kafka-jars schema-registry asyncapi-parser ## lint, type-check, deploy manifests checked offline, then the whole test suite against a real Kafka and a real schema registry
+test: lint deploy-check kafka-jars schema-registry asyncapi-parser toxiproxy ## lint, type-check, deploy manifests checked offline, then the whole test suite against a real Kafka and a real schema registry
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-cluster
 test-cluster: kafka-jars ## a local 3-node cluster under faults: leader SIGKILL, rolling restart, scaling, processor SIGKILL (~15 min)
 	$(BIN)/pytest tests/cluster -s -p no:cacheprovider $(PYTEST_ARGS)
+
+.PHONY: toxiproxy
+toxiproxy: $(STAMP) ## build once into ~/.cache/wecom-stream/tools: the Toxiproxy server v2.12.0 (~1 min cold; needs Go)
+	$(BIN)/python -c 'from tests.support.toxiproxy import toxiproxy_binary; print(toxiproxy_binary(install=True))'
+
+# The logs of every process of these runs stay in their own directory (pytest's default one
+# is pruned by any other pytest session of the same user).
+FAULTS_TMP ?= /tmp/wecom-stream-test-faults
+SOAK_TMP ?= /tmp/wecom-stream-soak
+SOAK_MINUTES ?= 30
+
+.PHONY: test-faults
+test-faults: kafka-jars toxiproxy ## Toxiproxy on every path to Kafka under load: latency, black hole, resets, slow link, proxy down (one node); a leader, a follower cut off from its peers (3 nodes) (~15 min; logs in FAULTS_TMP)
+	$(BIN)/pytest tests/faults -m 'not soak' -s -p no:cacheprovider --basetemp=$(FAULTS_TMP) $(PYTEST_ARGS)
+
+.PHONY: soak
+soak: kafka-jars toxiproxy ## SOAK_MINUTES (30) at 150 callbacks/s, a fault every few minutes: drift, disk, lag (bench/results/soak.json, docs/img/soak.png; logs in SOAK_TMP)
+	WECOM_STREAM_SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/pytest tests/faults/test_soak.py -m soak -s -p no:cacheprovider --basetemp=$(SOAK_TMP) $(PYTEST_ARGS); \
+	status=$$?; $(BIN)/pip install -q '.[bench]' && $(BIN)/python -m bench.soak_plot; exit $$status
 
 .PHONY: k8s-tools
 k8s-tools: ## build once into ~/.cache/wecom-stream/k8s-tools: Kubernetes v1.37.2 control plane + kubectl, etcd v3.7.3, kwok v0.8.0, kustomize v5.8.2 (~15 min cold)

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from bench._load import CONNECTIONS, run_wrk, warm_up
-from bench._proc_cpu import pin_group
 from bench._procs import Proc, free_port, topic_total, wait_http
+from tests.support.procstats import pin_group
 
 __all__ = ["BENTHOS_VERSION", "benthos_config", "ensure_benthos", "measure_benthos"]
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._proc_cpu import group_cpu_seconds
+from tests.support.procstats import group_cpu_seconds
 
 __all__ = [
     "CONNECTIONS",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from runtime.settings import ProcessorSettings
 from schemas.cloudevents import event_headers
 from schemas.registry import by_name
 from tests.support.processes import json_lines
+from tests.support.procstats import dir_bytes, rss_mib
 
 REPO = Path(__file__).resolve().parent.parent
 PARTITIONS = 6
@@ -224,12 +224,6 @@ def message_probe(tag: str) -> Probe:
     )
 
 
-def rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmRSS:\s+(\d+) kB", status)
-    return round(int(match.group(1)) / 1024, 1) if match else 0.0
-
-
 def log_events(log: Path) -> list[dict[str, Any]]:
     return json_lines(log.read_text(errors="replace"))
 
@@ -382,5 +376,4 @@ def stop(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 
 
 def disk_mib(path: Path) -> float:
-    total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return round(total / 2**20, 1)
+    return round(dir_bytes(path) / 2**20, 1)

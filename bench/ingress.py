@@ -75,8 +75,8 @@ from bench._load import (
     warm_up,
     write_targets,
 )
-from bench._proc_cpu import pin_group
 from bench._procs import Proc, free_port, topic_total, wait_http
+from tests.support.procstats import pin_group
 
 __all__ = ["main"]
 

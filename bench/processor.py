@@ -54,7 +54,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench._proc_cpu import cpu_seconds
 from bench._run import bench_kafka, write_results
 from processors.engine import (
     Context,
@@ -69,6 +68,7 @@ from runtime.logs import configure_logging
 from runtime.settings import ProcessorSettings
 from runtime.topics import ensure_topics
 from schemas.registry import REGISTRY, TopicSpec
+from tests.support.procstats import cpu_seconds
 from tests.support.topics import committed_total
 from tests.support.yuju_messages import raw_messages
 

@@ -64,12 +64,12 @@ from bench._restore_base import (
     fill_changelog,
     processor_env,
     restored,
-    rss_mib,
     start_to_output,
     stop,
 )
 from bench._run import bench_kafka, write_results
 from runtime.kafka import wait_for_broker
+from tests.support.procstats import rss_mib
 
 RESULTS = Path(__file__).resolve().parent / "results" / "restore.json"
 SCENARIOS = ("normalizer", "rates", "fresh", "membership-restart")

@@ -194,16 +194,16 @@ def format_storage(
 
 
 def launch_node(
-    java: str, classpath: str, log_config: Path, config: Path, data_dir: Path, *heap: str
+    java: str, classpath: str, log_config: Path, config: Path, data_dir: Path, *jvm: str
 ) -> subprocess.Popen[bytes]:
     """Start one `kafka.Kafka` process detached from our process group (stdout to
-    `<data_dir>/broker.out`)."""
+    `<data_dir>/broker.out`); `jvm`: options for the JVM (heap, system properties)."""
     out = (data_dir / "broker.out").open("ab")
     try:
         return subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             [
                 java,
-                *heap,
+                *jvm,
                 "-XX:+UseG1GC",
                 "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={log_config}",

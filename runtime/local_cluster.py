@@ -9,6 +9,19 @@ stop heartbeating, so a killed leader is replaced in ~5 s instead of ~12 s.
 
 Single nodes can be killed, stopped and restarted (the fault tests do); `stop` stops every
 node at once, because the last node alone cannot shut down in a controlled way (no quorum).
+
+Routed through proxies (`Routes`, set before the first start; tests/faults puts Toxiproxy
+there): each node then has four listeners. `PLAINTEXT` (clients) advertises the port of the
+clients' proxy, so bootstrap and every later connection pass through it; `DIRECT`
+advertises itself, for observers that must not see the faults (`direct_bootstrap`). With
+peer routes, `INTERNAL` (the inter-broker listener: replication, transaction markers) and
+`CONTROLLER` (the KRaft quorum, broker heartbeats) are advertised and listed as voters under
+a host name per node, `peer_host(n)`, and each node's JVM resolves those names through a
+hosts file of its own (`-Djdk.net.hosts.file`) to an address per (dialing node, peer):
+every path between two nodes, in each direction, can then have a proxy of its own, so one
+node can be cut off from its peers while clients still reach it. (Routing the voters alone
+is not enough: a KRaft leader sends its advertised controller endpoint to its followers,
+which then fetch from that.) Without routes a node has the two listeners it always had.
 """
 
 from __future__ import annotations
@@ -40,7 +53,7 @@ from runtime.kafka_launch import (
     write_log_config,
 )
 
-__all__ = ["CLUSTER_FILE", "ClusterNode", "LocalCluster"]
+__all__ = ["CLUSTER_FILE", "ClusterNode", "LocalCluster", "Routes", "peer_host"]
 
 CLUSTER_FILE = "cluster.json"
 _HEAP = ("-Xms384m", "-Xmx384m")
@@ -52,10 +65,32 @@ class ClusterNode:
     node_id: int
     port: int
     controller_port: int
+    internal_port: int = 0
+    """The inter-broker listener when routed (0 in a layout recorded before routes existed)."""
+    direct_port: int = 0
+    """The observers' listener when routed (idem)."""
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+
+def peer_host(node_id: int) -> str:
+    """The name under which routed nodes advertise node `node_id` to each other."""
+    return f"kafka-{node_id}.peers.invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """Where the nodes are reached when proxies sit between them (module docstring). A
+    missing entry means "directly", at the node's own port on 127.0.0.1."""
+
+    client: dict[int, int] = dataclasses.field(default_factory=dict)
+    """node id -> port advertised to clients."""
+    peer_ports: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    """node id -> (inter-broker, controller) port its peers dial at `peer_host(node id)`."""
+    peer_addresses: dict[int, dict[int, str]] = dataclasses.field(default_factory=dict)
+    """dialing node id -> {node id: the IP address `peer_host(node id)` resolves to there}."""
 
 
 class LocalCluster:
@@ -70,6 +105,8 @@ class LocalCluster:
         self.size = nodes
         self.port = port
         self.home = home
+        self.routes: Routes | None = None
+        """Set before the first start to route every connection through proxies."""
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
     # ------------------------------------------------------------------ layout
@@ -79,7 +116,19 @@ class LocalCluster:
 
     @property
     def bootstrap(self) -> str:
-        return ",".join(n.address for n in self.nodes())
+        """The clients' bootstrap servers (through the proxies when routed)."""
+        if self.routes is None:
+            return ",".join(n.address for n in self.nodes())
+        return ",".join(
+            f"127.0.0.1:{self.routes.client.get(n.node_id, n.port)}" for n in self.nodes()
+        )
+
+    @property
+    def direct_bootstrap(self) -> str:
+        """Bootstrap servers that bypass the proxies (the `DIRECT` listener when routed)."""
+        if self.routes is None:
+            return ",".join(n.address for n in self.nodes())
+        return ",".join(f"127.0.0.1:{n.direct_port}" for n in self._routed_nodes())
 
     def nodes(self) -> list[ClusterNode]:
         """The nodes recorded at the first start (chosen now if there is none yet)."""
@@ -94,7 +143,10 @@ class LocalCluster:
                 )
             return nodes
         ports = [self.port + i if self.port else free_port() for i in range(self.size)]
-        nodes = [ClusterNode(i + 1, ports[i], free_port()) for i in range(self.size)]
+        nodes = [
+            ClusterNode(i + 1, ports[i], free_port(), free_port(), free_port())
+            for i in range(self.size)
+        ]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         layout.write_text(
             json.dumps(
@@ -114,8 +166,69 @@ class LocalCluster:
             return None
         return pid if is_alive(pid) else None
 
+    def _routed_nodes(self) -> list[ClusterNode]:
+        nodes = self.nodes()
+        if any(n.internal_port == 0 or n.direct_port == 0 for n in nodes):
+            raise LocalKafkaError(
+                f"{self.data_dir / CLUSTER_FILE} was recorded without the ports routing needs: "
+                "start this cluster in a new data dir"
+            )
+        return nodes
+
+    def _listeners(self, node: ClusterNode, nodes: list[ClusterNode]) -> list[str]:
+        """The listener and quorum lines of one node's config (module docstring)."""
+        routes = self.routes
+        if routes is None:
+            voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
+            return [
+                f"controller.quorum.voters={voters}",
+                f"listeners=PLAINTEXT://127.0.0.1:{node.port},"
+                f"CONTROLLER://127.0.0.1:{node.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{node.address}",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+            ]
+        self._routed_nodes()
+        client = routes.client.get(node.node_id, node.port)
+        advertised = [f"PLAINTEXT://127.0.0.1:{client}", f"DIRECT://127.0.0.1:{node.direct_port}"]
+        if routes.peer_ports:
+            internal, controller = routes.peer_ports[node.node_id]
+            host = peer_host(node.node_id)
+            advertised += [f"INTERNAL://{host}:{internal}", f"CONTROLLER://{host}:{controller}"]
+            voters = ",".join(
+                f"{n.node_id}@{peer_host(n.node_id)}:{routes.peer_ports[n.node_id][1]}"
+                for n in nodes
+            )
+        else:
+            advertised.append(f"INTERNAL://127.0.0.1:{node.internal_port}")
+            voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
+        return [
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://127.0.0.1:{node.port},"
+            f"INTERNAL://127.0.0.1:{node.internal_port},"
+            f"DIRECT://127.0.0.1:{node.direct_port},"
+            f"CONTROLLER://127.0.0.1:{node.controller_port}",
+            f"advertised.listeners={','.join(advertised)}",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,"
+            "DIRECT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=INTERNAL",
+        ]
+
+    def _jvm_options(self, node: ClusterNode) -> list[str]:
+        """The node's own hosts file when its peers are routed (module docstring)."""
+        routes = self.routes
+        if routes is None or not routes.peer_ports:
+            return []
+        hosts = self._node_dir(node.node_id) / "hosts"
+        lines = ["127.0.0.1 localhost"]
+        lines += [
+            f"{address} {peer_host(peer)}"
+            for peer, address in sorted(routes.peer_addresses[node.node_id].items())
+        ]
+        hosts.write_text("\n".join(lines) + "\n")
+        return [f"-Djdk.net.hosts.file={hosts}"]
+
     def _write_config(self, node: ClusterNode, nodes: list[ClusterNode]) -> Path:
-        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
         replicas = min(3, len(nodes))
         min_isr = 2 if replicas >= 3 else max(1, replicas - 1)
         node_dir = self._node_dir(node.node_id)
@@ -123,13 +236,8 @@ class LocalCluster:
         lines = [
             "process.roles=broker,controller",
             f"node.id={node.node_id}",
-            f"controller.quorum.voters={voters}",
-            f"listeners=PLAINTEXT://127.0.0.1:{node.port},"
-            f"CONTROLLER://127.0.0.1:{node.controller_port}",
-            f"advertised.listeners=PLAINTEXT://{node.address}",
+            *self._listeners(node, nodes),
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
             f"log.dirs={node_dir / 'kraft-logs'}",
             f"offsets.topic.replication.factor={replicas}",
             f"transaction.state.log.replication.factor={replicas}",
@@ -185,7 +293,8 @@ class LocalCluster:
             format_storage(
                 java, classpath, log_config, config, recorded["cluster_id"], standalone=False
             )
-        proc = launch_node(java, classpath, log_config, config, node_dir, *_HEAP)
+        jvm = (*_HEAP, *self._jvm_options(node))
+        proc = launch_node(java, classpath, log_config, config, node_dir, *jvm)
         self._procs[node_id] = proc
         (node_dir / "broker.pid").write_text(str(proc.pid))
         if wait:
@@ -237,9 +346,9 @@ class LocalCluster:
                         f"see {self._node_dir(node_id) / 'server.log'}"
                     )
             try:
-                for node in self.nodes():  # one by one: no client retries a closed port
-                    await wait_for_broker(node.address, timeout_s=2.0)
-                admin = admin_client(self.bootstrap)
+                for address in self.direct_bootstrap.split(","):  # one by one: no client
+                    await wait_for_broker(address, timeout_s=2.0)  # retries a closed port
+                admin = admin_client(self.direct_bootstrap)
                 try:
                     await admin.start()  # inside: a failed start must close its connections
                     brokers = len((await admin.describe_cluster())["brokers"])

@@ -1,8 +1,9 @@
 """Faults on a 3-node cluster under steady load through the ingress and all three
 processors: (a) SIGKILL of a partition leader, then its restart; (b) a rolling restart of all
 three brokers; (c) each processor scaled 1 → 3 → 1 instances; (d) SIGKILL of each processor
-mid-transaction, then a restart. Each: every callback answered 200 within 5 s, every output
-exactly once (read_committed), membership and feedback tables exact (`pipeline.check_exact`).
+mid-transaction, then a restart. Each: every callback answered 200 within 5 s and on its raw
+topic exactly once, every output exactly once (read_committed), membership and feedback
+tables exact (`tests.support.pipeline.check_exact`).
 
 The figures of each run (latencies, statuses, outputs) are printed as one JSON line per
 scenario (`-s` shows them; `make test-cluster` passes it)."""
@@ -22,16 +23,10 @@ from processors.runner import load_processor
 from runtime.local_cluster import LocalCluster
 from runtime.settings import ProcessorSettings
 from schemas.registry import RAW_YUJU_MESSAGE
-from tests.cluster.faults import leader_of, stable_members, wait_in_sync
-from tests.cluster.pipeline import (
-    PROCESSORS,
-    LoadResult,
-    Pipeline,
-    SteadyLoad,
-    check_exact,
-    expected_of,
-)
-from tests.cluster.pipeline import mixed_callbacks as mix_of
+from tests.support.cluster import leader_of, stable_members, wait_in_sync
+from tests.support.load import LoadResult, SteadyLoad
+from tests.support.pipeline import PROCESSORS, Pipeline, check_exact, expected_of
+from tests.support.pipeline import mixed_callbacks as mix_of
 from tests.support.processes import CliProcesses, wait_for
 
 pytestmark = [
@@ -93,7 +88,9 @@ async def run_scenario(
     load.stop()
     result = await load.wait()
     assert_answered(result)
-    outputs = await check_exact(kafka_bootstrap, topic_prefix, expected_of(load.posted()), pipeline)
+    outputs = await check_exact(
+        kafka_bootstrap, topic_prefix, expected_of(load.posted()), pipeline, load.accepted()
+    )
     report(name, result, outputs, fault_s=round(fault_s, 1), **(extra or {}))
 
 

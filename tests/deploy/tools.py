@@ -1,7 +1,7 @@
 """The pinned tools of `make deploy-check` and kustomize builds as parsed objects.
 
 kustomize v5.8.2 and promtool v0.316.0 are built once with `go install` into the user cache
-(`<cache>/wecom-stream/tools/<name>-<version>/<name>`; ~40 s and 3-8 min cold); the npm
+(`tests.support.gotools`; ~40 s and 3-8 min cold); the npm
 packages of deploy/k8s/validate are installed once with `npm ci` (re-run when its lock file
 changes). Without Go or Node the checks that need them skip, saying so.
 """
@@ -9,15 +9,13 @@ changes). Without Go or Node the checks that need them skip, saying so.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from runtime.settings import default_cache_dir
+from tests.support.gotools import go_tool
 from tests.support.npm import node_script
 
 __all__ = [
@@ -39,38 +37,20 @@ K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 VALIDATE_DIR = K8S / "validate"
 
 
-def _go_tool(name: str, package: str, version: str, env_var: str, install: bool) -> Path | None:
-    """`$env_var`, else the cached build of `package@version`; built with Go first when
-    `install` and Go is on PATH. None when absent and not installable."""
-    given = os.environ.get(env_var)
-    if given:
-        return Path(given)
-    binary = default_cache_dir() / "tools" / f"{name}-{version}" / name
-    if binary.exists():
-        return binary
-    go = shutil.which("go")
-    if not install or go is None:
-        return None
-    binary.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=binary.parent) as gobin:
-        env = os.environ | {"GOBIN": gobin, "GOTOOLCHAIN": "local", "GOFLAGS": ""}
-        subprocess.run([go, "install", f"{package}@{version}"], cwd=gobin, env=env, check=True)
-        os.replace(Path(gobin) / name, binary)  # atomic: a parallel run sees all or none
-    return binary
-
-
 def kustomize(*, install: bool) -> Path | None:
     """The pinned kustomize: `$WECOM_STREAM_KUSTOMIZE`, else the cached build; built with Go
     first when `install` and Go is on PATH. None when absent and not installable."""
     package = "sigs.k8s.io/kustomize/kustomize/v5"
-    return _go_tool("kustomize", package, KUSTOMIZE_VERSION, "WECOM_STREAM_KUSTOMIZE", install)
+    return go_tool(
+        "kustomize", package, KUSTOMIZE_VERSION, "WECOM_STREAM_KUSTOMIZE", install=install
+    )
 
 
 def promtool(*, install: bool) -> Path | None:
     """The pinned promtool (`make promtool`): `$WECOM_STREAM_PROMTOOL`, else the cached build;
     built with Go first (3-8 min) when `install` and Go is on PATH. None otherwise."""
     package = "github.com/prometheus/prometheus/cmd/promtool"
-    return _go_tool("promtool", package, PROMTOOL_VERSION, "WECOM_STREAM_PROMTOOL", install)
+    return go_tool("promtool", package, PROMTOOL_VERSION, "WECOM_STREAM_PROMTOOL", install=install)
 
 
 def node_validator(*, install: bool) -> list[str] | None:

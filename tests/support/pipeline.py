@@ -1,28 +1,31 @@
-"""The whole pipeline on the 3-node cluster under a steady mixed load, and its checks.
+"""The whole pipeline under a steady mixed load, and its checks (the cluster suite, the
+network-fault suite and the soak).
 
 `Pipeline` runs one ingress and each processor as `wecom-stream` subprocesses (more
-instances of a processor can be added and removed). `SteadyLoad` posts a mix of the three
-callback kinds at a fixed rate: chat messages with 10 % platform retries, room events
-(`tests.support.membership.generate`) and feedback votes (`tests.support.feedback.generate`),
-each key's callbacks one after another (its lane), and records each answer's status and
-latency. `check_exact` waits until every processor has committed all its input, then holds
-the outputs (read_committed) to the independent oracles: every message exactly once and in
-order per conversation, membership snapshots and changes exact, feedback transitions and
-stats exact, nothing on a DLQ.
+instances of a processor can be added and removed). `mixed_callbacks` is the load
+(`tests.support.load.SteadyLoad` posts it): chat messages with 10 % platform retries, room
+events (`tests.support.membership.generate`) and feedback votes
+(`tests.support.feedback.generate`), each key's callbacks one after another (its lane).
+`check_exact` waits until every processor has committed all its input, then holds the
+topics (read_committed) to the independent oracles: every callback answered 200 on its raw
+topic exactly once (`raw_exactly_once`), every message exactly once and in order per
+conversation, membership snapshots and changes exact, feedback transitions and stats exact,
+nothing on a DLQ.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import random
-import time
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from processors.engine import Names
 from processors.runner import load_processor
@@ -30,23 +33,46 @@ from runtime.kafka import consumer_config
 from runtime.local_kafka import free_port
 from runtime.settings import ProcessorSettings
 from schemas.chat import ChatMessage
-from schemas.registry import CHAT_MESSAGE, RAW_INSIGHT_FEEDBACK, by_name, dlq_topic
+from schemas.registry import (
+    CHAT_MESSAGE,
+    RAW_INSIGHT_FEEDBACK,
+    RAW_UNROUTED,
+    RAW_YUJU_MESSAGE,
+    RAW_YUJU_ROOM_JOIN,
+    RAW_YUJU_ROOM_LEAVE,
+    RAW_YUJU_ROOM_TOPIC,
+    by_name,
+    dlq_topic,
+)
 from tests.support import feedback, membership
-from tests.support.ingress import message
+from tests.support.ingress import message, ready
 from tests.support.processes import CliProcess, CliProcesses, wait_for
 from tests.support.topics import committed_offsets, read_topic
 
 __all__ = [
-    "LoadResult",
+    "PROCESSORS",
+    "RAW_TOPICS",
+    "Callback",
     "Pipeline",
-    "SteadyLoad",
     "check_exact",
     "expected_of",
     "mixed_callbacks",
+    "raw_exactly_once",
+    "raw_total",
+    "wait_all_committed",
 ]
 
 TOKEN = membership.TOKEN
 PROCESSORS = ("normalizer", "membership", "feedback")
+RAW_TOPICS = (
+    RAW_YUJU_MESSAGE,
+    RAW_YUJU_ROOM_JOIN,
+    RAW_YUJU_ROOM_LEAVE,
+    RAW_YUJU_ROOM_TOPIC,
+    RAW_INSIGHT_FEEDBACK,
+    RAW_UNROUTED,
+)
+"""Every topic the ingress writes."""
 PROCESSOR_ENV = {
     "WECOM_STREAM_METRICS_PORT": "0",
     # A killed member's partitions move after 6 s (the broker's minimum), not 10 s.
@@ -94,11 +120,11 @@ def mixed_callbacks(seed: int, total: int) -> list[Callback]:
     votes = feedback.generate(seed, bots=4, replies=max(10, n_fb // 3), callbacks=n_fb)
     path = f"/v1/bot-message/feedback?key={feedback.INSIGHT_KEY}"
     fb_cbs = [Callback(path, b, f"b:{b['botId']}", "feedback") for b in votes]
-    streams = [msgs, room_cbs, fb_cbs]
+    streams = [deque(msgs), deque(room_cbs), deque(fb_cbs)]
     merged: list[Callback] = []
     while any(streams):
         pick = rng.choices([s for s in streams if s], [len(s) for s in streams if s])[0]
-        merged.append(pick.pop(0))
+        merged.append(pick.popleft())
     return merged
 
 
@@ -116,95 +142,6 @@ def expected_of(callbacks: list[Callback]) -> Mix:
         [cb.body for cb in callbacks if cb.kind == "room"],
         [cb.body for cb in callbacks if cb.kind == "feedback"],
     )
-
-
-@dataclass
-class LoadResult:
-    statuses: dict[int, int] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        ordered = sorted(self.latencies)
-
-        def pick(q: float) -> float:
-            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
-
-        return {
-            "callbacks": len(ordered),
-            "statuses": self.statuses,
-            "p50_s": pick(0.5) if ordered else None,
-            "p99_s": pick(0.99) if ordered else None,
-            "max_s": round(ordered[-1], 3) if ordered else None,
-            "errors": self.errors[:3],
-        }
-
-
-class SteadyLoad:
-    """Posts `callbacks` at `rate` per second in the background: a callback starts at its
-    slot in the schedule, or once its lane's previous callback has been answered. `stop`
-    ends every lane after its current callback: what was posted is a prefix of each lane,
-    and `posted()` lists it in posting order."""
-
-    def __init__(self, base_url: str, callbacks: list[Callback], rate: float) -> None:
-        self.base_url = base_url
-        self.callbacks = callbacks
-        self.rate = rate
-        self.result = LoadResult()
-        self._answered: list[int] = []
-        self._stopping = False
-        self._task: asyncio.Task[None] | None = None
-
-    def stop(self) -> None:
-        self._stopping = True
-
-    def posted(self) -> list[Callback]:
-        return [self.callbacks[i] for i in sorted(self._answered)]
-
-    @property
-    def duration_s(self) -> float:
-        return len(self.callbacks) / self.rate
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def wait(self) -> LoadResult:
-        assert self._task is not None
-        await self._task
-        return self.result
-
-    async def _run(self) -> None:
-        lanes: dict[str, list[tuple[int, Callback]]] = {}
-        for i, cb in enumerate(self.callbacks):
-            lanes.setdefault(cb.lane, []).append((i, cb))
-        start = time.monotonic()
-        timeout = aiohttp.ClientTimeout(total=30)
-        connector = aiohttp.TCPConnector(limit=64)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            await asyncio.gather(*(self._lane(session, start, items) for items in lanes.values()))
-
-    async def _lane(
-        self, session: aiohttp.ClientSession, start: float, items: list[tuple[int, Callback]]
-    ) -> None:
-        for i, cb in items:
-            delay = start + i / self.rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if self._stopping:
-                return
-            began = time.monotonic()
-            try:
-                async with session.post(
-                    self.base_url + cb.path, data=orjson.dumps(cb.body)
-                ) as resp:
-                    await resp.read()
-                    status = resp.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                status = 0
-                self.result.errors.append(f"{cb.kind}: {type(exc).__name__}")
-            self.result.latencies.append(time.monotonic() - began)
-            self.result.statuses[status] = self.result.statuses.get(status, 0) + 1
-            self._answered.append(i)
 
 
 class Pipeline:
@@ -240,14 +177,30 @@ class Pipeline:
 
     async def _ready(self) -> bool:
         self._ingress_alive()
-        try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.get(f"{self.base_url}/readyz") as resp,
-            ):
-                return resp.status == 200
-        except aiohttp.ClientError:
-            return False
+        doc = await ready(self.base_url)
+        return doc is not None and doc["status"] != "unavailable"
+
+    async def ingress_counts(self) -> dict[str, int]:
+        """From the ingress's /metrics: records spooled, drained, still in the spool
+        (`spool_depth`), and Kafka errors."""
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.get(f"{self.base_url}/metrics") as resp,
+        ):
+            text = await resp.text()
+        counts = {"spooled": 0, "drained": 0, "spool_depth": 0, "kafka_errors": 0}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "wecom_ingress_records_total":
+                    if sample.labels.get("outcome") == "spool":
+                        counts["spooled"] += int(sample.value)
+                elif sample.name == "wecom_ingress_spool_drained_total":
+                    counts["drained"] += int(sample.value)
+                elif sample.name == "wecom_ingress_kafka_errors_total":
+                    counts["kafka_errors"] += int(sample.value)
+                elif sample.name == "wecom_ingress_spool_depth":
+                    counts["spool_depth"] += int(sample.value)
+        return counts
 
     def ingress_log(self) -> str:
         return self.ingress.log_text()[-3000:] if self.ingress else ""
@@ -292,6 +245,25 @@ async def _end_offsets(bootstrap: str, prefix: str, topics: tuple[str, ...]) -> 
         await consumer.stop()
 
 
+async def raw_total(bootstrap: str, prefix: str) -> int:
+    """Records on the ingress's topics so far."""
+    return sum((await _end_offsets(bootstrap, prefix, RAW_TOPICS)).values())
+
+
+async def _wait_published(
+    bootstrap: str, prefix: str, accepted: int, pipeline: Pipeline, timeout_s: float = 180
+) -> None:
+    """Until the raw topics hold as many records as callbacks were accepted (the ingress has
+    drained its spool), or `timeout_s` (then the exact checks say what is missing)."""
+
+    async def published() -> bool:
+        pipeline.alive()
+        return await raw_total(bootstrap, prefix) >= accepted
+
+    with contextlib.suppress(AssertionError):
+        await wait_for(published, timeout_s=timeout_s, interval_s=0.5, what="spool drained")
+
+
 async def wait_all_committed(
     bootstrap: str, prefix: str, pipeline: Pipeline, timeout_s: float = 180
 ) -> None:
@@ -312,9 +284,64 @@ async def wait_all_committed(
         await wait_for(done, timeout_s=timeout_s, interval_s=0.5, what=f"{name} caught up")
 
 
-async def check_exact(bootstrap: str, prefix: str, mix: Mix, pipeline: Pipeline) -> dict[str, Any]:
-    """Every output exactly once (read_committed) and every table exact; a summary."""
+def _raw_topic_of(cb: Callback) -> str:
+    """Where the ingress must publish `cb` (docs/design.md, "Ingress contract"), worked out
+    from the test's own bodies rather than by the ingress's classifier."""
+    if cb.kind == "message":
+        return RAW_YUJU_MESSAGE
+    if cb.kind == "feedback":
+        return RAW_INSIGHT_FEEDBACK
+    if {"leftMember", "leftMembers"} & cb.body.keys():
+        return RAW_YUJU_ROOM_LEAVE
+    if {"joinMember", "joinMembers", "members"} & cb.body.keys():
+        return RAW_YUJU_ROOM_JOIN
+    return RAW_YUJU_ROOM_TOPIC
+
+
+def _published_form(body: dict[str, Any]) -> bytes:
+    """`body` as its raw record must hold it: without `token` (top level and in `data`),
+    canonically serialized."""
+    clean = {k: v for k, v in body.items() if k != "token"}
+    if isinstance(clean.get("data"), dict):
+        clean["data"] = {k: v for k, v in clean["data"].items() if k != "token"}
+    return orjson.dumps(clean, option=orjson.OPT_SORT_KEYS)
+
+
+async def raw_exactly_once(
+    bootstrap: str, prefix: str, accepted: list[Callback]
+) -> tuple[int, int]:
+    """(lost, duplicated): each callback answered 200 must be on its raw topic exactly as
+    many times as it was accepted (a platform retry of the same body is accepted, and
+    published, twice); nothing else may be on the ingress's topics."""
+    want = Counter((_raw_topic_of(cb), _published_form(cb.body)) for cb in accepted)
+    got: Counter[tuple[str, bytes]] = Counter()
+    for topic in RAW_TOPICS:
+        for rec in await read_topic(bootstrap, prefix + topic, quiet_s=0.3, timeout_s=300):
+            body = orjson.loads(rec.value or b"null")
+            got[(topic, orjson.dumps(body, option=orjson.OPT_SORT_KEYS))] += 1
+    lost = sum((want - got).values())
+    duplicated = sum((got - want).values())
+    return lost, duplicated
+
+
+async def check_exact(
+    bootstrap: str,
+    prefix: str,
+    mix: Mix,
+    pipeline: Pipeline,
+    accepted: list[Callback] | None = None,
+    figures: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Every raw record and output exactly once (read_committed), every table exact; a
+    summary. `accepted`: the callbacks answered 200 (default: all of `mix`). `figures`, when
+    given, receives `lost` and `duplicated` before anything is asserted."""
+    accepted = mix.callbacks if accepted is None else accepted
+    await _wait_published(bootstrap, prefix, len(accepted), pipeline)
     await wait_all_committed(bootstrap, prefix, pipeline)
+    lost, duplicated = await raw_exactly_once(bootstrap, prefix, accepted)
+    if figures is not None:
+        figures.update(lost=lost, duplicated=duplicated)
+    assert (lost, duplicated) == (0, 0), f"raw topics: {lost} lost, {duplicated} duplicated"
     distinct = sum(len(ids) for ids in mix.messages.values())
     out = await read_topic(
         bootstrap, prefix + CHAT_MESSAGE, expect=distinct, quiet_s=2.0, timeout_s=120
@@ -335,6 +362,8 @@ async def check_exact(bootstrap: str, prefix: str, mix: Mix, pipeline: Pipeline)
     expected = feedback.oracle(feedback.timed_from_raw(mix.feedback_bodies, raw))
     await feedback.check_outputs(bootstrap, prefix, expected)
     return {
+        "lost": lost,
+        "duplicated": duplicated,
         "messages": distinct,
         "rooms": rooms["rooms"],
         "member_changes": rooms["changes"],

@@ -1,22 +1,29 @@
-"""Fault injection on the local cluster: find a partition's leader, wait until every replica
-is back in sync (what an operator waits for between the steps of a rolling restart)."""
+"""Fault injection on the local cluster: find a partition's leader and in-sync replicas, wait
+until every replica is back in sync (what an operator waits for between the steps of a
+rolling restart), count a group's stable members."""
 
 from __future__ import annotations
 
 from runtime.kafka import admin_client
 from tests.support.processes import wait_for
 
-__all__ = ["leader_of", "stable_members", "wait_in_sync"]
+__all__ = ["leader_of", "partition_state", "stable_members", "wait_in_sync"]
 
 
-async def leader_of(bootstrap: str, topic: str, partition: int = 0) -> int:
+async def partition_state(bootstrap: str, topic: str, partition: int = 0) -> tuple[int, list[int]]:
+    """(leader, in-sync replicas) of one partition, as the broker asked knows them."""
     admin = admin_client(bootstrap)
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
     finally:
         await admin.close()
-    leader: int = next(p["leader"] for p in described["partitions"] if p["partition"] == partition)
+    found = next(p for p in described["partitions"] if p["partition"] == partition)
+    return int(found["leader"]), sorted(int(r) for r in found["isr"])
+
+
+async def leader_of(bootstrap: str, topic: str, partition: int = 0) -> int:
+    leader, _ = await partition_state(bootstrap, topic, partition)
     return leader
 
 

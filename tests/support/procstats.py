@@ -1,13 +1,15 @@
-"""CPU time (user + system) of benchmark processes from Linux `/proc`: the benchmarks'
-CPU-per-record and CPU-per-request figures; and pinning a process group to CPUs."""
+"""What a process uses, from Linux `/proc`: CPU time (user + system; the benchmarks'
+CPU-per-record and CPU-per-request figures), resident memory and open file descriptors (the
+soak's samples), the bytes of a directory; and pinning a process group to CPUs."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "group_cpu_seconds", "pin_group"]
+__all__ = ["cpu_seconds", "dir_bytes", "group_cpu_seconds", "open_fds", "pin_group", "rss_mib"]
 
 
 def _used(stat: Path) -> tuple[int, float] | None:
@@ -24,6 +26,37 @@ def cpu_seconds(pid: int) -> float | None:
     """CPU seconds of one process so far; None where `/proc` does not have it."""
     used = _used(Path(f"/proc/{pid}/stat"))
     return None if used is None else used[1]
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of one process in MiB (0.0 once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return round(int(match.group(1)) / 1024, 1) if match else 0.0
+
+
+def open_fds(pid: int) -> int | None:
+    """Open file descriptors of one process; None where `/proc` does not show them."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def dir_bytes(path: Path, *, allocated: bool = False) -> int:
+    """Bytes of the files under `path` (0 when it does not exist; files removed meanwhile
+    are skipped): their sizes, or with `allocated` the disk blocks they take (what `du`
+    says: Kafka preallocates its sparse index files at 10 MiB each)."""
+    total = 0
+    for found in path.rglob("*"):
+        with contextlib.suppress(OSError):
+            if found.is_file():
+                stat = found.stat()
+                total += stat.st_blocks * 512 if allocated else stat.st_size
+    return total
 
 
 def _group(pgid: int) -> list[tuple[int, float]]:
