@@ -34,6 +34,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from runtime.errors import ConfigError, KafkaUnavailableError
 from runtime.kafka import admin_client
+from runtime.retry import full_jitter_s
 from schemas.registry import TopicSpec
 
 __all__ = [
@@ -234,29 +235,47 @@ async def topic_configs(bootstrap: str, names: list[str]) -> dict[str, dict[str,
     return {name: values for name, (values, _) in described.items()}
 
 
+_UNKNOWN_TOPIC = 3
+"""UNKNOWN_TOPIC_OR_PARTITION: on a cluster, a topic just created is not yet in the metadata
+of every broker (the one asked answers so for a moment)."""
+_CONFIGS_WAIT_S = 15.0
+
+
 async def _topic_configs(
     admin: AIOKafkaAdminClient, names: list[str]
 ) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
-    """Per topic: (every effective config, the configs set on the topic itself)."""
-    responses = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
-    )
+    """Per topic: (every effective config, the configs set on the topic itself). A topic
+    the broker asked does not know yet is asked again (jittered backoff) for up to
+    `_CONFIGS_WAIT_S`: a processor on a fresh 3-node cluster failed to start so."""
+    deadline = time.monotonic() + _CONFIGS_WAIT_S
+    attempt = 0
+    while True:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        )
+        resources = [r for response in responses for r in response.to_object()["resources"]]
+        unknown = [r for r in resources if r["error_code"] == _UNKNOWN_TOPIC]
+        if not unknown or time.monotonic() >= deadline:
+            break
+        attempt += 1
+        await asyncio.sleep(full_jitter_s(attempt, initial_s=0.1, max_s=1.0))
     result: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
-    for response in responses:
-        for resource in response.to_object()["resources"]:
-            if resource["error_code"]:
-                raise KafkaUnavailableError(
-                    f"could not read the configs of topic {resource['resource_name']}: "
-                    f"{resource['error_message'] or resource['error_code']}"
-                )
-            entries = resource["config_entries"]
-            values = {e["config_names"]: e["config_value"] for e in entries}
-            dynamic = {
-                e["config_names"]: e["config_value"]
-                for e in entries
-                if e.get("config_source") == _DYNAMIC_TOPIC_CONFIG
-            }
-            result[resource["resource_name"]] = (values, dynamic)
+    for resource in resources:
+        if resource["error_code"]:
+            code = resource["error_code"]
+            reason = "unknown topic" if code == _UNKNOWN_TOPIC else f"error {code}"
+            raise KafkaUnavailableError(
+                f"could not read the configs of topic {resource['resource_name']}: "
+                f"{resource['error_message'] or reason}"
+            )
+        entries = resource["config_entries"]
+        values = {e["config_names"]: e["config_value"] for e in entries}
+        dynamic = {
+            e["config_names"]: e["config_value"]
+            for e in entries
+            if e.get("config_source") == _DYNAMIC_TOPIC_CONFIG
+        }
+        result[resource["resource_name"]] = (values, dynamic)
     return result
 
 

@@ -11,6 +11,7 @@ removes every toxic. Toxics apply to the connections already open as well as to 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -164,8 +165,18 @@ class Toxiproxy:
             await self.add_toxic(proxy, kind, stream, **attributes)
 
     async def remove_toxics(self, proxy: str) -> None:
-        for toxic in await self._call("GET", f"/proxies/{proxy}/toxics"):
-            await self._call("DELETE", f"/proxies/{proxy}/toxics/{toxic['name']}")
+        """Every toxic of `proxy` removed. A removal can take a while: Toxiproxy interrupts
+        each link's toxic and waits for the data it holds to move on (a DELETE of a latency
+        toxic on a busy inter-broker link once took over 10 s), so a removal that times out
+        is asked again until the toxic is gone."""
+        for _ in range(6):
+            toxics = await self._call("GET", f"/proxies/{proxy}/toxics")
+            if not toxics:
+                return
+            for toxic in toxics:
+                with contextlib.suppress(TimeoutError, RuntimeError):  # RuntimeError: 404, gone
+                    await self._call("DELETE", f"/proxies/{proxy}/toxics/{toxic['name']}")
+        raise RuntimeError(f"toxiproxy: the toxics of {proxy} could not be removed")
 
     async def set_enabled(self, proxy: str, enabled: bool) -> None:
         """Disabled: its connections are closed and new ones refused."""
