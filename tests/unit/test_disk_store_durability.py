@@ -154,7 +154,7 @@ def test_index_record_waits_for_its_staged_keys(tmp_path: Path) -> None:
     store.set("b", 2)  # staged when the old record is read: not expired, but waited for
     store.end_record(ok=True)
     assert store.expire(150) == 1
-    store.committed([], 1)  # nothing of the record's keys committed yet: it stays
+    store.committed([], 1, 1)  # nothing of the record's keys committed yet: it stays
     store.close()
     store = DiskStore.open(tmp_path / "db", StoreSpec("s", retention_ms=100))
     assert dict(store.items()) == {"a": 1, "b": 1}
@@ -252,7 +252,7 @@ while True:
     entries = store.changelog_batch()
     store.set("after", k)  # staged for the next commit while this one completes
     store.end_record(ok=True)
-    store.committed(entries, k + 1)
+    store.committed(entries, k + 1, k)
     k += 1
 """
 

@@ -38,7 +38,8 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeS
 
 
 def commit(store: TaskStore, next_offset: int) -> None:
-    store.committed(store.changelog_batch(), next_offset)
+    entries = store.changelog_batch()
+    store.committed(entries, next_offset, next_offset - len(entries))
 
 
 def about(store: TaskStore, count: int) -> bool:
@@ -137,9 +138,9 @@ def test_writes_after_changelog_batch_survive_its_commit(make_store: MakeStore) 
     second = store.changelog_batch()
     store.set("k", 3)
     store.end_record(ok=True)
-    store.committed(first, 2)
+    store.committed(first, 2, 2 - len(first))
     assert (store.get("k"), "gone" in store) == (3, False)
-    store.committed(second, 4)
+    store.committed(second, 4, 4 - len(second))
     assert dict(store.items()) == {"k": 3}
     assert dict(store.changelog_batch()) == {b"k": orjson.dumps([0, 3])}
 
@@ -213,7 +214,7 @@ def test_random_operations_match_the_memory_store(tmp_path: Path, seed: int) -> 
             in_flight.append(batch)
         elif in_flight:
             offset += 1
-            disk.committed(in_flight.pop(0), offset)
+            disk.committed(in_flight.pop(0), offset, offset - 1)
         assert disk.get(key) == memory.get(key)
         assert (key in disk) == (key in memory)
         assert dict(disk.items()) == dict(memory.items())
@@ -222,7 +223,7 @@ def test_random_operations_match_the_memory_store(tmp_path: Path, seed: int) -> 
     in_flight.append(disk.changelog_batch())
     for batch in in_flight:
         offset += 1
-        disk.committed(batch, offset)
+        disk.committed(batch, offset, offset - 1)
     disk.close()
     disk = DiskStore.open(tmp_path / "db", StoreSpec("s"))
     assert (disk.changelog_offset, dict(disk.items())) == (offset, dict(memory.items()))
