@@ -145,6 +145,30 @@ def test_writes_after_changelog_batch_survive_its_commit(make_store: MakeStore) 
     assert dict(store.changelog_batch()) == {b"k": orjson.dumps([0, 3])}
 
 
+def checkpoint(store: TaskStore) -> tuple[int, int | None]:
+    return store.changelog_offset, store.unconfirmed_from
+
+
+def test_a_commit_is_unconfirmed_until_a_restore_confirms_it(make_store: MakeStore) -> None:
+    """`unconfirmed_from`: the first changelog offset of the store's last commit, until a
+    restore (which reads the changelog back committed) moves the checkpoint."""
+    store = make_store(StoreSpec("s"))
+    assert checkpoint(store) == (0, None)  # empty: nothing to confirm
+    store.set("a", 1)
+    store.set("b", 2)
+    store.end_record(ok=True)
+    store.committed(store.changelog_batch(), 12, 10)
+    assert checkpoint(store) == (12, 10)
+    store.restore_batch((), 13)  # confirmed, past the commit marker
+    assert checkpoint(store) == (13, None)
+    store.set("c", 3)
+    store.end_record(ok=True)
+    store.committed(store.changelog_batch(), 14, 13)
+    assert checkpoint(store) == (14, 13)
+    store.restore_batch([(b"d", orjson.dumps([0, 4]))], 16)  # another owner's record
+    assert (checkpoint(store), store.get("d")) == ((16, None), 4)
+
+
 def test_restore_replays_a_changelog_into_an_equal_store(make_store: MakeStore) -> None:
     source = MemoryStore(StoreSpec("s", retention_ms=1000))
     source.now_ms = 50
