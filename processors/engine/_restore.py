@@ -123,7 +123,11 @@ class ChangelogReader:
         finally:
             if collecting:
                 gc.enable()
-            consumer.assign([])  # no prefetching of partitions that are caught up
+            # no prefetching of partitions that are caught up. Paused, not unassigned: an
+            # emptied assignment makes aiokafka's fetch routine cancel its fetch in flight and
+            # await it with CancelledError suppressed, so a `stop` in that moment had its own
+            # cancellation swallowed and hung (a member closed right after a restore).
+            consumer.pause(*consumer.assignment())
 
     async def _replay(
         self,
