@@ -27,10 +27,11 @@ A local store is trusted only as far as the committed changelog confirms it
       Kafka Streams wipes a store it cannot vouch for under exactly-once.
     The second case also covers a commit whose every record compaction has removed since
     (each key written again after it, and cleaned): the read cannot tell that from an
-    abort, so it rebuilds, which is sound and only costs a full restore. It needs the
-    store to have been away while another owner rewrote all of the commit's keys (an
-    expired tombstone alone makes the store stale first: `_state.py`). Confirming from
-    the commit's first record, not only its last, keeps that rare. A confirmed store, like
+    abort, so it rebuilds, which is sound and only costs a full restore. It needs every
+    key of the commit written again by a later owner while the store was away, or the
+    commit's records all tombstones older than `delete.retention.ms` (a store away that
+    long is usually rebuilt as stale first: `_state.py`). Confirming from the commit's
+    first record, not only its last, keeps that rare. A confirmed store, like
     any store caught up, checkpoints with nothing unconfirmed, so the check runs once per
     commit, not on every assignment.
 """
