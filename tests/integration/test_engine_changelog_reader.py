@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import orjson
 import pytest
@@ -48,12 +48,20 @@ async def _changelog(bootstrap: str, name: str, **configs: str) -> TopicPartitio
 
 
 class Writer:
-    """Writes transactions to one changelog partition, as a task's producer does."""
+    """Writes transactions to one changelog partition, as a task's producer does
+    (`async with`: its producer started and stopped)."""
 
     def __init__(self, bootstrap: str, tp: TopicPartition) -> None:
         self.tp = tp
         tid = f"confirm-{uuid.uuid4().hex[:8]}"
         self.producer = AIOKafkaProducer(**producer_config(bootstrap, transactional_id=tid))
+
+    async def __aenter__(self) -> Writer:
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.producer.stop()
 
     async def transaction(self, keys: Sequence[str], value: int, *, commit: bool) -> list[int]:
         """One transaction writing `keys`; their offsets."""
@@ -70,6 +78,14 @@ class Writer:
         else:
             await self.producer.abort_transaction()
         return offsets
+
+
+@pytest.fixture
+async def writer(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[Writer]:
+    """A writer on a new changelog partition."""
+    tp = await _changelog(kafka_bootstrap, topic_prefix + "changelog")
+    async with Writer(kafka_bootstrap, tp) as opened:
+        yield opened
 
 
 def _kept(keys: Sequence[str], value: int, offsets: list[int]) -> MemoryStore:
@@ -118,18 +134,12 @@ class Restored:
 
 
 async def test_a_committed_last_commit_is_confirmed_and_nothing_is_replayed(
-    kafka_bootstrap: str, topic_prefix: str
+    kafka_bootstrap: str, writer: Writer
 ) -> None:
-    tp = await _changelog(kafka_bootstrap, topic_prefix + "changelog")
-    writer = Writer(kafka_bootstrap, tp)
-    await writer.producer.start()
-    try:
-        await writer.transaction(["a", "b"], 1, commit=True)
-        offsets = await writer.transaction(["c", "d"], 2, commit=True)
-    finally:
-        await writer.producer.stop()
+    await writer.transaction(["a", "b"], 1, commit=True)
+    offsets = await writer.transaction(["c", "d"], 2, commit=True)
     store = _kept(["c", "d"], 2, offsets)
-    restored = await _catch_up(kafka_bootstrap, tp, store)
+    restored = await _catch_up(kafka_bootstrap, writer.tp, store)
     assert restored.rebuilds == []
     assert restored.store is store
     assert restored.records == 0  # the commit's records were read, not applied again
@@ -139,39 +149,27 @@ async def test_a_committed_last_commit_is_confirmed_and_nothing_is_replayed(
 
 
 async def test_an_aborted_last_commit_rebuilds_the_store_from_the_changelog(
-    kafka_bootstrap: str, topic_prefix: str
+    kafka_bootstrap: str, writer: Writer
 ) -> None:
     """The soak's case: the store holds a transaction Kafka aborted, and the producer
     committed another one after it; the rebuilt store holds the committed ones only."""
-    tp = await _changelog(kafka_bootstrap, topic_prefix + "changelog")
-    writer = Writer(kafka_bootstrap, tp)
-    await writer.producer.start()
-    try:
-        await writer.transaction(["a"], 1, commit=True)
-        offsets = await writer.transaction(["lost-1", "lost-2"], 2, commit=False)
-        await writer.transaction(["b"], 3, commit=True)
-    finally:
-        await writer.producer.stop()
+    await writer.transaction(["a"], 1, commit=True)
+    offsets = await writer.transaction(["lost-1", "lost-2"], 2, commit=False)
+    await writer.transaction(["b"], 3, commit=True)
     store = _kept(["lost-1", "lost-2"], 2, offsets)
-    restored = await _catch_up(kafka_bootstrap, tp, store)
+    restored = await _catch_up(kafka_bootstrap, writer.tp, store)
     assert restored.rebuilds == ["unconfirmed"]
     assert restored.state() == {"a": 1, "b": 3}
     assert restored.caught_up
 
 
 async def test_an_aborted_commit_at_the_end_of_the_changelog_rebuilds_the_store(
-    kafka_bootstrap: str, topic_prefix: str
+    kafka_bootstrap: str, writer: Writer
 ) -> None:
     """Nothing after the aborted transaction but its ABORT marker."""
-    tp = await _changelog(kafka_bootstrap, topic_prefix + "changelog")
-    writer = Writer(kafka_bootstrap, tp)
-    await writer.producer.start()
-    try:
-        await writer.transaction(["a"], 1, commit=True)
-        offsets = await writer.transaction(["lost"], 2, commit=False)
-    finally:
-        await writer.producer.stop()
-    restored = await _catch_up(kafka_bootstrap, tp, _kept(["lost"], 2, offsets))
+    await writer.transaction(["a"], 1, commit=True)
+    offsets = await writer.transaction(["lost"], 2, commit=False)
+    restored = await _catch_up(kafka_bootstrap, writer.tp, _kept(["lost"], 2, offsets))
     assert restored.rebuilds == ["unconfirmed"]
     assert restored.state() == {"a": 1}
 
@@ -192,9 +190,7 @@ async def test_a_commit_whose_last_record_was_compacted_away_is_still_confirmed(
             "max.compaction.lag.ms": "100",
         },
     )
-    writer = Writer(kafka_bootstrap, tp)
-    await writer.producer.start()
-    try:
+    async with Writer(kafka_bootstrap, tp) as writer:
         offsets = await writer.transaction(["kept", "rewritten"], 1, commit=True)
         await writer.transaction(["rewritten"], 2, commit=True)  # the next owner's write
         fills = 0
@@ -207,9 +203,7 @@ async def test_a_commit_whose_last_record_was_compacted_away_is_still_confirmed(
             return offsets[-1] not in {r.offset for r in records}
 
         await wait_for(compacted, timeout_s=180, interval_s=0.5, what="the last record compacted")
-    finally:
-        await writer.producer.stop()
-    restored = await _catch_up(kafka_bootstrap, tp, _kept(["kept", "rewritten"], 1, offsets))
+    restored = await _catch_up(kafka_bootstrap, writer.tp, _kept(["kept", "rewritten"], 1, offsets))
     assert restored.rebuilds == []
     state = restored.state()
     assert (state["kept"], state["rewritten"]) == (1, 2)
@@ -217,17 +211,11 @@ async def test_a_commit_whose_last_record_was_compacted_away_is_still_confirmed(
 
 
 async def test_a_reader_stopped_right_after_a_catch_up_stops(
-    kafka_bootstrap: str, topic_prefix: str
+    kafka_bootstrap: str, writer: Writer
 ) -> None:
     """The catch-up ends on a commit marker (a fetch in flight at the partition's end), and
     the reader is stopped at once, as a member that closes right after a restore does."""
-    tp = await _changelog(kafka_bootstrap, topic_prefix + "changelog")
-    writer = Writer(kafka_bootstrap, tp)
-    await writer.producer.start()
-    try:
-        offsets = await writer.transaction(["a"], 1, commit=True)
-    finally:
-        await writer.producer.stop()
+    offsets = await writer.transaction(["a"], 1, commit=True)
     store = MemoryStore(SPEC)
     store.restore_batch([(b"a", orjson.dumps([0, 1]))], offsets[-1] + 1)  # before the marker
     reader = ChangelogReader(kafka_bootstrap, f"confirm-{uuid.uuid4().hex[:8]}")
@@ -237,7 +225,7 @@ async def test_a_reader_stopped_right_after_a_catch_up_stops(
     async def caught_up(tp: TopicPartition) -> None:
         restored.caught_up = True
 
-    await reader.catch_up({tp: store}, caught_up, restored.reset)
+    await reader.catch_up({writer.tp: store}, caught_up, restored.reset)
     stopping = asyncio.ensure_future(reader.stop())
     done, _ = await asyncio.wait([stopping], timeout=20)
     assert done, "ChangelogReader.stop() hung"

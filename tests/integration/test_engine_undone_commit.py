@@ -17,7 +17,7 @@ ids never appear on `chat.message.v2` within 90 s, and no rebuild is counted."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from runtime.kafka import consumer_config
 from schemas.chat import ChatMessage
 from tests.support.engine import capture_metrics, engine_running, metric
 from tests.support.processes import wait_for
-from tests.support.topics import read_topic
+from tests.support.topics import Consumed, read_topic
 from tests.support.yuju_messages import RawMessage, produce_messages, raw_messages
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -127,9 +127,30 @@ def _lost_messages() -> list[RawMessage]:
     return lost
 
 
-def _seen_store(state_dir: Path, prefix: str, partition: int) -> Path:
+def _seen_checkpoint(state_dir: Path, prefix: str) -> tuple[int, int | None, list[str]]:
+    """The disk checkpoint of the `seen` store of the lost messages' task, as the engine
+    reopens it: (changelog offset, unconfirmed from, keys)."""
     names = Names.of(PROCESSOR, prefix)
-    return state_dir / names.group / "instance-0" / str(partition) / "seen"
+    path = state_dir / names.group / "instance-0" / str(LOST_PARTITION) / "seen"
+    (spec,) = [s for s in PROCESSOR.stores if s.name == "seen"]
+    store = DiskStore.open(path, spec)
+    try:
+        return store.changelog_offset, store.unconfirmed_from, [k for k, _ in store.items()]
+    finally:
+        store.close()
+
+
+async def _restart(
+    bootstrap: str, prefix: str, expect: int
+) -> tuple[list[Consumed], list[MutableMapping[str, Any]]]:
+    """The normalizer started again on its disk state until `expect` outputs are there:
+    the outputs and the log events of the run."""
+    with capture_logs() as logs:
+        async with engine_running(PROCESSOR, bootstrap, prefix, "exactly-once", store_kind="disk"):
+            records = await read_topic(
+                bootstrap, prefix + OUT, expect=expect, quiet_s=2, timeout_s=90
+            )
+    return records, logs
 
 
 async def test_a_clean_restart_confirms_the_kept_stores_without_rebuilding(
@@ -151,25 +172,13 @@ async def test_a_clean_restart_confirms_the_kept_stores_without_rebuilding(
         PROCESSOR, kafka_bootstrap, topic_prefix, "exactly-once", store_kind="disk"
     ):
         await read_topic(kafka_bootstrap, out, expect=len(first), quiet_s=0.5)
-    store = DiskStore.open(
-        _seen_store(state_dir, topic_prefix, LOST_PARTITION), PROCESSOR.stores[0]
-    )
-    try:
-        assert store.spec.name == "seen"
-        assert store.unconfirmed_from is not None  # the restart has a commit to confirm
-        assert store.unconfirmed_from < store.changelog_offset
-    finally:
-        store.close()
+    offset, unconfirmed, _ = _seen_checkpoint(state_dir, topic_prefix)
+    assert unconfirmed is not None  # the restart has a commit to confirm
+    assert unconfirmed < offset
 
     later = list(raw_messages(60, conversations=12, duplicate_ratio=0, prefix="b", seed=4))
     await produce_messages(producer, raw, first[::5] + later)  # retries and new messages
-    with capture_logs() as logs:
-        async with engine_running(
-            PROCESSOR, kafka_bootstrap, topic_prefix, "exactly-once", store_kind="disk"
-        ):
-            records = await read_topic(
-                kafka_bootstrap, out, expect=len(first) + len(later), quiet_s=2, timeout_s=90
-            )
+    records, logs = await _restart(kafka_bootstrap, topic_prefix, len(first) + len(later))
     assert sorted(_ids(records)) == sorted(_distinct(first) | _distinct(later))
     restarted = metrics[1]
     assert _rebuilds(restarted, "unconfirmed") == {}
@@ -204,22 +213,11 @@ async def test_a_kept_disk_store_whose_last_commit_was_undone_is_rebuilt_on_rest
     assert sorted(_ids(await read_topic(kafka_bootstrap, out, quiet_s=1))) == sorted(
         _distinct(first)
     )  # the lost messages' outputs were aborted
-    store = DiskStore.open(
-        _seen_store(state_dir, topic_prefix, LOST_PARTITION), PROCESSOR.stores[0]
-    )
-    try:  # the checkpoint holds the undone commit: its ids count as seen
-        assert store.unconfirmed_from is not None
-        assert len([k for k, _ in store.items() if "lost" in k]) == len(lost)
-    finally:
-        store.close()
+    _, unconfirmed, keys = _seen_checkpoint(state_dir, topic_prefix)
+    assert unconfirmed is not None  # the checkpoint holds the undone commit:
+    assert len([k for k in keys if "lost" in k]) == len(lost)  # its ids count as seen
 
-    with capture_logs() as logs:
-        async with engine_running(
-            PROCESSOR, kafka_bootstrap, topic_prefix, "exactly-once", store_kind="disk"
-        ):
-            records = await read_topic(
-                kafka_bootstrap, out, expect=len(first) + len(lost), quiet_s=2, timeout_s=90
-            )
+    records, logs = await _restart(kafka_bootstrap, topic_prefix, len(first) + len(lost))
     assert sorted(_ids(records)) == sorted(_distinct(first) | _distinct(lost))
     assert _rebuilds(metrics[1], "unconfirmed").get("seen") == 1
     (rebuilt,) = [
