@@ -92,10 +92,12 @@ class Drainer:
         self.producer: Any = None
         self.ready = asyncio.Event()
         self.wake = asyncio.Event()
+        self.emptied = asyncio.Event()
+        """Set when a drain round trip left every spool empty; cleared by the next append."""
         self.stall: Stall | None = None
         self._set_up = set_up
         self._update_gauges = update_gauges
-        self._batch_records = batch_records
+        self.batch_records = batch_records
         self._late: dict[tuple[int, Position], asyncio.Future[Any]] = {}
         self._delivered: set[tuple[int, Position]] = set()
         self._show(None)
@@ -140,7 +142,7 @@ class Drainer:
                 if spool.pending:
                     await self._drain_batch(spool)
                 else:
-                    spool.persist()
+                    await spool.persist()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - supervised: every failure is retried
@@ -152,6 +154,7 @@ class Drainer:
             self._update_gauges()
             if self.own.backlog == 0 and not any(s.pending for s in self.adopted):
                 self._set_up(True)
+                self.emptied.set()
                 log.info("spool_drained")
 
     async def _failed(self, spool: Spool, exc: Exception, failures: int) -> None:
@@ -172,11 +175,11 @@ class Drainer:
         await asyncio.sleep(backoff)
 
     async def _drain_batch(self, spool: Spool) -> None:
-        batch = spool.read_batch(self._batch_records)
+        batch = spool.read_batch(self.batch_records)
         if not batch:  # only damage was left, now kept aside: move past it
             if spool.pending:
                 raise RuntimeError(f"{spool.pending} pending records but none readable")
-            spool.commit(spool.read_position, 0)
+            await spool.commit(spool.read_position, 0)
             return
         sid = id(spool)
         sends = await self._send(spool, batch)
@@ -202,7 +205,7 @@ class Drainer:
             last = sends[committed - 1][0].end
             self._delivered = {d for d in self._delivered if d[0] != sid or d[1] > last}
             self.metrics.drained.inc(committed)
-            spool.commit(last, committed)  # OSError: not written, but not sent again either
+            await spool.commit(last, committed)  # OSError: not written, but not sent again either
         if first_error is not None:
             raise first_error
         self._set_up(True)

@@ -6,6 +6,11 @@ Rules (docs/design.md, "Ack or spool: the produce path"):
   `produce_timeout_s`. Acknowledged → `KAFKA`. Failed or late → the record is appended to the
   spool and fsync'd → `SPOOL`; Kafka is marked down.
 - Spool not empty, or Kafka down: append behind the backlog (per-key order holds) → `SPOOL`.
+  Handover: while Kafka is up and the backlog is within one drain batch, a callback first
+  waits up to `_HANDOVER_WAIT_S` for the drainer to empty the spool and then produces
+  directly. Without the wait a steady load never lets a callback find the spool empty (one
+  arrives during every drain round trip) and the ingress stays in spool mode for as long as
+  the load lasts (docs/faults.md, finding 1; `tests/faults/test_spool_handover.py`).
 - Spool full: one direct produce attempt; if that fails too → `FULL` (the caller answers 503).
 
 The drainer (`_drainer.py`, one supervised task per worker) publishes the spools in
@@ -41,6 +46,9 @@ log = get_logger(__name__)
 
 _INGRESS_TOPICS = [spec for spec in REGISTRY if spec.writer == "ingress"]
 _STOP_TIMEOUT_S = 5.0
+_HANDOVER_WAIT_S = 0.5
+"""The longest a callback waits for the drainer to empty the spool (module docstring): a
+drain round trip of a batch on a healthy cluster, and far inside the platforms' 5 s."""
 
 
 class Outcome(enum.Enum):
@@ -204,9 +212,20 @@ class Publisher:
         self._set_up(False)
         return future
 
+    async def _await_handover(self) -> None:
+        """Wait (at most `_HANDOVER_WAIT_S`) for the drainer to empty a backlog of at most
+        one drain batch, so that this callback can be produced directly."""
+        if self.backlog > self.drainer.batch_records:
+            return
+        self.drainer.emptied.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.drainer.emptied.wait(), _HANDOVER_WAIT_S)
+
     async def publish(self, record: SpoolRecord) -> Outcome:
         """Store one record durably; see the module docstring for the rules."""
         late: asyncio.Future[Any] | None = None
+        if self.kafka_up and self._direct is not None and self.backlog > 0:
+            await self._await_handover()
         if self.backlog == 0 and self.kafka_up and self._direct is not None:
             late = await self._try_direct(record)
             if late is None:
@@ -227,6 +246,7 @@ class Publisher:
             self.metrics.outcomes.labels("full").inc()
             self._update_gauges()
             return Outcome.FULL
+        self.drainer.emptied.clear()
         if late is not None:
             self.drainer.remember_late(self.spool, position, late)
         self.metrics.outcomes.labels("spool").inc()

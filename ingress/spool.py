@@ -18,6 +18,7 @@ spool owns on its volume. Format, recovery rules and the failure table: docs/des
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from pathlib import Path
@@ -358,12 +359,12 @@ class Spool:
         """Forget what was read but not acknowledged (a failed publish): read it again."""
         self._read = self._acked
 
-    def commit(self, position: Position, records: int) -> None:
+    async def commit(self, position: Position, records: int) -> None:
         """Record that the `records` records before `position` are on Kafka: free the
         segments wholly before it (a fully drained spool starts a new segment), then write
         the position durably. The first part holds even when the write raises OSError (a
         full disk): nothing acknowledged is sent again by this process, and `persist`
-        retries the write."""
+        retries the write. One caller at a time (the drainer)."""
         if position <= self._acked:
             return
         self._acked = position
@@ -387,11 +388,13 @@ class Spool:
             del self._segments[old]
             self._acked = self._read = Position(old + 1, 0)
             self.full = False
-        self.persist()
+        await self.persist()
 
-    def persist(self) -> None:
+    async def persist(self) -> None:
         """Write the acknowledged position if the file lags it (OSError when the disk
-        refuses)."""
-        if self._committed != self._acked:
-            write_position(self.directory, self._acked)
-            self._committed = self._acked
+        refuses). Its fsyncs (file and directory) run in a thread, as the appends' do: on a
+        busy disk an fsync on the event loop would hold up every request meanwhile."""
+        acked = self._acked
+        if self._committed != acked:
+            await asyncio.to_thread(write_position, self.directory, acked)
+            self._committed = acked

@@ -8,12 +8,12 @@ again the spool must drain and the ingress must go back to producing directly â€
 `/readyz` says `ok` (Kafka up, spool empty) â€” while the load goes on; and every callback
 answered 200 is on its raw topic exactly once.
 
-Known to fail (docs/faults.md, "Findings"): `Publisher.publish` (ingress/publisher.py)
-produces directly only when the spool is empty at the moment a callback arrives, and a
-callback arrives during every drain round trip, so the spool is never seen empty and every
-callback keeps taking the spool (an fsync, then the drainer) until the load pauses. Marked
-`xfail(strict=True, raises=StuckInSpoolMode)` until the fix lands: any other failure
-(a loss, a duplicate, a non-200) still fails the test.
+Found by this suite (docs/faults.md, finding 1): `Publisher.publish` produced directly only
+when the spool was empty at the moment a callback arrived, and a callback arrives during
+every drain round trip, so the spool was never seen empty and every callback kept taking the
+spool until the load paused. Fixed by the handover in `ingress/publisher.py` (a callback
+waits up to 0.5 s for the drainer to empty a short backlog); without it this test fails with
+`StuckInSpoolMode`.
 """
 
 from __future__ import annotations
@@ -59,12 +59,6 @@ async def readiness(base_url: str) -> str | None:
     return None if doc is None else str(doc["status"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StuckInSpoolMode,
-    reason="ingress/publisher.py: spool mode ends only when a callback finds the spool "
-    "empty, which a steady load never lets happen (docs/faults.md, Findings)",
-)
 async def test_spool_mode_ends_under_steady_load(
     network: ProxiedKafka,
     cli_processes: CliProcesses,

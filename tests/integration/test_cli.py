@@ -51,7 +51,8 @@ async def test_topics_create_is_idempotent_and_applies_the_registry(
     assert f"{total} topics created, 0 already existed" in first.stdout
     # a changelog whose limit is below its store's: records the engine lets through would
     # be refused; `topics create` raises it again (compression it reports, not changes)
-    changelog = topic_prefix + "wecom-stream.membership-rooms-changelog"
+    membership = load_processor("membership", ProcessorSettings())
+    changelog = Names.of(membership, topic_prefix).changelog("rooms")
     await set_max_message_bytes(kafka_bootstrap, changelog, 100_000)
     second = cli("topics", "create", env=kafka_env)
     assert second.returncode == 0, second.stderr

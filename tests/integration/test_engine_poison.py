@@ -26,14 +26,14 @@ from aiokafka import AIOKafkaProducer
 
 from processors.engine import Context, InputRecord, OutputRecord, Processor, StoreSpec
 from runtime.settings import ProcessingGuarantee
-from schemas.registry import dlq_topic
+from schemas.registry import CHAT_MESSAGE, dlq_topic
 from tests.support.engine import capture_metrics, engine_running, metric
 from tests.support.topics import read_topic, set_max_message_bytes
 
 pytestmark = pytest.mark.kafka
 
 IN = "raw.yuju.message.v1"  # 6 partitions, 2 MiB records
-OUT = "chat.message.v1"  # 4 MiB records
+OUT = CHAT_MESSAGE  # 4 MiB records
 DLQ = dlq_topic("normalizer")
 DLQ_LIMIT = 100_000
 """The DLQ topic is created smaller than the registry's 4 MiB (as an operator might), so a
@@ -119,7 +119,7 @@ async def test_poison_goes_to_the_dlq_and_the_partition_moves_on(
     assert size is not None
     assert int(size.group(1)) > len(NOISE) > STORE.max_message_bytes
     assert by_id["p-output"]["dlq_error_type"] == "OutputTooLargeError"
-    assert "chat.message.v1" in by_id["p-output"]["dlq_error"]
+    assert OUT in by_id["p-output"]["dlq_error"]
     fitted = by_id["p-dlq"]
     assert fitted["dlq_error_type"] == "ValueError"
     assert fitted["dlq_dropped"] == "value"

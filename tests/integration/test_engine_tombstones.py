@@ -25,6 +25,7 @@ from processors.engine import Context, InputRecord, OutputRecord, Processor, Sto
 from runtime.kafka import admin_client
 from runtime.settings import StoreKind
 from runtime.topics import durability_configs
+from schemas.registry import CHAT_MESSAGE
 from tests.support.engine import engine_running
 from tests.support.processes import wait_for
 from tests.support.topics import Consumed, read_topic
@@ -32,7 +33,7 @@ from tests.support.topics import Consumed, read_topic
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 IN = "raw.yuju.message.v1"  # 6 partitions
-OUT = "chat.message.v1"
+OUT = CHAT_MESSAGE
 CHANGELOG = "wecom-stream.normalizer-kv-changelog"
 RETENTION_MS = 1000
 KEY = next(

@@ -15,6 +15,7 @@ from processors.engine import Context, InputRecord, OutputRecord, Processor, run
 from processors.engine import _engine as engine_module
 from processors.engine._metrics import EngineMetrics
 from runtime.settings import ProcessingGuarantee, ProcessorSettings
+from schemas.registry import CHAT_MESSAGE
 
 
 @contextlib.asynccontextmanager
@@ -73,4 +74,4 @@ def forward_once(record: InputRecord, ctx: Context) -> list[OutputRecord]:
     if value in seen:
         return []
     seen.set(value, 1)
-    return [OutputRecord("chat.message.v1", record.key, record.value)]
+    return [OutputRecord(CHAT_MESSAGE, record.key, record.value)]

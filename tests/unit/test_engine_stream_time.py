@@ -25,6 +25,7 @@ from processors.engine._task import Task
 from processors.engine.testing import LocalRun, input_record
 from processors.normalizer import configure
 from runtime.settings import ProcessorSettings
+from schemas.registry import CHAT_MESSAGE
 from tests.support.engine import forward_once
 
 T0 = 1_800_000_000_000  # "now" on the wall clock of these tests (2027-01-15)
@@ -32,7 +33,7 @@ HOUR = 3_600_000
 DAY = 24 * HOUR
 TEN_YEARS = 3653 * DAY
 IN = "raw.yuju.message.v1"
-OUT = "chat.message.v1"
+OUT = CHAT_MESSAGE
 
 
 DEDUP = Processor("normalizer", (IN,), (OUT,), forward_once, (StoreSpec("seen", retention_ms=DAY),))

@@ -27,14 +27,14 @@ def segments(directory: Path, pattern: str = "seg-*.log") -> list[Path]:
     return sorted(directory.glob(pattern))
 
 
-def drain_all(spool: Spool, batch: int = 1000) -> list[SpoolRecord]:
+async def drain_all(spool: Spool, batch: int = 1000) -> list[SpoolRecord]:
     out: list[SpoolRecord] = []
     while True:
         got = spool.read_batch(batch)
         if not got:
             return out
         out.extend(entry.record for entry in got)
-        spool.commit(got[-1].end, len(got))
+        await spool.commit(got[-1].end, len(got))
 
 
 async def test_appends_are_read_back_in_order_and_survive_reopen(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ async def test_appends_are_read_back_in_order_and_survive_reopen(tmp_path: Path)
     spool.close()
     again = Spool(tmp_path, max_bytes=10_000_000).open()
     assert again.pending == 50
-    got = drain_all(again)
+    got = await drain_all(again)
     assert got == [rec(i) for i in range(50)]
     assert again.pending == 0
     again.close()
@@ -65,7 +65,7 @@ async def test_torn_tail_is_truncated_and_appends_continue(tmp_path: Path) -> No
     kept = tmp_path / f"damaged-{0:012d}-{intact:012d}.bin"
     assert kept.read_bytes() == b"\xc5\x01\x00\x00\x01\x00garbage"  # kept aside, not lost
     await again.append(rec(5))
-    assert drain_all(again) == [rec(i) for i in range(6)]
+    assert await drain_all(again) == [rec(i) for i in range(6)]
     again.close()
 
 
@@ -79,7 +79,7 @@ async def test_corrupted_last_frame_is_dropped(tmp_path: Path) -> None:
     data[-2] ^= 0xFF  # the checksum of the last frame no longer matches
     segment.write_bytes(bytes(data))
     again = Spool(tmp_path, max_bytes=10_000_000).open()
-    assert drain_all(again) == [rec(0), rec(1)]
+    assert await drain_all(again) == [rec(0), rec(1)]
     assert len(segments(tmp_path, "damaged-*.bin")) == 1
     again.close()
 
@@ -91,7 +91,7 @@ async def test_crash_mid_drain_republishes_only_the_batch_in_flight(tmp_path: Pa
     for i in range(10):
         await spool.append(rec(i))
     first = spool.read_batch(4)
-    spool.commit(first[-1].end, len(first))
+    await spool.commit(first[-1].end, len(first))
     in_flight = spool.read_batch(3)  # "published", then the process dies before commit
     spool.close()
 
@@ -101,7 +101,7 @@ async def test_crash_mid_drain_republishes_only_the_batch_in_flight(tmp_path: Pa
     assert [e.record for e in replayed] == [e.record for e in in_flight]
     assert [e.record.header("ce_id") for e in replayed] == ["id-4", "id-5", "id-6"]
     again.rewind()
-    assert drain_all(again) == [rec(i) for i in range(4, 10)]
+    assert await drain_all(again) == [rec(i) for i in range(4, 10)]
     again.close()
 
 
@@ -120,7 +120,7 @@ async def test_segments_roll_and_drained_segments_are_deleted(tmp_path: Path) ->
     for i in range(40):
         await spool.append(rec(i))
     assert len(segments(tmp_path)) > 3
-    assert drain_all(spool, batch=7) == [rec(i) for i in range(40)]
+    assert await drain_all(spool, batch=7) == [rec(i) for i in range(40)]
     assert len(segments(tmp_path)) == 1  # drained to the end: a fresh, empty segment
     assert segments(tmp_path)[0].stat().st_size == 0
     assert spool.disk_bytes == 0
@@ -128,7 +128,7 @@ async def test_segments_roll_and_drained_segments_are_deleted(tmp_path: Path) ->
     again = Spool(tmp_path, max_bytes=10_000_000, segment_bytes=500).open()
     assert again.pending == 0
     await again.append(rec(99))
-    assert drain_all(again) == [rec(99)]
+    assert await drain_all(again) == [rec(99)]
     again.close()
 
 
@@ -142,7 +142,7 @@ async def test_full_spool_refuses_and_frees_space_when_drained(tmp_path: Path) -
         await spool.append(rec(stored))
     assert 0 < stored < 100
     assert spool.full
-    assert len(drain_all(spool)) == stored
+    assert len(await drain_all(spool)) == stored
     assert not bool(spool.full)  # bool(): mypy narrowed `spool.full` by the assert above
     await spool.append(rec(100))
     spool.close()

@@ -77,7 +77,7 @@ async def test_a_flipped_byte_costs_only_its_frame(tmp_path: Path, where: int) -
 
     again = Spool(tmp_path, max_bytes=10_000_000).open()
     assert again.pending == 19
-    assert drain_all(again) == records[:9] + records[10:]
+    assert await drain_all(again) == records[:9] + records[10:]
     [damaged] = kept(tmp_path)
     assert damaged.name == f"damaged-{0:012d}-{start:012d}.bin"
     keep = damaged.read_bytes()
@@ -96,11 +96,11 @@ async def test_damage_after_open_is_found_by_the_reader(tmp_path: Path) -> None:
         await spool.append(record)
     start, _ = frame_spans(records)[4]
     flip(segments(tmp_path)[0], start + HEADER_BYTES + 3)
-    assert drain_all(spool) == records[:4] + records[5:]
+    assert await drain_all(spool) == records[:4] + records[5:]
     assert len(kept(tmp_path)) == 1
     assert spool.pending == 0
     await spool.append(rec(99))
-    assert drain_all(spool) == [rec(99)]
+    assert await drain_all(spool) == [rec(99)]
     spool.close()
 
 
@@ -114,7 +114,7 @@ async def test_bytes_between_frames_are_skipped(tmp_path: Path) -> None:
         fh.write(b"\xc5\x02\x00\x01" + b"junk" * 10)
         fh.write(frame(rec(1).encode()))
     again = Spool(tmp_path, max_bytes=10_000_000).open()
-    assert drain_all(again) == [rec(0), rec(1)]
+    assert await drain_all(again) == [rec(0), rec(1)]
     assert [p.read_bytes()[:4] for p in kept(tmp_path)] == [b"\xc5\x02\x00\x01"]
     again.close()
 
@@ -126,13 +126,13 @@ async def test_a_frame_larger_than_the_read_window_is_read(tmp_path: Path) -> No
     spool = Spool(tmp_path, max_bytes=100_000_000).open()
     for record in records:
         await spool.append(record)
-    assert drain_all(spool) == records
+    assert await drain_all(spool) == records
     spool.close()
     small_window = tmp_path / "small"
     spool = Spool(small_window, max_bytes=100_000_000, read_window_bytes=64 * 1024).open()
     for record in records[2:]:
         await spool.append(record)
-    assert drain_all(spool, batch=1) == records[2:]
+    assert await drain_all(spool, batch=1) == records[2:]
     spool.close()
 
 
@@ -149,7 +149,7 @@ async def test_segments_of_the_previous_format_still_drain(tmp_path: Path) -> No
     spool = Spool(directory, max_bytes=10_000_000).open()
     assert spool.pending == 10
     await spool.append(rec(100))
-    got = drain_all(spool)
+    got = await drain_all(spool)
     ids = [r.header("ce_id") for r in got]
     assert ids == [f"msg-chat-v1-{n}" for n in range(2, 12)] + ["id-100"]
     assert got[0].topic == "spool-v1-fixture.raw.yuju.message.v1"
@@ -166,7 +166,7 @@ async def test_a_flipped_byte_in_a_previous_format_segment_costs_one_frame(
     size = segment.stat().st_size
     flip(segment, size // 2)
     spool = Spool(directory, max_bytes=10_000_000).open()
-    ids = [str(r.header("ce_id")) for r in drain_all(spool)]
+    ids = [str(r.header("ce_id")) for r in await drain_all(spool)]
     assert len(ids) == 9
     assert ids == sorted(ids, key=lambda i: int(i.rsplit("-", 1)[1]))
     assert len(kept(directory)) == 1
@@ -183,7 +183,7 @@ async def test_files_are_0600_and_directories_0700(tmp_path: Path) -> None:
     for i in range(3):
         await spool.append(rec(i))
     batch = spool.read_batch(1)
-    spool.commit(batch[0].end, 1)
+    await spool.commit(batch[0].end, 1)
     spool.set_aside_rejected(spool.read_batch(1)[0])
     spool.close()
     flip(segments(root / "worker-0")[0], -1)
@@ -235,7 +235,7 @@ async def test_the_cap_counts_every_byte_the_spool_owns(tmp_path: Path) -> None:
         await spool.append(rec(i))
     on_disk = segments(tmp_path)[0].stat().st_size
     batch = spool.read_batch(4)
-    spool.commit(batch[-1].end, 4)
+    await spool.commit(batch[-1].end, 4)
     assert spool.bytes < on_disk
     assert spool.disk_bytes == on_disk
     spool.set_aside_rejected(spool.read_batch(1)[0])

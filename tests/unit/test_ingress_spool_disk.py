@@ -26,7 +26,7 @@ from tests.support.tmpfs import fill, tmpfs
 from tests.unit.test_ingress_spool import drain_all, rec, segments
 
 
-def drain_like_the_drainer(spool: Spool) -> tuple[list[SpoolRecord], int]:
+async def drain_like_the_drainer(spool: Spool) -> tuple[list[SpoolRecord], int]:
     """Read, "publish", commit; a commit that raises OSError is counted and the drain goes
     on (the drainer's rule); (records, failed commits)."""
     out: list[SpoolRecord] = []
@@ -34,7 +34,7 @@ def drain_like_the_drainer(spool: Spool) -> tuple[list[SpoolRecord], int]:
     while batch := spool.read_batch(1000):
         out.extend(e.record for e in batch)
         try:
-            spool.commit(batch[-1].end, len(batch))
+            await spool.commit(batch[-1].end, len(batch))
         except OSError:
             failed += 1
     return out, failed
@@ -63,13 +63,13 @@ async def test_an_append_the_disk_refuses_leaves_nothing(small_disk: Path) -> No
     assert len(stored) > 100
     size = segments(small_disk / "worker-0")[0].stat().st_size
     assert size == sum(len(frame(r.encode())) for r in stored)  # no partial frame left
-    drained, failed_commits = drain_like_the_drainer(spool)
+    drained, failed_commits = await drain_like_the_drainer(spool)
     assert drained == stored
     assert failed_commits >= 1  # the disk was full for the position file too, for real
     assert not spool.unpersisted  # drained to the end: the segment's space was freed
     assert not bool(spool.full)  # bool(): mypy narrowed `spool.full` by the assert above
     await spool.append(rec(-1))
-    assert drain_all(spool) == [rec(-1)]
+    assert await drain_all(spool) == [rec(-1)]
     spool.close()
 
 
@@ -83,16 +83,16 @@ async def test_enospc_in_the_commit_recovers_without_a_restart(small_disk: Path)
 
     first = spool.read_batch(500)
     with pytest.raises(OSError, match="No space left") as raised:
-        spool.commit(first[-1].end, len(first))
+        await spool.commit(first[-1].end, len(first))
     assert raised.value.errno == errno.ENOSPC  # the position file could not be written
     assert spool.unpersisted
     spool.rewind()
     second = spool.read_batch(500)
     assert second[0].record == records[500]  # the first batch is not read (sent) again
     with pytest.raises(OSError, match="No space left"):
-        spool.commit(second[-1].end, len(second))
+        await spool.commit(second[-1].end, len(second))
     third = spool.read_batch(500)
-    spool.commit(third[-1].end, len(third))  # drained: a new segment, the old one freed
+    await spool.commit(third[-1].end, len(third))  # drained: a new segment, the old one freed
     assert not bool(spool.unpersisted)  # bool(): narrowed by the assert above
     assert [e.record for e in first + second + third] == records
     spool.close()
