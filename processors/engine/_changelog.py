@@ -31,10 +31,12 @@ class ChangelogWrite(NamedTuple):
 
     def apply(self) -> None:
         """The sends are acknowledged and committed: the store makes the entries durable at
-        the offset after the last one (the next record there is the commit marker)."""
+        the offset after the last one (the next record there is the commit marker); the
+        first one's offset is where a later restore checks that the commit held."""
         if self.sent:
             end = max(f.result().offset + count for f, count in self.sent)
-            self.store.committed(self.entries, end)
+            first = min(f.result().offset for f, _ in self.sent)  # a batch's base offset
+            self.store.committed(self.entries, end, first)
 
 
 async def send_changelog(

@@ -25,13 +25,15 @@ Exactly-once: the database only ever holds committed state
     The WAL is on, without an fsync per write (`sync=False`): a write reaches the OS page
     cache, which outlives the process. An OS crash or power loss may lose the newest
     checkpoints (the store then catches up from an older offset) but never mixes states.
-    `committed` runs after the transaction committed, so a checkpoint never leads the log.
+    `committed` runs after the transaction committed; should Kafka still undo it, the
+    restore's check of `unconfirmed_from` rebuilds the store (`_restore.py`).
 
 Key layout (one-byte prefixes: each kind is one contiguous key range)
     b"k" + UTF-8 key -> the changelog value as is, `orjson([write_time_ms, value])` (restore
                         stores record bytes without decoding values)
-    b"m"             -> orjson {"offset", "time_ms", "synced_ms", "seq", "index"}: the
-                        checkpoint (`changelog_offset`, its wall time, `TaskStore.synced_ms`
+    b"m"             -> orjson {"offset", "unconfirmed", "time_ms", "synced_ms", "seq",
+                        "index"}: the checkpoint (`changelog_offset`, `unconfirmed_from`
+                        (absent in older ones: `offset - 1`), its wall time, `synced_ms`
                         as of that write, the next index sequence number, the live index
                         record count)
     b"x" + be64(time + 2**63) + be64(seq) -> orjson list of keys: an expiry index record
@@ -52,8 +54,7 @@ Expiry (with `StoreSpec.retention_ms` only), without a per-entry heap in memory
     committed (tracked in memory). Keys written while the store had no retention have no
     index record and never expire.
 
-Options: bloom filters, one block cache and one memtable budget per process, LZ4; what
-each is for and what it measured: docs/state.md ("RocksDB options").
+Options: `_rocksdb_options.py`.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from rocksdict import Rdict, WriteBatch
 
 from processors.engine._clock import wall_ms
 from processors.engine._limits import usable_bytes
+from processors.engine._rocksdb_options import rocksdb_options
 from processors.engine._stores import ChangelogEntry, TaskStore
 from processors.engine.api import JsonValue, StoreSpec
 
@@ -84,31 +86,6 @@ _HOT_MAX: Final = 20_000  # values kept in `_hot`; emptied when full (cheap, no 
 _ABSENT: Final = object()  # "not in the overlay" (None in the overlay: a staged delete)
 
 _Entry = tuple[JsonValue, int, bytes]  # (value, write time, changelog value bytes)
-_cache: rocksdict.Cache | None = None
-_buffers: rocksdict.WriteBufferManager | None = None
-
-
-def _options() -> rocksdict.Options:
-    global _cache, _buffers  # one block cache and one memtable budget per process
-    if _cache is None or _buffers is None:
-        _cache = rocksdict.Cache(32 * 1024 * 1024)
-        _buffers = rocksdict.WriteBufferManager(64 * 1024 * 1024, False)
-    table = rocksdict.BlockBasedOptions()
-    table.set_bloom_filter(10, False)
-    table.set_block_cache(_cache)
-    opts = rocksdict.Options(raw_mode=True)
-    opts.create_if_missing(True)
-    opts.set_block_based_table_factory(table)
-    opts.set_max_background_jobs(2)
-    opts.set_write_buffer_size(16 * 1024 * 1024)
-    opts.set_write_buffer_manager(_buffers)
-    opts.set_memtable_whole_key_filtering(True)  # a bloom filter in the memtables too
-    opts.set_memtable_prefix_bloom_ratio(0.1)
-    opts.set_max_write_buffer_number(3)
-    opts.set_compression_type(rocksdict.DBCompressionType.lz4())
-    opts.set_keep_log_file_num(2)
-    opts.set_max_log_file_size(1024 * 1024)
-    return opts
 
 
 def _index_key(time_ms: int, seq: int) -> bytes:
@@ -136,7 +113,8 @@ class DiskStore(TaskStore):
         self._low = _INDEX  # every live index record not read yet sorts at or above
         raw = db.get(_META)
         meta = {} if raw is None else _loads(raw)
-        self.changelog_offset: int = meta.get("offset", 0)
+        offset = self.changelog_offset = meta.get("offset", 0)
+        self.unconfirmed_from = meta.get("unconfirmed", offset - 1 if offset else None)
         self.checkpoint_time_ms: int | None = meta.get("time_ms")
         # a checkpoint written before `synced_ms` existed: its time is when it was in sync
         # (those only came from commits); no checkpoint: an empty store, starting now
@@ -148,7 +126,7 @@ class DiskStore(TaskStore):
     def open(cls, path: Path, spec: StoreSpec) -> DiskStore:
         """Open (or create) the store's database at `path`."""
         path.mkdir(parents=True, exist_ok=True)
-        opts = _options()
+        opts = rocksdb_options()
         # The default column family's options are given explicitly: for an existing DB,
         # rocksdict otherwise reloads them from its OPTIONS file, which cannot record the
         # bloom filter or the shared cache (measured: no filter, an 8 MiB private cache).
@@ -158,7 +136,7 @@ class DiskStore(TaskStore):
     def destroy(path: Path) -> None:
         """Delete a (closed) store's database and its directory."""
         if path.exists():
-            Rdict.destroy(str(path), _options())
+            Rdict.destroy(str(path), rocksdb_options())
             shutil.rmtree(path, ignore_errors=True)
 
     def close(self) -> None:
@@ -326,9 +304,12 @@ class DiskStore(TaskStore):
     def has_dirty(self) -> bool:
         return bool(self._dirty)
 
-    def committed(self, entries: Sequence[ChangelogEntry], next_offset: int) -> None:
+    def committed(
+        self, entries: Sequence[ChangelogEntry], next_offset: int, first_offset: int
+    ) -> None:
         """Write `entries` (from `changelog_batch`), the index records they release and the
-        checkpoint `next_offset` atomically; then drop the overlay entries the DB now has."""
+        checkpoint `next_offset` (unconfirmed from `first_offset`) atomically; then drop the
+        overlay entries the DB now has."""
         names = [key.decode() for key, _ in entries]
         self.synced_ms = wall_ms()  # the task's transaction committed: the store is the log
         batch = self._batch(entries)
@@ -340,7 +321,7 @@ class DiskStore(TaskStore):
                 if not wait:
                     batch.delete(ik)
                     done.append(ik)
-        self._write(batch, next_offset, -len(done))
+        self._write(batch, next_offset, -len(done), first_offset)
         over, dirty, undo, hot = self._over, self._dirty, self._undo, self._hot
         for name, (_, value) in zip(names, entries, strict=True):
             hot.pop(name, None)  # the database has a newer value
@@ -356,7 +337,7 @@ class DiskStore(TaskStore):
         """Apply committed changelog records and the checkpoint `next_offset` atomically.
         The store should have no staged writes (restore comes before processing)."""
         self._hot.clear()
-        self._write(self._batch(records), next_offset, 0)
+        self._write(self._batch(records), next_offset, 0, None)
 
     def _batch(self, records: Sequence[tuple[bytes | None, bytes | None]]) -> WriteBatch:
         """A write batch with the records (key None: skipped) and their index record."""
@@ -384,15 +365,18 @@ class DiskStore(TaskStore):
             self._low = min(self._low, ik)  # an old-time record may sort below the scan
         return batch
 
-    def _write(self, batch: WriteBatch, next_offset: int, index_delta: int) -> None:
+    def _write(
+        self, batch: WriteBatch, next_offset: int, index_delta: int, unconfirmed: int | None
+    ) -> None:
         if self._db is None:
             raise RuntimeError("store is closed")
         now = int(time.time() * 1000)
         self._index_records += index_delta
-        meta = dict(offset=next_offset, time_ms=now, synced_ms=self.synced_ms)
-        meta.update(seq=self._seq, index=self._index_records)
+        meta = dict(offset=next_offset, unconfirmed=unconfirmed, time_ms=now)
+        meta.update(synced_ms=self.synced_ms, seq=self._seq, index=self._index_records)
         batch.delete(_META)  # with the put, nets 0 in `estimate-num-keys` (see `__len__`)
         batch.put(_META, _dumps(meta))
         self._db.write(batch, self._wopts)
         self.changelog_offset = next_offset
+        self.unconfirmed_from = unconfirmed
         self.checkpoint_time_ms = now

@@ -142,6 +142,12 @@ class EngineMetrics:
             labels,
             registry=reg,
         )
+        self.store_rebuilds = Counter(
+            p + "store_rebuilds",
+            "Local stores the changelog did not confirm, rebuilt from its beginning",
+            [*labels, "store", "reason"],
+            registry=reg,
+        )
         self.lag = Gauge(
             p + "consumer_lag",
             "Records not yet committed (last stable offset - committed)",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from aiokafka import TopicPartition
 
-from processors.engine._restore import ChangelogReader
+from processors.engine._restore import ChangelogReader, RebuildReason
 from processors.engine._stores import TaskStore
 from processors.engine._task import Task
 from runtime.logs import get_logger
@@ -119,12 +119,16 @@ class Restoration:
             if not waiting[tp.partition]:
                 await self._member.activate(tp.partition, positions)
 
-        def reset(tp: TopicPartition) -> TaskStore:
-            """A store ahead of its changelog (recreated): rebuilt from an empty one."""
+        def reset(tp: TopicPartition, reason: RebuildReason) -> TaskStore:
+            """A store the changelog does not vouch for (`RebuildReason`): rebuilt from an
+            empty one."""
             task = self.task(tp.partition)
             spec = self._changelog_specs[tp.topic]
             task.stores[spec.name].close()
             store = task.stores[spec.name] = self._member.state.new_store(tp.partition, spec)
+            self._member.metrics.store_rebuilds.labels(
+                self._member.processor.name, spec.name, reason
+            ).inc()
             return store
 
         for p in [p for p, tps in waiting.items() if not tps]:  # stateless tasks

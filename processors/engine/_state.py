@@ -9,7 +9,8 @@ holds a prefix of the committed changelog) is kept open by its `changelog_offset
 task that comes back catches up from there instead of replaying its whole changelog. That
 is safe whatever happened in between: after the new owner's producer fenced any other, the
 committed changelog is the truth, and the store is exactly its prefix before
-`changelog_offset`; records other owners committed meanwhile lie after that offset and are
+`changelog_offset` (the restore first confirms that the store's own last commit is in it:
+`_restore.py`); records other owners committed meanwhile lie after that offset and are
 replayed. A store released after a failure is closed: a memory store is gone (the task
 restores from the beginning), a disk store reopens at its last checkpoint, which never
 holds uncommitted writes (`_disk_store.py`).

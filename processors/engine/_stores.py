@@ -33,12 +33,22 @@ class TaskStore(Store):
     exactly the committed changelog records before that offset (plus, between commits, the
     staged writes of the open transaction, which only `committed` makes durable). A store
     restored from its changelog catches up from this offset, not from the beginning.
+
+    `unconfirmed_from` marks what that claim rests on: records read back committed
+    (`restore_batch`: None), or the writes of the store's own last commit, which Kafka
+    reported committed but nobody has read back yet (`committed`: the first changelog offset
+    of those writes). A catch-up first checks that such a commit is in the committed
+    changelog, and rebuilds the store if it is not (`_restore.py`).
     """
 
     spec: StoreSpec
     now_ms: int
     """Stream time of the record being processed: the write time of its writes."""
     changelog_offset: int
+    unconfirmed_from: int | None
+    """The first changelog offset of the store's last commit while no `read_committed`
+    read has returned one of its records ([unconfirmed_from, changelog_offset) are that
+    commit's records); None when the store holds only records read back committed."""
     record_limit: int
     """The largest changelog record (key + value bytes) a write may make: from the
     changelog topic's actual `max.message.bytes` once the engine has described it, else
@@ -88,13 +98,19 @@ class TaskStore(Store):
     @abstractmethod
     def restore_batch(self, records: Sequence[ChangelogEntry], next_offset: int) -> None:
         """Apply committed changelog records (in offset order) and move `changelog_offset`
-        to `next_offset`, atomically where the store is durable."""
+        to `next_offset`, atomically where the store is durable. Everything before
+        `next_offset` is then confirmed (`unconfirmed_from` None): the caller read it back
+        committed, or confirmed the store's last commit."""
 
     @abstractmethod
-    def committed(self, entries: Sequence[ChangelogEntry], next_offset: int) -> None:
+    def committed(
+        self, entries: Sequence[ChangelogEntry], next_offset: int, first_offset: int
+    ) -> None:
         """The transaction (or at-least-once changelog write) carrying `entries`, which
-        came from `changelog_batch`, committed; the changelog now ends before
-        `next_offset`. A durable store applies them with the new offset, atomically."""
+        came from `changelog_batch`, committed; they are the changelog records from
+        `first_offset` to `next_offset` (exclusive). A durable store applies them with the
+        new offset, atomically. The commit stays unconfirmed (`unconfirmed_from`) until a
+        restore reads it back."""
 
     @abstractmethod
     def __len__(self) -> int: ...
@@ -120,6 +136,7 @@ class MemoryStore(TaskStore):
         self._expiry: list[tuple[int, str]] = []
         self.now_ms = 0
         self.changelog_offset = 0
+        self.unconfirmed_from: int | None = None
         self.synced_ms = wall_ms()  # empty: a restore from the beginning starts now
 
     # ---------------------------------------------------------------- Store API
@@ -213,10 +230,14 @@ class MemoryStore(TaskStore):
         for key, value in records:
             self.restore(key, value)
         self.changelog_offset = next_offset
+        self.unconfirmed_from = None
 
-    def committed(self, entries: Sequence[ChangelogEntry], next_offset: int) -> None:
+    def committed(
+        self, entries: Sequence[ChangelogEntry], next_offset: int, first_offset: int
+    ) -> None:
         """The dict already holds the values; only the position moves."""
         self.changelog_offset = next_offset
+        self.unconfirmed_from = first_offset
         self.synced_ms = wall_ms()
 
     def restore(self, key: bytes | None, value: bytes | None) -> int:

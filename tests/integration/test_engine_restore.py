@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from processors.engine import Processor, StoreSpec, run_engine
 from processors.engine._member import Member
-from processors.engine._restore import ChangelogReader
+from processors.engine._restore import ChangelogReader, RebuildReason
 from processors.engine._stores import TaskStore
 from runtime.settings import ProcessorSettings
 from tests.support.engine import forward_once
@@ -70,7 +70,7 @@ def _slow_restore(
         self: ChangelogReader,
         stores: Mapping[TopicPartition, TaskStore],
         caught_up: Callable[[TopicPartition], Awaitable[None]],
-        reset: Callable[[TopicPartition], TaskStore],
+        reset: Callable[[TopicPartition, RebuildReason], TaskStore],
     ) -> None:
         if only_instance is None or self.client_id.endswith(f"-{only_instance}-restore"):
             started.append(time.monotonic())

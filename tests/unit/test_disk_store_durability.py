@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import orjson
+from rocksdict import Rdict
 
 from processors.engine._disk_store import DiskStore
+from processors.engine._rocksdb_options import rocksdb_options
 from processors.engine.api import StoreSpec
 from tests.unit.test_engine_disk_store import about, commit
 
@@ -41,6 +43,37 @@ def test_reopen_after_committed_has_the_committed_state_and_offset(tmp_path: Pat
     assert before <= store.checkpoint_time_ms <= int(time.time() * 1000)
     assert dict(store.items()) == {"b": {"x": [1]}}
     assert about(store, 1)
+    store.close()
+
+
+def test_an_unconfirmed_commit_stays_unconfirmed_across_reopen(tmp_path: Path) -> None:
+    store = DiskStore.open(tmp_path / "db", StoreSpec("s"))
+    store.set("a", 1)
+    store.end_record(ok=True)
+    store.committed(store.changelog_batch(), 5, 4)
+    store.close()
+    store = DiskStore.open(tmp_path / "db", StoreSpec("s"))
+    assert (store.changelog_offset, store.unconfirmed_from) == (5, 4)
+    store.restore_batch((), 6)
+    store.close()
+    store = DiskStore.open(tmp_path / "db", StoreSpec("s"))
+    assert (store.changelog_offset, store.unconfirmed_from) == (6, None)
+    store.close()
+
+
+def test_a_checkpoint_older_than_the_check_is_unconfirmed_from_its_last_record(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint written before `unconfirmed` existed cannot say whether its last record
+    came from a commit: that record is checked once (a checkpoint that ends past a commit
+    marker is then rebuilt, once)."""
+    options = rocksdb_options()
+    db = Rdict(str(tmp_path / "db"), options, column_families={"default": options})
+    db[b"k" + b"a"] = orjson.dumps([0, 1])
+    db[b"m"] = orjson.dumps({"offset": 8, "time_ms": 1, "synced_ms": 1, "seq": 0, "index": 0})
+    db.close()
+    store = DiskStore.open(tmp_path / "db", StoreSpec("s"))
+    assert (store.changelog_offset, store.unconfirmed_from, store.get("a")) == (8, 7, 1)
     store.close()
 
 
@@ -154,7 +187,7 @@ def test_index_record_waits_for_its_staged_keys(tmp_path: Path) -> None:
     store.set("b", 2)  # staged when the old record is read: not expired, but waited for
     store.end_record(ok=True)
     assert store.expire(150) == 1
-    store.committed([], 1)  # nothing of the record's keys committed yet: it stays
+    store.committed([], 1, 1)  # nothing of the record's keys committed yet: it stays
     store.close()
     store = DiskStore.open(tmp_path / "db", StoreSpec("s", retention_ms=100))
     assert dict(store.items()) == {"a": 1, "b": 1}
@@ -232,7 +265,10 @@ def expected_state(offset: int) -> dict[str, int]:
 _CHILD = """
 import sys
 from pathlib import Path
+from rocksdict import Rdict
+
 from processors.engine._disk_store import DiskStore
+from processors.engine._rocksdb_options import rocksdb_options
 from processors.engine.api import StoreSpec
 from tests.unit.test_disk_store_durability import crash_ops
 
@@ -252,7 +288,7 @@ while True:
     entries = store.changelog_batch()
     store.set("after", k)  # staged for the next commit while this one completes
     store.end_record(ok=True)
-    store.committed(entries, k + 1)
+    store.committed(entries, k + 1, k)
     k += 1
 """
 

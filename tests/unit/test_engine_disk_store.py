@@ -38,7 +38,8 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeS
 
 
 def commit(store: TaskStore, next_offset: int) -> None:
-    store.committed(store.changelog_batch(), next_offset)
+    entries = store.changelog_batch()
+    store.committed(entries, next_offset, next_offset - len(entries))
 
 
 def about(store: TaskStore, count: int) -> bool:
@@ -137,11 +138,35 @@ def test_writes_after_changelog_batch_survive_its_commit(make_store: MakeStore) 
     second = store.changelog_batch()
     store.set("k", 3)
     store.end_record(ok=True)
-    store.committed(first, 2)
+    store.committed(first, 2, 2 - len(first))
     assert (store.get("k"), "gone" in store) == (3, False)
-    store.committed(second, 4)
+    store.committed(second, 4, 4 - len(second))
     assert dict(store.items()) == {"k": 3}
     assert dict(store.changelog_batch()) == {b"k": orjson.dumps([0, 3])}
+
+
+def checkpoint(store: TaskStore) -> tuple[int, int | None]:
+    return store.changelog_offset, store.unconfirmed_from
+
+
+def test_a_commit_is_unconfirmed_until_a_restore_confirms_it(make_store: MakeStore) -> None:
+    """`unconfirmed_from`: the first changelog offset of the store's last commit, until a
+    restore (which reads the changelog back committed) moves the checkpoint."""
+    store = make_store(StoreSpec("s"))
+    assert checkpoint(store) == (0, None)  # empty: nothing to confirm
+    store.set("a", 1)
+    store.set("b", 2)
+    store.end_record(ok=True)
+    store.committed(store.changelog_batch(), 12, 10)
+    assert checkpoint(store) == (12, 10)
+    store.restore_batch((), 13)  # confirmed, past the commit marker
+    assert checkpoint(store) == (13, None)
+    store.set("c", 3)
+    store.end_record(ok=True)
+    store.committed(store.changelog_batch(), 14, 13)
+    assert checkpoint(store) == (14, 13)
+    store.restore_batch([(b"d", orjson.dumps([0, 4]))], 16)  # another owner's record
+    assert (checkpoint(store), store.get("d")) == ((16, None), 4)
 
 
 def test_restore_replays_a_changelog_into_an_equal_store(make_store: MakeStore) -> None:
@@ -213,7 +238,7 @@ def test_random_operations_match_the_memory_store(tmp_path: Path, seed: int) -> 
             in_flight.append(batch)
         elif in_flight:
             offset += 1
-            disk.committed(in_flight.pop(0), offset)
+            disk.committed(in_flight.pop(0), offset, offset - 1)
         assert disk.get(key) == memory.get(key)
         assert (key in disk) == (key in memory)
         assert dict(disk.items()) == dict(memory.items())
@@ -222,7 +247,7 @@ def test_random_operations_match_the_memory_store(tmp_path: Path, seed: int) -> 
     in_flight.append(disk.changelog_batch())
     for batch in in_flight:
         offset += 1
-        disk.committed(batch, offset)
+        disk.committed(batch, offset, offset - 1)
     disk.close()
     disk = DiskStore.open(tmp_path / "db", StoreSpec("s"))
     assert (disk.changelog_offset, dict(disk.items())) == (offset, dict(memory.items()))

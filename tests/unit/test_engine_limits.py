@@ -151,7 +151,7 @@ def test_a_disk_store_reopened_after_the_tombstone_retention_is_rebuilt(tmp_path
     store = state.open(0)["s"]
     store.set("k", 1)
     store.end_record(ok=True)
-    store.committed(store.changelog_batch(), 5)  # checkpoint: in sync now
+    store.committed(store.changelog_batch(), 5, 4)  # checkpoint: in sync now
     state.release(0, {"s": store}, clean=False, synced=False)  # closed, as after a crash
     reopened = state.open(0)["s"]
     assert (reopened.changelog_offset, reopened.get("k")) == (5, 1)  # recent: trusted
