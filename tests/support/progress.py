@@ -75,11 +75,10 @@ class Progress:
         self.load = load
         self.interval_s = interval_s
         self.samples: list[Sample] = []
+        declared = [load_processor(name, ProcessorSettings()) for name in PROCESSORS]
         self._inputs = {
-            Names(name, prefix).group: _partitions(
-                prefix, tuple(load_processor(name, ProcessorSettings()).inputs)
-            )
-            for name in PROCESSORS
+            Names.of(processor, prefix).group: _partitions(prefix, tuple(processor.inputs))
+            for processor in declared
         }
         self._raw = _partitions(prefix, RAW_TOPICS)
         self._watched = sorted(
