@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiokafka.errors import (
     CorruptRecordException,
+    InvalidProducerEpoch,
     InvalidTimestampError,
     KafkaError,
     MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
     RecordListTooLargeError,
     RecordTooLargeError,
+    UnknownProducerId,
 )
 
 from ingress._metrics import IngressMetrics
@@ -38,7 +41,7 @@ from ingress.spool import Entry, Position, Spool
 from runtime.logs import get_logger
 from runtime.retry import full_jitter_s
 
-__all__ = ["STALL_REASONS", "Drainer", "Stall"]
+__all__ = ["PRODUCER_STATE_LOST", "STALL_REASONS", "Drainer", "Stall"]
 
 log = get_logger("ingress.publisher")
 
@@ -50,6 +53,19 @@ _REJECTED = (
     InvalidTimestampError,
 )
 """Errors about one record that no retry fixes: the drainer keeps it aside and moves on."""
+
+PRODUCER_STATE_LOST = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
+"""The broker no longer accepts this producer's sequence numbers: no retry by the same
+producer fixes it, a new producer (a new producer id) does.
+
+aiokafka 0.14 consumes a partition's sequence numbers when it takes a batch off its queue,
+also for a batch it then fails unsent (one that expired while its partition had no leader:
+`MessageAccumulator.drain_by_nodes`), and never resets them (the Java client bumps its epoch:
+KIP-360). Every later batch to that partition is then refused with OutOfOrderSequenceNumber,
+for good: https://github.com/aio-libs/aiokafka/issues/1017 . Seen here after a broker
+restart under load (docs/faults.md, finding 8): the spool stopped draining until the
+process restarted. The drainer is the one place that sees it (a callback whose direct
+produce fails is spooled), and renews the producer (`Publisher.renew_producer`)."""
 
 StallReason = Literal["kafka", "disk", "unexpected"]
 STALL_REASONS: tuple[StallReason, ...] = ("kafka", "disk", "unexpected")
@@ -84,6 +100,7 @@ class Drainer:
         metrics: IngressMetrics,
         set_up: Callable[[bool], None],
         update_gauges: Callable[[], None],
+        renew_producer: Callable[[BaseException], Awaitable[None]],
         batch_records: int = 500,
     ) -> None:
         self.own = own
@@ -97,6 +114,7 @@ class Drainer:
         self.stall: Stall | None = None
         self._set_up = set_up
         self._update_gauges = update_gauges
+        self._renew_producer = renew_producer
         self.batch_records = batch_records
         self._late: dict[tuple[int, Position], asyncio.Future[Any]] = {}
         self._delivered: set[tuple[int, Position]] = set()
@@ -172,6 +190,8 @@ class Drainer:
             log.warning("spool_drain_retry", spool=str(spool.directory), **fields)
         spool.rewind()
         self._update_gauges()
+        if isinstance(exc, PRODUCER_STATE_LOST):
+            await self._renew_producer(exc)
         await asyncio.sleep(backoff)
 
     async def _drain_batch(self, spool: Spool) -> None:

@@ -92,6 +92,12 @@ class IngressMetrics:
             ["reason"],
             registry=r,
         )
+        self.producer_renewals = Counter(
+            "wecom_ingress_producer_renewals",
+            "Producers replaced because the broker refused their sequence numbers "
+            "(OutOfOrderSequenceNumber and kin: aiokafka issue 1017)",
+            registry=r,
+        )
         self.spool_stalled = Gauge(
             "wecom_ingress_spool_stalled",
             "1 while the drainer's last pass failed, labelled with the reason",

@@ -84,7 +84,13 @@ class Publisher:
         self._direct: DirectProducer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.drainer = Drainer(
-            spool, adopted, metrics, self._set_up, self._update_gauges, drain_batch_records
+            spool,
+            adopted,
+            metrics,
+            self._set_up,
+            self._update_gauges,
+            self.renew_producer,
+            drain_batch_records,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -101,16 +107,34 @@ class Publisher:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._direct is not None:
-            await self._direct.stop()
-        if self._producer is not None:
-            try:
-                await asyncio.wait_for(self._producer.stop(), _STOP_TIMEOUT_S)
-            except (TimeoutError, KafkaError):
-                log.warning("producer_stop_incomplete", note="unacknowledged records are spooled")
+        await self._stop_producer()
         self.drainer.cancel_late()
         for spool in (self.spool, *self.adopted):
             spool.close()
+
+    async def _stop_producer(self) -> None:
+        direct, producer = self._direct, self._producer
+        self._direct = self._producer = None
+        if direct is not None:
+            await direct.stop()
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), _STOP_TIMEOUT_S)
+            except (TimeoutError, KafkaError):
+                log.warning("producer_stop_incomplete", note="unacknowledged records are spooled")
+
+    async def renew_producer(self, error: BaseException) -> None:
+        """Replace a producer whose sequence numbers the broker refuses
+        (`_drainer.PRODUCER_STATE_LOST`, aiokafka's issue 1017) by a new one. Meanwhile
+        callbacks are spooled; direct produces still in flight on the old producer end with
+        it (their spooled copies are sent by the new one, once)."""
+        self._set_up(False)
+        self.drainer.ready.clear()
+        await self._stop_producer()
+        self.drainer.cancel_late()
+        self.metrics.producer_renewals.inc()
+        log.warning("producer_renewed", error=type(error).__name__, issue="aiokafka#1017")
+        self._tasks.append(asyncio.create_task(self._connect(), name="ingress-reconnect"))
 
     async def _connect(self) -> None:
         """Start the producer, retrying while Kafka is unreachable (the spool takes over)."""

@@ -29,6 +29,7 @@ from ingress.spool import Spool
 from runtime.local_kafka import LocalKafka
 from tests.support.ingress import (
     message,
+    metric_value,
     ready,
     spooled_message,
     start_cli_ingress,
@@ -80,13 +81,6 @@ def our_errors(proc: CliProcess) -> list[dict[str, Any]]:
 
 def start(procs: CliProcesses, spool: Path) -> tuple[CliProcess, str]:
     return start_cli_ingress(procs, spool, {"WECOM_STREAM_TENANTS": f"acme={TOKEN}"})
-
-
-async def metric(url: str, line_start: str) -> float:
-    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
-        text = await resp.text()
-    lines = [line for line in text.splitlines() if line.startswith(line_start)]
-    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
 
 
 async def test_disk_full_answers_503_then_everything_lands_exactly_once(
@@ -154,7 +148,7 @@ async def test_enospc_in_the_drainers_commit_recovers_without_a_restart(
     proc, url = start(own_procs, disk / "spool")
     await wait_listening(url, proc)
     await wait_for(lambda: drained(url), timeout_s=120, interval_s=0.5, what="spool drained")
-    errors = await metric(url, 'wecom_ingress_spool_drain_errors_total{reason="disk"}')
+    errors = await metric_value(url, 'wecom_ingress_spool_drain_errors_total{reason="disk"}')
     assert errors >= 1, "the commit met ENOSPC"
     retries = [
         line

@@ -95,6 +95,14 @@ async def ready(base_url: str) -> dict[str, Any] | None:
         return None
 
 
+async def metric_value(url: str, line_start: str) -> float:
+    """The sum of the ingress's /metrics samples whose line starts with `line_start`."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    lines = [line for line in text.splitlines() if line.startswith(line_start)]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
 def start_cli_ingress(
     procs: CliProcesses, spool_dir: Path, env: Mapping[str, str], *args: str, port: int = 0
 ) -> tuple[CliProcess, str]:
