@@ -39,6 +39,7 @@ from aiokafka.errors import (
 from ingress._metrics import IngressMetrics
 from ingress.spool import Entry, Position, Spool
 from runtime.logs import get_logger
+from runtime.memory import release_memory_soon
 from runtime.retry import full_jitter_s
 
 __all__ = ["PRODUCER_STATE_LOST", "STALL_REASONS", "Drainer", "Stall"]
@@ -174,6 +175,7 @@ class Drainer:
                 self._set_up(True)
                 self.emptied.set()
                 log.info("spool_drained")
+                release_memory_soon()  # what the outage allocated
 
     async def _failed(self, spool: Spool, exc: Exception, failures: int) -> None:
         stall = _stall_of(exc)

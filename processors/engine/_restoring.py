@@ -20,6 +20,7 @@ from processors.engine._restore import ChangelogReader, RebuildReason
 from processors.engine._stores import TaskStore
 from processors.engine._task import Task
 from runtime.logs import get_logger
+from runtime.memory import release_memory_soon
 
 if TYPE_CHECKING:
     from processors.engine._member import Member
@@ -90,6 +91,7 @@ class Restoration:
             catch_up_s=round(catch_up, 3),
             records_per_s=round(restored / catch_up) if catch_up > 0 else None,
         )
+        release_memory_soon()  # what the rebalance or the member's restart left behind
 
     async def _start_tasks(self, partitions: list[int]) -> None:
         """The new tasks' producers initialised concurrently (each InitProducerId fences)."""
