@@ -84,7 +84,12 @@ async def run_engine(
                     error=str(exc)[:300],
                 )
             finally:
-                await member.close(clean=clean)
+                try:
+                    await member.close(clean=clean)
+                except Exception as exc:  # noqa: BLE001 - crash-only: replaced all the same
+                    _log.warning(
+                        "member_close_failed", error_type=type(exc).__name__, error=str(exc)[:300]
+                    )
             if clean:
                 break
             failures = 0 if time.monotonic() - started > 60 else failures + 1
