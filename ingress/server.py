@@ -23,6 +23,7 @@ from ingress.app import IngressApp
 from runtime.errors import ConfigError
 from runtime.eventloop import new_event_loop, tune_gc
 from runtime.logs import bind_context, configure_logging, get_logger
+from runtime.memory import fixed_mmap_threshold
 from runtime.settings import IngressSettings
 from runtime.supervisor import Child, ProcessChild, Restart, stop_on_signals, supervise
 from runtime.tracing import configure_tracing
@@ -62,6 +63,7 @@ def _worker_main(settings: IngressSettings, bootstrap: str, index: int, workers:
     bind_context(worker=index)
     configure_tracing("wecom-stream-ingress")  # span export only if OTEL_* asks for it
     tune_gc()
+    fixed_mmap_threshold()
     app = IngressApp(settings, bootstrap=bootstrap, worker_index=index, workers=workers)
     loop = new_event_loop()
     try:

@@ -15,6 +15,8 @@ import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from runtime.memory import fixed_mmap_threshold
+
 __all__ = ["new_event_loop", "run", "tune_gc"]
 
 T = TypeVar("T")
@@ -36,7 +38,9 @@ def tune_gc() -> None:
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(main)` on `new_event_loop()`, after `tune_gc()`."""
+    """`asyncio.run(main)` on `new_event_loop()`, after `tune_gc()` and
+    `runtime.memory.fixed_mmap_threshold()`."""
     tune_gc()
+    fixed_mmap_threshold()
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(main)

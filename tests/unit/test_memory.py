@@ -1,4 +1,5 @@
-"""`runtime.memory`: a release frees reference cycles and runs one at a time."""
+"""`runtime.memory`: a release frees reference cycles and runs one at a time; glibc takes the
+fixed mmap threshold."""
 
 from __future__ import annotations
 
@@ -39,3 +40,7 @@ async def test_at_most_one_release_runs_at_a_time() -> None:
     assert second is not None
     assert second is not first
     await asyncio.wait_for(second, 10)
+
+
+def test_glibc_takes_the_fixed_mmap_threshold() -> None:
+    assert memory.fixed_mmap_threshold()  # glibc here: the images and this machine run it
