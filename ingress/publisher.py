@@ -15,7 +15,9 @@ Rules (docs/design.md, "Ack or spool: the produce path"):
 
 The drainer (`_drainer.py`, one supervised task per worker) publishes the spools in
 arrival order once Kafka answers. A spool that refuses a record (its cap, or its disk full
-or failing) makes the callback try Kafka directly once more, then `FULL` (503).
+or failing) makes the callback try Kafka directly once more, then `FULL` (503). A producer
+whose sequence numbers the broker refuses for good (aiokafka issue 1017) is replaced by a
+new one (`renew_producer`, called by the drainer: `_drainer.PRODUCER_STATE_LOST`).
 """
 
 from __future__ import annotations
