@@ -73,6 +73,10 @@ _RETRIABLE: Final = (
 _TIMEOUT_S: Final = 120.0
 """Longer than the transaction timeout (60 s): a pending transaction is settled by then."""
 _BACKOFF_S: Final = 0.05
+_HANGING_HINT: Final = (
+    "; pending longer than any transaction may stay open: a hanging transaction, abort it "
+    "with kafka-transactions.sh find-hanging/abort (docs/operations.md)"
+)
 
 
 class OffsetFetchResponse_v7(Response):  # type: ignore[misc]  # aiokafka is untyped
@@ -143,8 +147,11 @@ class StableOffsetsError(KafkaError):  # type: ignore[misc]  # aiokafka is untyp
     still pending after the deadline); the member fails and a fresh one tries again.
 
     Operator action: the message has the broker's error. A transaction stuck open is
-    aborted by the broker after its timeout (60 s); a broker older than Kafka 2.5 cannot
-    answer this request (upgrade it)."""
+    aborted by the broker after its timeout (60 s); offsets still pending after that belong
+    to a *hanging* transaction the coordinator no longer knows (a broker restart can leave
+    one: docs/faults.md, finding 11): find and abort it with `kafka-transactions.sh
+    find-hanging` / `abort` (docs/operations.md, "A group stuck on UNSTABLE_OFFSET_COMMIT").
+    A broker older than Kafka 2.5 cannot answer this request (upgrade it)."""
 
 
 async def fetch_committed(
@@ -183,9 +190,10 @@ async def fetch_committed(
             return offsets
         unstable += retry == UNSTABLE_OFFSET_COMMIT
         if time.monotonic() > deadline:
+            hint = _HANGING_HINT if retry == UNSTABLE_OFFSET_COMMIT else ""
             raise StableOffsetsError(
                 f"committed offsets of {sorted(map(str, partitions))} not readable stably "
-                f"within {_TIMEOUT_S:.0f}s: {_name(retry)} (code {retry})"
+                f"within {_TIMEOUT_S:.0f}s: {_name(retry)} (code {retry}){hint}"
             )
         await asyncio.sleep(_BACKOFF_S)
 
