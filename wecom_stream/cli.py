@@ -18,15 +18,14 @@ from pydantic import ValidationError
 
 from runtime.errors import WecomStreamError
 from runtime.kafka import security_options, wait_for_broker
-from runtime.local_cluster import LocalCluster
-from runtime.local_kafka import local_broker, resolve_bootstrap
 from runtime.logs import configure_logging
 from runtime.settings import CommonSettings, IngressSettings, KafkaSecurity, ProcessorSettings
 from runtime.supervisor import STOP_ALL, Command, supervise
-from runtime.tail import add_tail_arguments, run_tail
 from runtime.topics import TopicsReport, ensure_topics
 from schemas.registry import PROCESSOR_NAMES, REGISTRY
 from wecom_stream import backfill, replay, schemas_publish
+from wecom_stream.localkafka import LocalCluster, local_broker, resolve_bootstrap
+from wecom_stream.tail import add_tail_arguments, run_tail
 
 __all__ = ["build_parser", "main"]
 

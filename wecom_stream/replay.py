@@ -60,7 +60,6 @@ from aiokafka.structs import OffsetAndMetadata
 
 from runtime.errors import WecomStreamError
 from runtime.kafka import admin_client, consumer_config, producer_config, wait_for_broker
-from runtime.local_kafka import resolve_bootstrap
 from runtime.logs import get_logger
 from runtime.settings import CommonSettings
 from wecom_stream._replay_rules import (
@@ -72,6 +71,7 @@ from wecom_stream._replay_rules import (
     parse_moment,
     resolve_source,
 )
+from wecom_stream.localkafka import resolve_bootstrap
 
 __all__ = [
     "ReplayArgumentError",

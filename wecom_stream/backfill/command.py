@@ -18,7 +18,6 @@ from aiokafka import AIOKafkaProducer
 
 from runtime.errors import ConfigError
 from runtime.kafka import producer_config, wait_for_broker
-from runtime.local_kafka import resolve_bootstrap
 from runtime.logs import get_logger
 from runtime.settings import BackfillSettings, CommonSettings
 from runtime.supervisor import stop_on_signals
@@ -29,6 +28,7 @@ from wecom_stream.backfill.api import ChatRecordApi, Pacer
 from wecom_stream.backfill.progress import reporter_for_stream
 from wecom_stream.backfill.records import DEFAULT_DAYS, customer_ids, query_window
 from wecom_stream.backfill.run import Outcome, backfill
+from wecom_stream.localkafka import resolve_bootstrap
 
 __all__ = ["add_parser", "command", "summary"]
 

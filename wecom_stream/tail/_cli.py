@@ -7,9 +7,9 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 
-from runtime.tail._consume import Output, TailOptions, tail_records
-from runtime.tail._filters import RecordFilter, Where, parse_since, parse_where
-from runtime.tail._output import ConsoleOutput, JsonOutput
+from wecom_stream.tail._consume import Output, TailOptions, tail_records
+from wecom_stream.tail._filters import RecordFilter, Where, parse_since, parse_where
+from wecom_stream.tail._output import ConsoleOutput, JsonOutput
 
 __all__ = ["add_tail_arguments", "run_tail"]
 

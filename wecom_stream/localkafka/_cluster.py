@@ -40,7 +40,7 @@ from aiokafka.errors import KafkaError
 
 from runtime.errors import KafkaUnavailableError, LocalKafkaError
 from runtime.kafka import admin_client, wait_for_broker
-from runtime.kafka_launch import (
+from wecom_stream.localkafka._launch import (
     SHARED_BROKER_SETTINGS,
     check_java,
     cluster_id,
