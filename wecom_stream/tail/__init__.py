@@ -2,10 +2,10 @@
 on a terminal or as JSON lines, filtered by key, tenant, fields or headers, from a time.
 
 Message text is customer chat and is printed on purpose; topics carry no credentials (the
-ingress strips the platform's `token` before publishing).
+ingress strips the platform's `token` before publishing). The command line is
+`wecom_stream.commands.tail`.
 """
 
-from wecom_stream.tail._cli import add_tail_arguments, run_tail
 from wecom_stream.tail._consume import Output, StopTail, TailOptions, tail_records
 from wecom_stream.tail._filters import RecordFilter, Where, parse_since, parse_where
 from wecom_stream.tail._lines import clean, format_line, summary, topic_kind
@@ -21,13 +21,11 @@ __all__ = [
     "StopTail",
     "TailOptions",
     "Where",
-    "add_tail_arguments",
     "clean",
     "format_line",
     "parse_since",
     "parse_where",
     "record_line",
-    "run_tail",
     "summary",
     "tail_records",
     "topic_kind",
