@@ -18,7 +18,7 @@ from wecom_stream.commands import COMMANDS
 
 def command_modules() -> dict[str, ModuleType]:
     """The public modules of the package, by their last name."""
-    found = {}
+    found: dict[str, ModuleType] = {}
     for info in pkgutil.iter_modules(wecom_stream.commands.__path__):
         if not info.name.startswith("_"):
             found[info.name] = getattr(wecom_stream.commands, info.name)

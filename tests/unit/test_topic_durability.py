@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.errors import LocalKafkaError
 from runtime.settings import CommonSettings
 from runtime.topics import durability_configs, min_insync_replicas
-from wecom_stream.localkafka import LocalCluster, LocalKafka, local_broker
+from wecom_stream.localkafka import LocalCluster, LocalKafka, LocalKafkaError, local_broker
 
 
 @pytest.mark.parametrize(("rf", "isr"), [(1, 1), (2, 1), (3, 2), (4, 2), (5, 2)])

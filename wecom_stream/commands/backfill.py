@@ -32,10 +32,9 @@ from wecom_stream.localkafka import resolve_bootstrap
 
 __all__ = ["HELP", "add_arguments", "run", "summary"]
 
-_log = get_logger(__name__)
-
-
 HELP = "pull history from a platform API into the topics"
+
+_log = get_logger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ from wecom_stream.localkafka._cluster import CLUSTER_FILE, ClusterNode, LocalClu
 from wecom_stream.localkafka._fetch import FetchState, RichReporter, reporter_for, run_maven
 from wecom_stream.localkafka._launch import (
     KAFKA_VERSION,
+    LocalKafkaError,
     check_java,
     cluster_id,
     ensure_distribution,
@@ -33,6 +34,7 @@ __all__ = [
     "FetchState",
     "LocalCluster",
     "LocalKafka",
+    "LocalKafkaError",
     "RichReporter",
     "Routes",
     "RunningBroker",

@@ -17,12 +17,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import KafkaUnavailableError, LocalKafkaError
+from runtime.errors import KafkaUnavailableError
 from runtime.kafka import wait_for_broker
 from runtime.settings import CommonSettings
 from wecom_stream.localkafka._cluster import CLUSTER_FILE, LocalCluster
 from wecom_stream.localkafka._launch import (
     SHARED_BROKER_SETTINGS,
+    LocalKafkaError,
     check_java,
     cluster_id,
     ensure_distribution,

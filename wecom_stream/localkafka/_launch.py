@@ -20,13 +20,14 @@ import time
 import uuid
 from pathlib import Path
 
-from runtime.errors import LocalKafkaError
+from runtime.errors import WecomStreamError
 from runtime.settings import default_cache_dir
 from wecom_stream.localkafka._fetch import reporter_for, run_maven
 
 __all__ = [
     "KAFKA_VERSION",
     "SHARED_BROKER_SETTINGS",
+    "LocalKafkaError",
     "check_java",
     "cluster_id",
     "ensure_distribution",
@@ -56,6 +57,14 @@ SHARED_BROKER_SETTINGS = (
 """Broker settings of the one-node broker and of every node of a local cluster."""
 
 _STOP_TIMEOUT_S = 30.0
+
+
+class LocalKafkaError(WecomStreamError):
+    """The local Apache Kafka could not be fetched, started or stopped.
+
+    Operator action: follow the message (install Java 17+ / Maven, or read the broker log it
+    names), or point `KAFKA_BOOTSTRAP_SERVERS` at an existing cluster.
+    """
 
 
 def _pom_dir() -> Path:
