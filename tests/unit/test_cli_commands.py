@@ -37,8 +37,8 @@ def test_every_command_has_the_three_names(name: str) -> None:
     module = command_modules()[name]
     assert isinstance(module.HELP, str)
     assert module.HELP.strip()
-    assert list(inspect.signature(module.add_arguments).parameters) == ["parser"]
-    assert list(inspect.signature(module.run).parameters) == ["args", "settings"]
+    assert len(inspect.signature(module.add_arguments).parameters) == 1  # the subparser
+    assert len(inspect.signature(module.run).parameters) == 2  # args, common settings
     assert {"HELP", "add_arguments", "run"} <= set(module.__all__)
 
 
