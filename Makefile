@@ -23,7 +23,7 @@ install: $(STAMP) ## create the virtualenv and install the package with test ext
 
 .PHONY: kafka-jars
 kafka-jars: $(STAMP) ## fetch the Apache Kafka broker jars from Maven Central (cached)
-	$(BIN)/python -c 'from runtime.local_kafka import ensure_distribution; print(ensure_distribution())'
+	$(BIN)/python -c 'from wecom_stream.localkafka import ensure_distribution; print(ensure_distribution())'
 
 .PHONY: run
 run: kafka-jars ## start the local Kafka if needed, create topics, run ingress + processors (open auth unless WECOM_STREAM_AUTH says otherwise)

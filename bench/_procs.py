@@ -30,7 +30,7 @@ def wait_http(url: str, timeout_s: float = 60) -> None:
 
 
 def free_port() -> int:
-    from runtime.local_kafka import free_port as free
+    from wecom_stream.localkafka import free_port as free
 
     return free()
 

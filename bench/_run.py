@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from runtime.local_kafka import LocalKafka
+from wecom_stream.localkafka import LocalKafka
 
 __all__ = ["bench_kafka", "write_results"]
 

@@ -166,9 +166,9 @@ def main() -> None:
         return
 
     from runtime.kafka import wait_for_broker
-    from runtime.local_kafka import LocalKafka
     from runtime.topics import ensure_topics
     from schemas.registry import REGISTRY
+    from wecom_stream.localkafka import LocalKafka
 
     runs = set(args.only)
     wrk = ensure_wrk()

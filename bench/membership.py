@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     if bootstrap:
         on_broker(bootstrap)
     else:
-        from runtime.local_kafka import LocalKafka
+        from wecom_stream.localkafka import LocalKafka
 
         with tempfile.TemporaryDirectory() as tmp:
             broker = LocalKafka(Path(tmp), port=0)

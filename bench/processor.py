@@ -63,7 +63,6 @@ from processors.engine import (
     run_engine,
 )
 from runtime.kafka import consumer_config, producer_config, wait_for_broker
-from runtime.local_kafka import KAFKA_VERSION
 from runtime.logs import configure_logging
 from runtime.settings import ProcessorSettings
 from runtime.topics import ensure_topics
@@ -71,6 +70,7 @@ from schemas.registry import REGISTRY, TopicSpec
 from tests.support.procstats import cpu_seconds
 from tests.support.topics import committed_total
 from tests.support.yuju_messages import raw_messages
+from wecom_stream.localkafka import KAFKA_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "KafkaUnavailableError", "LocalKafkaError", "WecomStreamError"]
+__all__ = ["ConfigError", "KafkaUnavailableError", "WecomStreamError"]
 
 
 class WecomStreamError(Exception):
@@ -13,14 +13,6 @@ class ConfigError(WecomStreamError, ValueError):
     """A setting is missing or malformed.
 
     Operator action: fix the named env var or flag (see the README's configuration table).
-    """
-
-
-class LocalKafkaError(WecomStreamError):
-    """The local Apache Kafka could not be fetched, started or stopped.
-
-    Operator action: follow the message (install Java 17+ / Maven, or read the broker log it
-    names), or point `KAFKA_BOOTSTRAP_SERVERS` at an existing cluster.
     """
 
 

@@ -1,7 +1,7 @@
 """Test fixtures shared by every test kind: the real Kafka broker and per-test isolation.
 
 `kafka_bootstrap` (session): `KAFKA_BOOTSTRAP_SERVERS` if set; else a testcontainers Kafka
-when a Docker daemon answers; else the local Apache Kafka launcher (runtime/local_kafka.py),
+when a Docker daemon answers; else the local Apache Kafka launcher (wecom_stream/localkafka/),
 started once per session on a free port in a temporary data dir and stopped at the end.
 """
 
@@ -17,9 +17,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from runtime.kafka import consumer_config, producer_config, wait_for_broker
-from runtime.local_kafka import LocalKafka
 from runtime.topics import ensure_topics
 from schemas.registry import REGISTRY, TopicSpec
+from wecom_stream.localkafka import LocalKafka
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,7 @@
 """`wecom-stream replay TOPIC [--to TOPIC] [--since T] [--until T] [--dry-run]`: dead letters,
-or unrouted records, back into the pipeline, exactly once. Owns the Kafka side of a replay
-and its CLI surface; the per-record rules are in `_replay_rules.py` (docs/replay.md).
+or unrouted records, back into the pipeline, exactly once. Owns the Kafka side of a replay;
+the per-record rules are in `_replay_rules.py`, the command line in
+`wecom_stream.commands.replay` (docs/replay.md).
 
 What goes where
     A DLQ (`dlq.<processor>.v1`): each record back to the topic its `dlq_source_topic`
@@ -45,13 +46,11 @@ nor a credential. Expected failures raise `WecomStreamError` subclasses (one lin
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -59,10 +58,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from runtime.errors import WecomStreamError
-from runtime.kafka import admin_client, consumer_config, producer_config, wait_for_broker
-from runtime.local_kafka import resolve_bootstrap
+from runtime.kafka import admin_client, consumer_config, producer_config
 from runtime.logs import get_logger
-from runtime.settings import CommonSettings
 from wecom_stream._replay_rules import (
     Decision,
     ReplayArgumentError,
@@ -77,9 +74,10 @@ __all__ = [
     "ReplayArgumentError",
     "ReplayError",
     "ReplaySummary",
-    "add_parser",
-    "command",
+    "Window",
+    "parse_moment",
     "replay",
+    "resolve_source",
 ]
 
 _log = get_logger(__name__)
@@ -277,53 +275,3 @@ async def _commit(
         with contextlib.suppress(KafkaError, TimeoutError):
             await asyncio.wait_for(producer.abort_transaction(), _TXN_TIMEOUT_S)
         raise
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The `replay` subcommand of `wecom-stream`."""
-    cmd = sub.add_parser(
-        "replay",
-        help="send dead letters (or unrouted records) back into the pipeline, exactly once",
-        description="Replay a DLQ (dlq.<processor>.v1) to each record's dlq_source_topic, "
-        "or re-route raw.unrouted.v1 with the ingress's current rules. A consumer group per "
-        "topic remembers how far replay got; see docs/replay.md.",
-    )
-    cmd.add_argument(
-        "topic", metavar="TOPIC", help="logical topic name: dlq.<processor>.v1, raw.unrouted.v1"
-    )
-    cmd.add_argument(
-        "--to", metavar="TOPIC", default=None, help="logical target topic (instead of the header)"
-    )
-    cmd.add_argument(
-        "--since",
-        metavar="T",
-        default=None,
-        help="replay records from this time (ISO 8601, or 30m / 2h / 1d ago), overriding "
-        "how far earlier replays got",
-    )
-    cmd.add_argument("--until", metavar="T", default=None, help="replay records before this time")
-    cmd.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print what would be replayed; produce and commit nothing",
-    )
-
-
-def command(args: argparse.Namespace, settings: CommonSettings) -> int:
-    """Run `wecom-stream replay` and print its summary; 0 on success."""
-    now = datetime.now(UTC)
-    source = resolve_source(args.topic, args.to, settings)
-    window = Window.of(
-        None if args.since is None else parse_moment(args.since, now),
-        None if args.until is None else parse_moment(args.until, now),
-    )
-    bootstrap = resolve_bootstrap(settings)
-
-    async def run() -> ReplaySummary:
-        await wait_for_broker(bootstrap, timeout_s=settings.kafka_connect_timeout_s)
-        return await replay(bootstrap, source, window, dry_run=args.dry_run)
-
-    summary = asyncio.run(run())
-    for line in summary.lines():
-        print(line, flush=True)
-    return 0

@@ -7,23 +7,22 @@ our mode; a new subject is registered first, then given its mode (Apicurio refus
 for a subject it does not hold). Registering an unchanged schema is a no-op (same id). A
 schema the registry refuses as incompatible is reported with the registry's reason and the
 fields that changed since the subject's latest version; the other subjects are still
-published, and the command exits 1. The client is confluent-kafka's `SchemaRegistryClient`.
+published, and the command exits 1. The client is confluent-kafka's `SchemaRegistryClient`;
+the command line is `wecom_stream.commands.schemas`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from confluent_kafka.schema_registry import RegisteredSchema, Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from runtime.errors import ConfigError, WecomStreamError
-from runtime.settings import CommonSettings, SchemaRegistrySettings
+from runtime.settings import SchemaRegistrySettings
 from schemas.contracts import CONTRACTS, Compatibility, subject
 from schemas.schema_fields import field_changes
 
@@ -31,8 +30,6 @@ __all__ = [
     "Outcome",
     "SchemaRegistryUnavailableError",
     "Subject",
-    "add_parser",
-    "command",
     "publish",
     "registry_client",
     "subjects",
@@ -152,52 +149,3 @@ def publish(client: SchemaRegistryClient, items: Iterable[Subject]) -> list[Outc
         raise SchemaRegistryUnavailableError(
             f"the schema registry did not answer: {type(exc).__name__}: {exc}"
         ) from None
-
-
-def _shown(url: str | None) -> str:
-    """The registry URL without credentials a user may have put in it."""
-    parts = urlsplit(url or "")
-    return (
-        urlunsplit(parts._replace(netloc=parts.hostname or ""))
-        if parts.port is None
-        else (urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port}")))
-    )
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`schemas publish` on the CLI's subcommands."""
-    parser = sub.add_parser(
-        "schemas", help="the topics' value schemas in a schema registry (docs/consumers.md)"
-    )
-    parser.add_argument(
-        "action",
-        choices=["publish"],
-        help="publish: register every topic's value schema under <prefix><topic>-value and "
-        "set its compatibility mode; exits 1 when the registry refuses one",
-    )
-
-
-def command(args: argparse.Namespace, settings: CommonSettings) -> int:
-    """Run `wecom-stream schemas publish`; 0 when every subject is published."""
-    registry = SchemaRegistrySettings()
-    items = subjects(registry.topic_prefix)
-    with registry_client(registry) as client:
-        outcomes = publish(client, items)
-    for outcome in outcomes:
-        print(outcome.line(), flush=True)
-    refused = [o for o in outcomes if o.refused is not None]
-    changed = sum(o.changed for o in outcomes)
-    print(
-        f"{len(outcomes) - len(refused)} of {len(outcomes)} subjects published "
-        f"({changed} new versions) to {_shown(registry.schema_registry_url)}",
-        flush=True,
-    )
-    if refused:
-        print(
-            f"{len(refused)} refused as incompatible: keep the change compatible (add "
-            "optional fields; never remove, rename or retype one) or publish it as a new "
-            "topic version (docs/consumers.md)",
-            flush=True,
-        )
-        return 1
-    return 0

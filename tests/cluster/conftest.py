@@ -1,6 +1,7 @@
-"""The cluster suite's broker: a local 3-node KRaft cluster (`runtime.local_cluster`) for the
-whole session, replacing the one-node broker of `tests/conftest.py`; every process and
-topic of these tests uses replication factor 3. Run with `make test-cluster`."""
+"""The cluster suite's broker: a local 3-node KRaft cluster
+(`wecom_stream.localkafka.LocalCluster`) for the whole session, replacing the one-node broker
+of `tests/conftest.py`; every process and topic of these tests uses replication factor 3.
+Run with `make test-cluster`."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from runtime.kafka import wait_for_broker
-from runtime.local_cluster import LocalCluster
 from runtime.topics import ensure_topics
 from schemas.registry import REGISTRY
+from wecom_stream.localkafka import LocalCluster
 
 REPLICATION_FACTOR = 3
 

@@ -20,7 +20,6 @@ import pytest
 
 from processors.engine import Names
 from processors.runner import load_processor
-from runtime.local_cluster import LocalCluster
 from runtime.settings import ProcessorSettings
 from schemas.registry import RAW_YUJU_MESSAGE
 from tests.support.cluster import leader_of, stable_members, wait_in_sync
@@ -28,6 +27,7 @@ from tests.support.load import LoadResult, SteadyLoad
 from tests.support.pipeline import PROCESSORS, Pipeline, check_exact, expected_of
 from tests.support.pipeline import mixed_callbacks as mix_of
 from tests.support.processes import CliProcesses, wait_for
+from wecom_stream.localkafka import LocalCluster
 
 pytestmark = [
     pytest.mark.kafka,

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from runtime.local_cluster import LocalCluster
 from schemas.registry import RAW_YUJU_MESSAGE
 from tests.support import feedback, membership
 from tests.support.cluster import leader_of
@@ -32,6 +31,7 @@ from tests.support.ingress import metric_value, ready, start_cli_ingress, wait_l
 from tests.support.load import SteadyLoad
 from tests.support.pipeline import mixed_callbacks, raw_exactly_once
 from tests.support.processes import CliProcesses, wait_for
+from wecom_stream.localkafka import LocalCluster
 
 pytestmark = [
     pytest.mark.kafka,

@@ -33,13 +33,13 @@ from pathlib import Path
 import pytest
 
 from runtime.kafka import admin_client
-from runtime.local_kafka import free_port
 from schemas.registry import PROCESSOR_NAMES, REGISTRY
 from tests.image.manifests import Workload, base_workloads
 from tests.image.podman import Container, Containers, podman
 from tests.support.every_kind import check_outputs, every_kind, post_each
 from tests.support.ingress import ready
 from tests.support.processes import json_lines, wait_for
+from wecom_stream.localkafka import free_port
 
 # The first test builds the image: on a new machine also the Debian base (1-3 min) and the
 # dependencies' layer (1-3 min) before its own few seconds.

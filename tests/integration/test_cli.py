@@ -15,12 +15,12 @@ from processors.engine._setup import Names
 from processors.engine._setup import changelog_specs as changelog_specs_of
 from processors.runner import load_processor
 from runtime.kafka import admin_client
-from runtime.local_kafka import free_port
 from runtime.settings import ProcessorSettings
 from schemas.cloudevents import event_headers
 from schemas.registry import DEFAULT_PARTITIONS, PROCESSOR_NAMES, REGISTRY, TopicSpec
 from tests.support.processes import CLI
 from tests.support.topics import set_max_message_bytes
+from wecom_stream.localkafka import free_port
 
 pytestmark = pytest.mark.kafka
 

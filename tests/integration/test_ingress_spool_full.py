@@ -7,9 +7,9 @@ from pathlib import Path
 
 import orjson
 
-from runtime.local_kafka import free_port
 from runtime.settings import IngressSettings
 from tests.support.ingress import in_process_ingress, message
+from wecom_stream.localkafka import free_port
 
 TOKEN = "TOKEN-full-1"
 

@@ -17,10 +17,10 @@ import aiohttp
 import orjson
 import pytest
 
-from runtime.local_kafka import LocalKafka, free_port
 from schemas.chat import ChatMessage
 from tests.support.ingress import message, wait_listening
 from tests.support.processes import CLI, CliProcesses
+from wecom_stream.localkafka import LocalKafka, free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

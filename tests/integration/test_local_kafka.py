@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.local_kafka import free_port
 from tests.support.processes import CLI
+from wecom_stream.localkafka import free_port
 
 pytestmark = pytest.mark.kafka
 

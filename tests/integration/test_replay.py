@@ -6,7 +6,6 @@ cannot route stays."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 
@@ -24,6 +23,8 @@ from tests.support.processes import wait_for
 from tests.support.topics import committed_offsets, committed_total, read_topic
 from tests.support.yuju_messages import raw_messages
 from wecom_stream import replay
+from wecom_stream.cli import build_parser
+from wecom_stream.commands import replay as replay_command
 
 pytestmark = pytest.mark.kafka
 
@@ -43,14 +44,12 @@ _SUMMARY = ("replayed ", "would replay ", "skipped ", "total from ")
 async def run_replay(
     bootstrap: str, prefix: str, capsys: pytest.CaptureFixture[str], *argv: str
 ) -> list[str]:
-    """`wecom-stream replay ARGV` through its own parser and `command` (in a thread: the
-    command runs its own event loop); its summary lines."""
-    parser = argparse.ArgumentParser(prog="wecom-stream")
-    replay.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["replay", *argv])
+    """`wecom-stream replay ARGV` through the CLI's parser and the command's `run` (in a
+    thread: the command runs its own event loop); its summary lines."""
+    args = build_parser().parse_args(["replay", *argv])
     settings = CommonSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
     capsys.readouterr()
-    assert await asyncio.to_thread(replay.command, args, settings) == 0
+    assert await asyncio.to_thread(replay_command.run, args, settings) == 0
     return [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(_SUMMARY)]
 
 

@@ -12,12 +12,12 @@ import aiohttp
 import orjson
 import pytest
 
-from runtime.local_kafka import free_port
 from schemas.chat import ChatMessage
 from schemas.feedback import FeedbackEvent
 from schemas.room import RoomMembership
 from tests.support.ingress import post, sample, wait_listening
 from tests.support.topics import read_topic
+from wecom_stream.localkafka import free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from runtime.local_kafka import LocalKafka, free_port
 from schemas.registry import PROCESSOR_NAMES
 from tests.support.every_kind import check_outputs, every_kind, post_each
 from tests.support.ingress import wait_listening
 from tests.support.processes import CliProcess, json_lines, wait_for
+from wecom_stream.localkafka import LocalKafka, free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime.local_kafka import LocalKafka, free_port
 from runtime.topics import ensure_topics
 from schemas.registry import REGISTRY
 from tests.support.processes import CliProcesses
+from wecom_stream.localkafka import LocalKafka, free_port
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,6 @@ import orjson
 import pytest
 
 from ingress.spool import Spool
-from runtime.local_kafka import LocalKafka
 from tests.support.ingress import (
     message,
     metric_value,
@@ -38,6 +37,7 @@ from tests.support.ingress import (
 from tests.support.processes import CliProcess, CliProcesses, json_lines, wait_for
 from tests.support.tmpfs import fill, tmpfs
 from tests.support.topics import read_topic
+from wecom_stream.localkafka import LocalKafka
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -15,10 +15,10 @@ import aiohttp
 import orjson
 import pytest
 
-from runtime.local_kafka import LocalKafka, free_port
 from tests.support.ingress import message, ready, start_cli_ingress, wait_listening
 from tests.support.processes import CliProcesses, wait_for
 from tests.support.topics import read_topic
+from wecom_stream.localkafka import LocalKafka, free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

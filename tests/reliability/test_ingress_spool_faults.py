@@ -28,10 +28,10 @@ import pytest
 
 from ingress._frames import frame
 from ingress.spool import SpoolRecord
-from runtime.local_kafka import LocalKafka
 from tests.support.ingress import message, ready, start_cli_ingress, wait_listening
 from tests.support.processes import CliProcesses, json_lines, wait_for
 from tests.support.topics import read_topic
+from wecom_stream.localkafka import LocalKafka
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -22,10 +22,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from runtime.local_kafka import free_port
 from schemas.registry import FEEDBACK_EVENT, FEEDBACK_STATS, dlq_topic
 from tests.support.processes import CliProcess, wait_for
 from tests.support.topics import read_topic
+from wecom_stream.localkafka import free_port
 
 Body = dict[str, Any]
 Counts4 = tuple[int, int, int, int]  # thumbs_up, thumbs_down, neutral, comments

@@ -16,10 +16,10 @@ from aiohttp.test_utils import RawTestServer, TestClient
 from ingress.app import IngressApp
 from ingress.routing import build_record, split_token
 from ingress.spool import SpoolRecord
-from runtime.local_kafka import free_port
 from runtime.settings import IngressSettings
 from tests.support.processes import CliProcess, CliProcesses, wait_for
 from tests.support.samples import SAMPLES
+from wecom_stream.localkafka import free_port
 
 
 def sample(name: str, **changes: Any) -> dict[str, Any]:

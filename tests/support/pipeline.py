@@ -30,7 +30,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from processors.engine import Names
 from processors.runner import load_processor
 from runtime.kafka import consumer_config
-from runtime.local_kafka import free_port
 from runtime.settings import ProcessorSettings
 from schemas.chat import ChatMessage
 from schemas.registry import (
@@ -48,6 +47,7 @@ from tests.support import feedback, membership
 from tests.support.ingress import message, ready
 from tests.support.processes import CliProcess, CliProcesses, wait_for
 from tests.support.topics import committed_offsets, read_topic
+from wecom_stream.localkafka import free_port
 
 __all__ = [
     "PROCESSORS",

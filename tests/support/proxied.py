@@ -1,5 +1,5 @@
 """A local Kafka — one node, or the 3-node cluster — with Toxiproxy on every path to it
-(`runtime.local_cluster.Routes`): the processes under test bootstrap through the clients'
+(`wecom_stream.localkafka.Routes`): the processes under test bootstrap through the clients'
 proxies (`bootstrap`) and every later connection passes through them too; on a cluster,
 every path between two nodes (inter-broker and controller listeners, each direction) has a
 proxy of its own, so one node can be cut off from its peers while clients still reach it.
@@ -7,7 +7,7 @@ Test observers (oracles, lag probes) use `direct_bootstrap`, which no fault touc
 
 Proxy names: `client-<node>`; on a cluster `internal-<a>-to-<b>` and `controller-<a>-to-<b>`
 for node a's connections to node b's inter-broker and controller listeners, listening on
-127.0.a.b (node a's JVM resolves node b's peer name there: `runtime.local_cluster.Routes`).
+127.0.a.b (node a's JVM resolves node b's peer name there: `wecom_stream.localkafka.Routes`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.local_cluster import LocalCluster, Routes
-from runtime.local_kafka import free_port
 from tests.support.toxiproxy import Toxiproxy, ToxiproxyServer
+from wecom_stream.localkafka import LocalCluster, Routes, free_port
 
 __all__ = ["CLIENT_FAULTS", "ProxiedKafka", "proxied_kafka"]
 

@@ -23,9 +23,8 @@ from pathlib import Path
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from runtime.kafka_fetch import reporter_for, run_maven
-from runtime.kafka_launch import check_java, free_port, stop_pids
 from runtime.settings import default_cache_dir
+from wecom_stream.localkafka import check_java, free_port, reporter_for, run_maven, stop_pids
 
 __all__ = [
     "APICURIO_VERSION",

@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 import aiohttp
 
-from runtime.local_kafka import free_port
 from tests.support.gotools import go_tool
+from wecom_stream.localkafka import free_port
 
 __all__ = [
     "TOXIPROXY_VERSION",

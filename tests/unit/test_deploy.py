@@ -22,7 +22,6 @@ import yaml
 
 from processors.engine import Names
 from processors.runner import load_processor
-from runtime.local_kafka import KAFKA_VERSION
 from runtime.settings import (
     IngressSettings,
     KafkaSecurity,
@@ -32,6 +31,7 @@ from runtime.settings import (
 from schemas.registry import PROCESSOR_NAMES, by_name
 from tests.conftest import REPO
 from tests.deploy.tools import build_all, kustomizations, kustomize
+from wecom_stream.localkafka import KAFKA_VERSION
 
 K8S = REPO / "deploy" / "k8s"
 DOCKER = REPO / "deploy" / "docker"

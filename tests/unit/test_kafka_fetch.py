@@ -12,9 +12,13 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from runtime.errors import LocalKafkaError
-from runtime.kafka_fetch import FetchState, RichReporter
-from runtime.local_kafka import KAFKA_VERSION, ensure_distribution
+from wecom_stream.localkafka import (
+    KAFKA_VERSION,
+    FetchState,
+    LocalKafkaError,
+    RichReporter,
+    ensure_distribution,
+)
 
 DOWNLOADING = (
     "[INFO] Downloading from central: https://repo.maven.apache.org/maven2/org/apache/kafka/"

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from runtime import kafka_launch
+from wecom_stream import localkafka
 
 
 def test_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -15,7 +15,7 @@ def test_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) ->
     dash_first = uuid.UUID(bytes=b"\xf8" + b"\x00" * 15)
     assert base64.urlsafe_b64encode(dash_first.bytes).decode().startswith("-")
     fresh = iter([dash_first, uuid.UUID(int=1)])
-    monkeypatch.setattr(uuid, "uuid4", lambda: next(fresh))  # the module kafka_launch uses
-    cluster_id = kafka_launch.cluster_id()
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(fresh))  # the module localkafka uses
+    cluster_id = localkafka.cluster_id()
     assert not cluster_id.startswith("-")
     assert len(cluster_id) == 22

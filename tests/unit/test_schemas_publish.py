@@ -9,7 +9,8 @@ import pytest
 
 from schemas.contracts import CONTRACTS
 from wecom_stream.cli import main
-from wecom_stream.schemas_publish import _shown, subjects
+from wecom_stream.commands.schemas import _shown
+from wecom_stream.schemas_publish import subjects
 
 
 def test_without_a_registry_url_the_command_says_which_setting(

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from runtime.tail import RecordFilter, RecordView, parse_since, parse_where
 from wecom_stream.cli import build_parser
+from wecom_stream.tail import RecordFilter, RecordView, parse_since, parse_where
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 NOW_MS = 1_796_112_000_000

@@ -12,10 +12,10 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from runtime.tail import ConsoleOutput, RecordView, clean, format_line, record_line, summary
 from schemas.chat import ChatMessage
 from schemas.feedback import FeedbackEvent, FeedbackStats
 from schemas.room import MemberChange, RoomMembership
+from wecom_stream.tail import ConsoleOutput, RecordView, clean, format_line, record_line, summary
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The durability rules of `runtime.topics` and the local broker/cluster choice of
-`runtime.local_kafka.local_broker` (pure logic; the broker-facing side is in
+`wecom_stream.localkafka.local_broker` (pure logic; the broker-facing side is in
 tests/integration/test_topics.py and tests/cluster/)."""
 
 from __future__ import annotations
@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.errors import LocalKafkaError
-from runtime.local_cluster import LocalCluster
-from runtime.local_kafka import LocalKafka, local_broker
 from runtime.settings import CommonSettings
 from runtime.topics import durability_configs, min_insync_replicas
+from wecom_stream.localkafka import LocalCluster, LocalKafka, LocalKafkaError, local_broker
 
 
 @pytest.mark.parametrize(("rf", "isr"), [(1, 1), (2, 1), (3, 2), (4, 2), (5, 2)])

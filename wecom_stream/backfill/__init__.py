@@ -4,9 +4,8 @@
 
 `api` (the client: body, pacing, retries, errors, redaction), `records` (window, customers,
 the records of an answer), `run` (concurrency, publishing, outcome), `progress` (bar or log
-lines), `command` (the CLI). docs/backfill.md is the user's guide.
+lines); the command line is `wecom_stream.commands.backfill`. docs/backfill.md is the
+user's guide.
 """
 
-from wecom_stream.backfill.command import add_parser, command
-
-__all__ = ["add_parser", "command"]
+__all__: list[str] = []  # a namespace: import the submodules (wecom_stream.backfill.api, …)

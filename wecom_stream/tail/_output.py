@@ -10,9 +10,9 @@ from typing import BinaryIO
 
 from rich.console import Console
 
-from runtime.tail._consume import StopTail
-from runtime.tail._lines import format_line
-from runtime.tail._records import RecordView
+from wecom_stream.tail._consume import StopTail
+from wecom_stream.tail._lines import format_line
+from wecom_stream.tail._records import RecordView
 
 __all__ = ["ConsoleOutput", "JsonOutput"]
 

@@ -18,7 +18,6 @@ from aiokafka import AIOKafkaProducer
 
 from runtime.errors import ConfigError
 from runtime.kafka import producer_config, wait_for_broker
-from runtime.local_kafka import resolve_bootstrap
 from runtime.logs import get_logger
 from runtime.settings import BackfillSettings, CommonSettings
 from runtime.supervisor import stop_on_signals
@@ -29,15 +28,17 @@ from wecom_stream.backfill.api import ChatRecordApi, Pacer
 from wecom_stream.backfill.progress import reporter_for_stream
 from wecom_stream.backfill.records import DEFAULT_DAYS, customer_ids, query_window
 from wecom_stream.backfill.run import Outcome, backfill
+from wecom_stream.localkafka import resolve_bootstrap
 
-__all__ = ["add_parser", "command", "summary"]
+__all__ = ["HELP", "add_arguments", "run", "summary"]
+
+HELP = "pull history from a platform API into the topics"
 
 _log = get_logger(__name__)
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`backfill chat-records …` on the CLI's subcommands."""
-    parser = sub.add_parser("backfill", help="pull history from a platform API into the topics")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`backfill chat-records …`: the kinds of backfill and their flags."""
     kinds = parser.add_subparsers(dest="kind", required=True)
     records = kinds.add_parser(
         "chat-records",
@@ -115,7 +116,7 @@ async def _run(
     rps: float,
     concurrency: int,
 ) -> Outcome:
-    assert settings.yuju_api_key is not None  # command() checked
+    assert settings.yuju_api_key is not None  # run() checked
     spec = by_name(RAW_YUJU_CHAT_RECORD)
     await wait_for_broker(bootstrap, timeout_s=settings.kafka_connect_timeout_s)
     report = await ensure_topics(
@@ -135,7 +136,7 @@ async def _run(
                 timeout_s=settings.backfill_timeout_s,
                 attempts=settings.backfill_attempts,
             )
-            run = asyncio.ensure_future(
+            job = asyncio.ensure_future(
                 backfill(
                     customers,
                     window,
@@ -147,7 +148,7 @@ async def _run(
                     reporter=reporter_for_stream(),
                 )
             )
-            return await _until_signal(run)
+            return await _until_signal(job)
     finally:
         await producer.stop()  # flushes what was handed over, interrupted or not
 
@@ -164,7 +165,8 @@ async def _until_signal(run: asyncio.Future[Outcome]) -> Outcome:
         return await run
 
 
-def command(args: argparse.Namespace, common: CommonSettings) -> int:
+def run(args: argparse.Namespace, common: CommonSettings) -> int:
+    """Run `wecom-stream backfill chat-records` and print its summary (exit status: above)."""
     settings = BackfillSettings()
     if settings.yuju_api_key is None or not settings.yuju_api_key.get_secret_value():
         raise ConfigError("set WECOM_STREAM_YUJU_API_KEY (the chat-record API's apiKey)")

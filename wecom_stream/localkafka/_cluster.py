@@ -38,10 +38,11 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
-from runtime.errors import KafkaUnavailableError, LocalKafkaError
+from runtime.errors import KafkaUnavailableError
 from runtime.kafka import admin_client, wait_for_broker
-from runtime.kafka_launch import (
+from wecom_stream.localkafka._launch import (
     SHARED_BROKER_SETTINGS,
+    LocalKafkaError,
     check_java,
     cluster_id,
     ensure_distribution,

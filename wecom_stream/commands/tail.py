@@ -1,4 +1,5 @@
-"""`wecom-stream tail`'s flags and how they become a `TailOptions` and an output."""
+"""`wecom-stream tail TOPIC`: its flags and how they become a `TailOptions` and an output
+(the consuming, filtering and printing are `wecom_stream.tail`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,23 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 
-from runtime.tail._consume import Output, TailOptions, tail_records
-from runtime.tail._filters import RecordFilter, Where, parse_since, parse_where
-from runtime.tail._output import ConsoleOutput, JsonOutput
+from runtime.settings import CommonSettings
+from wecom_stream.localkafka import resolve_bootstrap
+from wecom_stream.tail import (
+    ConsoleOutput,
+    JsonOutput,
+    Output,
+    RecordFilter,
+    TailOptions,
+    Where,
+    parse_since,
+    parse_where,
+    tail_records,
+)
 
-__all__ = ["add_tail_arguments", "run_tail"]
+__all__ = ["HELP", "add_arguments", "run"]
+
+HELP = "print a topic's records: readable on a terminal, else JSON lines"
 
 _DESCRIPTION = """\
 Print a topic's committed records (read_committed, no consumer group), from the beginning
@@ -40,8 +53,8 @@ def _where(text: str) -> Where:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_tail_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `tail` subcommand's arguments, on the subparser the CLI made."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `tail` subcommand's description and arguments."""
     parser.description = _DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("topic", help="logical topic name, e.g. chat.message.v2")
@@ -87,10 +100,11 @@ def add_tail_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_tail(args: argparse.Namespace, bootstrap: str, topic: str) -> int:
-    """Run the tail `args` describe on `topic` (the prefixed name)."""
+def run(args: argparse.Namespace, settings: CommonSettings) -> int:
+    """Run the tail `args` describe on the topic they name (prefixed here)."""
+    bootstrap = resolve_bootstrap(settings)
     options = TailOptions(
-        topic=topic,
+        topic=settings.topic(args.topic),
         follow=args.follow or args.from_end or args.idle is not None,
         from_end=args.from_end,
         since_ms=args.since,

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from runtime.tail._records import RecordView
+from wecom_stream.tail._records import RecordView
 
 __all__ = ["RecordFilter", "Where", "parse_since", "parse_where"]
 

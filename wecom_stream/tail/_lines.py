@@ -18,7 +18,6 @@ from typing import Any, Literal
 import orjson
 from rich.text import Text
 
-from runtime.tail._records import RecordView
 from schemas.cloudevents import parse_time
 from schemas.registry import (
     CHAT_MESSAGE,
@@ -27,6 +26,7 @@ from schemas.registry import (
     ROOM_MEMBER_CHANGE,
     ROOM_MEMBERSHIP,
 )
+from wecom_stream.tail._records import RecordView
 
 __all__ = ["TopicKind", "clean", "format_line", "summary", "topic_kind"]
 

@@ -1,7 +1,7 @@
 """Launching Apache Kafka nodes on this machine: the broker jars (Maven Central via
-`deploy/kafka/pom.xml`, with the progress of `runtime.kafka_fetch`, or `KAFKA_HOME`), Java,
+`deploy/kafka/pom.xml`, with the progress of `_fetch`, or `KAFKA_HOME`), Java,
 storage formatting, one detached `kafka.Kafka` process per node, and stopping them. Shared
-by the one-node broker (`runtime.local_kafka`) and the local cluster (`runtime.local_cluster`).
+by the one-node broker (`_broker`) and the local cluster (`_cluster`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import time
 import uuid
 from pathlib import Path
 
-from runtime.errors import LocalKafkaError
-from runtime.kafka_fetch import reporter_for, run_maven
+from runtime.errors import WecomStreamError
 from runtime.settings import default_cache_dir
+from wecom_stream.localkafka._fetch import reporter_for, run_maven
 
 __all__ = [
     "KAFKA_VERSION",
     "SHARED_BROKER_SETTINGS",
+    "LocalKafkaError",
     "check_java",
     "cluster_id",
     "ensure_distribution",
@@ -58,12 +59,20 @@ SHARED_BROKER_SETTINGS = (
 _STOP_TIMEOUT_S = 30.0
 
 
+class LocalKafkaError(WecomStreamError):
+    """The local Apache Kafka could not be fetched, started or stopped.
+
+    Operator action: follow the message (install Java 17+ / Maven, or read the broker log it
+    names), or point `KAFKA_BOOTSTRAP_SERVERS` at an existing cluster.
+    """
+
+
 def _pom_dir() -> Path:
     """The folder holding `pom.xml` and `log4j2.properties`: packaged copy, else the checkout."""
     packaged = Path(__file__).parent / "_kafka_dist"
     if (packaged / "pom.xml").is_file():
         return packaged
-    checkout = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
+    checkout = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
     if (checkout / "pom.xml").is_file():
         return checkout
     raise LocalKafkaError(

@@ -2,15 +2,15 @@
 on a terminal or as JSON lines, filtered by key, tenant, fields or headers, from a time.
 
 Message text is customer chat and is printed on purpose; topics carry no credentials (the
-ingress strips the platform's `token` before publishing).
+ingress strips the platform's `token` before publishing). The command line is
+`wecom_stream.commands.tail`.
 """
 
-from runtime.tail._cli import add_tail_arguments, run_tail
-from runtime.tail._consume import Output, StopTail, TailOptions, tail_records
-from runtime.tail._filters import RecordFilter, Where, parse_since, parse_where
-from runtime.tail._lines import clean, format_line, summary, topic_kind
-from runtime.tail._output import ConsoleOutput, JsonOutput
-from runtime.tail._records import RecordView, record_line
+from wecom_stream.tail._consume import Output, StopTail, TailOptions, tail_records
+from wecom_stream.tail._filters import RecordFilter, Where, parse_since, parse_where
+from wecom_stream.tail._lines import clean, format_line, summary, topic_kind
+from wecom_stream.tail._output import ConsoleOutput, JsonOutput
+from wecom_stream.tail._records import RecordView, record_line
 
 __all__ = [
     "ConsoleOutput",
@@ -21,13 +21,11 @@ __all__ = [
     "StopTail",
     "TailOptions",
     "Where",
-    "add_tail_arguments",
     "clean",
     "format_line",
     "parse_since",
     "parse_where",
     "record_line",
-    "run_tail",
     "summary",
     "tail_records",
     "topic_kind",

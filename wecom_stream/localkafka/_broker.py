@@ -1,11 +1,11 @@
 """The local Apache Kafka (KRaft, one combined broker+controller node) used by `run`, the tests
 and the benchmarks when `KAFKA_BOOTSTRAP_SERVERS` is not set; `local_broker` also finds a
-local 3-node cluster (`runtime.local_cluster`) started in the same data dir.
+local 3-node cluster (`_cluster`) started in the same data dir.
 
 `start` formats the storage once, launches `kafka.Kafka` detached from our process group,
 waits until the broker answers a metadata request and records its pid and address in the
 data dir; `stop` sends SIGTERM (then SIGKILL after a grace period) and waits for the exit.
-Jars, Java and process launching: `runtime.kafka_launch`.
+Jars, Java and process launching: `_launch`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import KafkaUnavailableError, LocalKafkaError
+from runtime.errors import KafkaUnavailableError
 from runtime.kafka import wait_for_broker
-from runtime.kafka_launch import (
-    KAFKA_VERSION,
+from runtime.settings import CommonSettings
+from wecom_stream.localkafka._cluster import CLUSTER_FILE, LocalCluster
+from wecom_stream.localkafka._launch import (
     SHARED_BROKER_SETTINGS,
+    LocalKafkaError,
     check_java,
     cluster_id,
     ensure_distribution,
@@ -32,18 +34,8 @@ from runtime.kafka_launch import (
     stop_pids,
     write_log_config,
 )
-from runtime.local_cluster import CLUSTER_FILE, LocalCluster
-from runtime.settings import CommonSettings
 
-__all__ = [
-    "KAFKA_VERSION",
-    "LocalKafka",
-    "RunningBroker",
-    "ensure_distribution",
-    "free_port",
-    "local_broker",
-    "resolve_bootstrap",
-]
+__all__ = ["LocalKafka", "RunningBroker", "local_broker", "resolve_bootstrap"]
 
 _START_TIMEOUT_S = 90.0
 _HEAP = "-Xmx768m"

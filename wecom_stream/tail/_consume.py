@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from runtime.errors import WecomStreamError
 from runtime.kafka import consumer_config
 from runtime.supervisor import stop_on_signals
-from runtime.tail._filters import RecordFilter
-from runtime.tail._records import RecordView
+from wecom_stream.tail._filters import RecordFilter
+from wecom_stream.tail._records import RecordView
 
 __all__ = ["Output", "StopTail", "TailOptions", "tail_records"]
 
