@@ -269,16 +269,6 @@ def _headers(record: InputRecord, vote: Vote) -> Callable[[str, str], list[tuple
     return headers
 
 
-def make_handler(zone: tzinfo, open_ms: int) -> Handler:
-    """The engine handler, with hour and day windows aligned to `zone`'s local time and open
-    `open_ms` after a reply's first rating."""
-
-    def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
-        return handle_vote(record, ctx, zone, open_ms)
-
-    return handle
-
-
 def handle_vote(
     record: InputRecord, ctx: Context, zone: tzinfo, open_ms: int
 ) -> list[OutputRecord]:
@@ -328,6 +318,16 @@ def handle_vote(
             )
         )
     return out
+
+
+def make_handler(zone: tzinfo, open_ms: int) -> Handler:
+    """The engine handler, with hour and day windows aligned to `zone`'s local time and open
+    `open_ms` after a reply's first rating."""
+
+    def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
+        return handle_vote(record, ctx, zone, open_ms)
+
+    return handle
 
 
 def declare(settings: ProcessorSettings) -> Processor:
