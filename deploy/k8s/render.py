@@ -208,7 +208,7 @@ def _fill(path: Path, text: str, what: str, body: str) -> str:
     if path.suffix == ".md":
         pattern = rf"(<!-- BEGIN {m}(?: \([^)]*\))? -->\n?)(.*?)(<!-- END {m} -->)"
     else:
-        pattern = rf"(^[ \t]*# BEGIN {m}(?: \(.*\))?\n)(.*?)(^[ \t]*# END {m}\n)"
+        pattern = rf"(^[ \t]*# BEGIN {m}(?: \([^\n]*\))?\n)(.*?)(^[ \t]*# END {m}\n)"
     found = list(re.finditer(pattern, text, re.S | re.M))
     if len(found) != 1:
         raise SystemExit(f"{path}: want one pair of BEGIN/END {what!r} markers, found {len(found)}")
