@@ -99,26 +99,24 @@ nor created. Existing clusters keep them until their consumers moved to `.v2`
 
 PROCESSOR_GROUP = "wecom_stream.processors"
 """The entry-point group a processor is registered in: `name = "module:declare"`."""
-_OWN_DISTRIBUTION = "wecom-stream"
+_FIRST = ("normalizer", "membership", "feedback")
+"""Not a registration: the order these keep ahead of the others, as before the registry
+(`run` gives the i-th processor metrics port 9100 + i; entry points come back sorted by
+name). Every other processor follows, by name."""
 _PROCESSOR_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 """Lower-case words joined by `-`: the name appears in Kubernetes object names, topics and
 consumer groups."""
 
 
-def _distribution(ep: EntryPoint) -> str:
-    name = ep.dist.name if ep.dist is not None else ""
-    return re.sub(r"[-_.]+", "-", name).lower()
+def _order(ep: EntryPoint) -> tuple[int, str]:
+    return (_FIRST.index(ep.name) if ep.name in _FIRST else len(_FIRST), ep.name)
 
 
 def processor_entry_points() -> tuple[EntryPoint, ...]:
-    """The registered processors, from the installed metadata (nothing is imported):
-    wecom-stream's own in the order pyproject.toml lists them (`run` numbers the metrics
-    ports in that order), then other distributions' by name. ValueError when a name is
-    registered twice or is not lower-case words joined by `-`."""
-    found = entry_points(group=PROCESSOR_GROUP)
-    ours = [ep for ep in found if _distribution(ep) == _OWN_DISTRIBUTION]
-    others = [ep for ep in found if _distribution(ep) != _OWN_DISTRIBUTION]
-    ordered = (*ours, *sorted(others, key=lambda ep: ep.name))
+    """The registered processors, from the installed metadata (nothing is imported), in a
+    stable order (`_FIRST`, then by name). ValueError when a name is registered twice or is
+    not lower-case words joined by `-`."""
+    ordered = tuple(sorted(entry_points(group=PROCESSOR_GROUP), key=_order))
     names = [ep.name for ep in ordered]
     for name in names:
         if not _PROCESSOR_NAME.fullmatch(name):

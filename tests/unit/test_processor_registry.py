@@ -78,11 +78,12 @@ def test_each_processor_has_its_manifests_compose_service_and_docs_rows(name: st
     assert re.search(rf"^\| `{name}` \| .*\|$", readme, re.M), "README's processor table"
 
 
-def test_a_registration_in_another_distribution_comes_after_ours(
+def test_a_registration_in_another_distribution_comes_after_ours_by_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.syspath_prepend(str(toy_processor.register(tmp_path)))
-    assert processor_names() == (*OURS, "toy")
+    toy_processor.register(tmp_path, "alpha", "tests.support.toy_processor:declare")
+    assert processor_names() == (*OURS, "alpha", "toy")
     assert load_processor("toy", ProcessorSettings.defaults()).inputs == (toy_processor.INPUT,)
 
 
