@@ -72,6 +72,6 @@ async def test_a_registered_toy_processor_runs_end_to_end(
         {"key": "k1", "count": 2, "value": "c"},
         {"key": "k2", "count": 1, "value": "b"},
     ]
-    assert toy.terminate() == 0, toy.log_text()[-3000:]
     assert toy.error_lines() == []
+    assert toy.terminate() == 0, toy.log_path.read_text()[-3000:]
     assert await read_topic(kafka_bootstrap, names.dlq, quiet_s=0.5) == []
