@@ -160,7 +160,7 @@ schemas-release: $(STAMP) ## capture the current topic schemas as the released b
 	$(BIN)/python -m schemas.export --release
 
 .PHONY: deploy-render
-deploy-render: $(STAMP) ## rewrite the generated files: KEDA (deploy/k8s) and the PrometheusRule (deploy/monitoring, from rules.yaml)
+deploy-render: $(STAMP) ## rewrite the generated files: each registered processor's manifests, KEDA objects, compose service and README rows (deploy/k8s/render.py) and the PrometheusRule (deploy/monitoring, from rules.yaml)
 	$(BIN)/python deploy/k8s/render.py
 	$(BIN)/python deploy/monitoring/render.py
 

@@ -1,5 +1,5 @@
 """The peer of the normalizer on Quix Streams (run by `bench/peers.py` in its own virtualenv,
-`.venv-quix`): the same handler (`processors.normalizer.handle`: parsing, messageId dedup,
+`.venv-quix`): the same handler (`processors.normalizer.PROCESSOR.handle`: parsing, messageId dedup,
 conversation mode) over Quix Streams' RocksDB state, exactly-once or at-least-once.
 
 Quix state is scoped to the message key; the raw topic is keyed by chatId, so the
@@ -18,7 +18,7 @@ from quixstreams import Application  # the peer's own virtualenv only
 from quixstreams.state import State
 
 from processors.engine.api import InputRecord, JsonValue, Store
-from processors.normalizer import handle
+from processors.normalizer import PROCESSOR
 
 
 class _Store(Store):
@@ -73,7 +73,7 @@ def main() -> None:
         decoded = {k: v.decode() for k, v in headers or ()}
         record = InputRecord("raw.yuju.message.v1", 0, 0, key, value, decoded, timestamp)
         out = []
-        for o in handle(record, _Context(state)):
+        for o in PROCESSOR.handle(record, _Context(state)):
             v = o.value
             if v is not None:
                 out.append(v if isinstance(v, bytes) else v.model_dump_json().encode())

@@ -89,7 +89,6 @@ from runtime.errors import WecomStreamError
 from runtime.logs import get_logger
 from runtime.settings import ProcessorSettings
 from schemas.cloudevents import event_headers, parse_time
-from schemas.feedback import DEFAULT_TIMEZONE
 from schemas.insight import InsightFeedback, TriggerEvent
 from schemas.registry import FEEDBACK_EVENT, FEEDBACK_STATS, RAW_INSIGHT_FEEDBACK, by_name
 from schemas.tenancy import scoped_key, tenant_of
@@ -106,8 +105,8 @@ __all__ = [
     "Reply",
     "Row",
     "Vote",
-    "configure",
     "decide",
+    "declare",
     "handle_vote",
     "make_handler",
     "normalize_status",
@@ -270,16 +269,6 @@ def _headers(record: InputRecord, vote: Vote) -> Callable[[str, str], list[tuple
     return headers
 
 
-def make_handler(zone: tzinfo, open_ms: int) -> Handler:
-    """The engine handler, with hour and day windows aligned to `zone`'s local time and open
-    `open_ms` after a reply's first rating."""
-
-    def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
-        return handle_vote(record, ctx, zone, open_ms)
-
-    return handle
-
-
 def handle_vote(
     record: InputRecord, ctx: Context, zone: tzinfo, open_ms: int
 ) -> list[OutputRecord]:
@@ -331,13 +320,20 @@ def handle_vote(
     return out
 
 
-def configure(settings: ProcessorSettings) -> Processor:
-    """The declaration with `WECOM_STREAM_FEEDBACK_RETENTION_MS` and
-    `WECOM_STREAM_TIMEZONE` applied."""
-    return _declare(settings.feedback_retention_ms, ZoneInfo(settings.timezone))
+def make_handler(zone: tzinfo, open_ms: int) -> Handler:
+    """The engine handler, with hour and day windows aligned to `zone`'s local time and open
+    `open_ms` after a reply's first rating."""
+
+    def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
+        return handle_vote(record, ctx, zone, open_ms)
+
+    return handle
 
 
-def _declare(retention_ms: int, zone: tzinfo) -> Processor:
+def declare(settings: ProcessorSettings) -> Processor:
+    """The declaration with `WECOM_STREAM_FEEDBACK_RETENTION_MS` and `WECOM_STREAM_TIMEZONE`
+    applied; the registered factory (pyproject.toml)."""
+    retention_ms = settings.feedback_retention_ms
     # A reply moves its hour/day rows only within `retention_ms` of its first rating, and a
     # row is written when a reply is first rated in it: so a row is kept (retention_ms after
     # its last write) at least as long as any reply can still move it. Replies and all-time
@@ -346,7 +342,7 @@ def _declare(retention_ms: int, zone: tzinfo) -> Processor:
         name="feedback",
         inputs=(RAW_INSIGHT_FEEDBACK,),
         outputs=(FEEDBACK_EVENT, FEEDBACK_STATS),
-        handle=make_handler(zone, retention_ms),
+        handle=make_handler(ZoneInfo(settings.timezone), retention_ms),
         stores=(
             StoreSpec(REPLIES),
             StoreSpec(WINDOW_ROWS, retention_ms=retention_ms),
@@ -356,5 +352,6 @@ def _declare(retention_ms: int, zone: tzinfo) -> Processor:
     )
 
 
-PROCESSOR = _declare(RETENTION_MS, ZoneInfo(DEFAULT_TIMEZONE))
-"""The declaration with the default retention (`configure` is what the runner uses)."""
+PROCESSOR = declare(ProcessorSettings.defaults())
+"""The declaration at the defaults; the runner calls `declare` with the configured
+settings."""

@@ -106,7 +106,6 @@ __all__ = [
     "PROCESSOR",
     "STORE",
     "MembershipRejected",
-    "configure",
     "declare",
     "event_time_ms",
     "handle_event",
@@ -366,24 +365,22 @@ def make_handler(retention_ms: int) -> Handler:
     return handle
 
 
-def configure(settings: ProcessorSettings) -> Processor:
-    """The declaration with `WECOM_STREAM_MEMBERSHIP_DEPARTED_RETENTION_MS` applied."""
-    return declare(settings.membership_departed_retention_ms)
-
-
-def declare(departed_retention_ms: int) -> Processor:
-    """The processor declaration with a given departed-member retention (also how long a
-    callback's first receive time is remembered)."""
+def declare(settings: ProcessorSettings) -> Processor:
+    """The declaration with `WECOM_STREAM_MEMBERSHIP_DEPARTED_RETENTION_MS` applied (also how
+    long a callback's first receive time is remembered); the registered factory
+    (pyproject.toml)."""
+    retention_ms = settings.membership_departed_retention_ms
     return Processor(
         name="membership",
         inputs=(RAW_YUJU_ROOM_JOIN, RAW_YUJU_ROOM_LEAVE, RAW_YUJU_ROOM_TOPIC),
         outputs=(ROOM_MEMBER_CHANGE, ROOM_MEMBERSHIP),
-        handle=make_handler(departed_retention_ms),
-        stores=(StoreSpec(STORE), StoreSpec(ARRIVALS, departed_retention_ms)),
+        handle=make_handler(retention_ms),
+        stores=(StoreSpec(STORE), StoreSpec(ARRIVALS, retention_ms)),
         compression_type=by_name(ROOM_MEMBERSHIP).compression_type,
         state_version=2,  # store keys scoped by tenant (docs/upgrading.md)
     )
 
 
-PROCESSOR = declare(DEPARTED_RETENTION_MS)
-"""The declaration with the default retention (`configure` is what the runner uses)."""
+PROCESSOR = declare(ProcessorSettings.defaults())
+"""The declaration at the defaults; the runner calls `declare` with the configured
+settings."""

@@ -1,6 +1,6 @@
 """The normalizer: `raw.yuju.message.v1` → `chat.message.v2`, one strict `ChatMessage` per
 distinct `messageId` of a tenant, keyed `tenant|conversation id`. Pure functions plus the
-handler the engine runs (`PROCESSOR` / `configure`).
+handler the engine runs (`declare`, registered in pyproject.toml; `PROCESSOR` at the defaults).
 
 Tenants: the record's `tenant` header (`schemas.tenancy.tenant_of`; `default` when absent,
 the DLQ when it is no valid tenant name) scopes every store key and the output's key and
@@ -90,7 +90,14 @@ from processors._normalizer_fast import (
     iso_utc,
     parse_fast,
 )
-from processors.engine import Context, Handler, InputRecord, OutputRecord, Processor, StoreSpec
+from processors.engine.api import (
+    Context,
+    Handler,
+    InputRecord,
+    OutputRecord,
+    Processor,
+    StoreSpec,
+)
 from runtime.settings import ProcessorSettings
 from schemas.chat import ChatMessage
 from schemas.chat_record import ChatRecordEntry, entry_id
@@ -107,8 +114,8 @@ __all__ = [
     "chat_fields",
     "chat_json",
     "check_message_ids",
-    "configure",
-    "handle",
+    "declare",
+    "handle_message",
     "kind_of",
     "make_handler",
     "mentions_of",
@@ -117,8 +124,6 @@ __all__ = [
     "text_of",
 ]
 
-_DEFAULTS = ProcessorSettings.model_fields
-_DEFAULT_MODE_MS: int = _DEFAULTS["normalizer_mode_retention_ms"].default
 CE_SOURCE = "wecom-stream/normalizer"
 _CE_TYPE = by_name(CHAT_MESSAGE).ce_type
 SEEN_STORE = "seen"
@@ -155,28 +160,25 @@ def received_at_of(record: InputRecord) -> datetime:
     return _received(record)[0]
 
 
-def make_handler(mode_retention_ms: int) -> Handler:
-    """The engine handler: parse, drop retries, normalize, remember the conversation's mode
-    (`processors._conversation_mode`: kept `mode_retention_ms` after its last refresh).
+def handle_message(
+    record: InputRecord, ctx: Context, retention: ModeRetention
+) -> Iterable[OutputRecord]:
+    """Engine adapter: parse, drop retries, normalize, remember the conversation's mode
+    (`processors._conversation_mode`, kept as `retention` says after its last refresh).
 
     The common callback shape takes the fast path (`processors._normalizer_fast`: orjson,
     the output dict built directly); anything unusual the tolerant model and `normalize`."""
-    retention = ModeRetention.of(mode_retention_ms)
-
-    def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
-        if record.value is None:
-            raise ValueError("record has no value (a tombstone is not a message callback)")
-        if record.topic == RAW_YUJU_CHAT_RECORD:
-            return _handle_chat_record(record, ctx)
-        tenant = tenant_of(record.headers)
-        fast = parse_fast(record.value)
-        if fast is not None:
-            done = _handle_fast(record, ctx, fast, tenant, retention)
-            if done is not None:
-                return done
-        return _handle_model(record, ctx, tenant, retention)
-
-    return handle
+    if record.value is None:
+        raise ValueError("record has no value (a tombstone is not a message callback)")
+    if record.topic == RAW_YUJU_CHAT_RECORD:
+        return _handle_chat_record(record, ctx)
+    tenant = tenant_of(record.headers)
+    fast = parse_fast(record.value)
+    if fast is not None:
+        done = _handle_fast(record, ctx, fast, tenant, retention)
+        if done is not None:
+            return done
+    return _handle_model(record, ctx, tenant, retention)
 
 
 def _handle_model(
@@ -199,10 +201,6 @@ def _handle_model(
     message = (out.direction, out.channel)
     remember_mode(modes, mode_key, entry, message, record.timestamp_ms, retention)
     return (_output(out, ce_time),)
-
-
-handle = make_handler(_DEFAULT_MODE_MS)
-"""The handler with the default mode retention (24 h)."""
 
 
 def check_message_ids(msg: YujuMessage | FastMessage) -> None:
@@ -281,33 +279,36 @@ def _handle_chat_record(record: InputRecord, ctx: Context) -> Iterable[OutputRec
     return (_output(chat_record_message(entry, received_at=received_at, tenant=tenant), ce_time),)
 
 
-def _declaration(dedup_ms: int, history_ms: int, mode_ms: int) -> Processor:
+def make_handler(mode_retention_ms: int) -> Handler:
+    """The engine handler, with the conversation mode kept `mode_retention_ms` after its
+    last refresh."""
+    retention = ModeRetention.of(mode_retention_ms)
+
+    def handle(record: InputRecord, ctx: Context) -> Iterable[OutputRecord]:
+        return handle_message(record, ctx, retention)
+
+    return handle
+
+
+def declare(settings: ProcessorSettings) -> Processor:
+    """The declaration with `WECOM_STREAM_NORMALIZER_DEDUP_RETENTION_MS`,
+    `_HISTORY_DEDUP_RETENTION_MS` and `_MODE_RETENTION_MS` applied (the registered factory,
+    pyproject.toml)."""
+    mode_ms = settings.normalizer_mode_retention_ms
     return Processor(
         name="normalizer",
         inputs=(RAW_YUJU_MESSAGE, RAW_YUJU_CHAT_RECORD),
         outputs=(CHAT_MESSAGE,),
-        handle=handle if mode_ms == _DEFAULT_MODE_MS else make_handler(mode_ms),
+        handle=make_handler(mode_ms),
         stores=(
-            StoreSpec(SEEN_STORE, dedup_ms),
+            StoreSpec(SEEN_STORE, settings.normalizer_dedup_retention_ms),
             StoreSpec(MODE_STORE, mode_ms),
-            StoreSpec(HISTORY_STORE, history_ms),
+            StoreSpec(HISTORY_STORE, settings.normalizer_history_dedup_retention_ms),
         ),
         state_version=2,  # store keys scoped by tenant (docs/upgrading.md)
     )
 
 
-def configure(settings: ProcessorSettings) -> Processor:
-    """The declaration with the configured deduplication windows and mode retention."""
-    return _declaration(
-        settings.normalizer_dedup_retention_ms,
-        settings.normalizer_history_dedup_retention_ms,
-        settings.normalizer_mode_retention_ms,
-    )
-
-
-PROCESSOR = _declaration(
-    _DEFAULTS["normalizer_dedup_retention_ms"].default,
-    _DEFAULTS["normalizer_history_dedup_retention_ms"].default,
-    _DEFAULT_MODE_MS,
-)
-"""The declaration with the default windows (dedup 24 h, history 90 days, mode 24 h)."""
+PROCESSOR = declare(ProcessorSettings.defaults())
+"""The declaration at the defaults (dedup 24 h, history 90 days, mode 24 h); the runner
+calls `declare` with the configured settings."""

@@ -1,13 +1,13 @@
 """`wecom-stream process NAME [--instances N]`: find the processor declaration by name and
 run it on the engine, as one process or as N supervised child processes (group members).
 
-Convention: `processors/<name>.py` exposes `PROCESSOR: Processor`, or
-`configure(settings) -> Processor` when the declaration depends on settings.
+A processor is registered once, as an entry point of group `wecom_stream.processors`
+(`schemas.registry.processor_entry_points`): `name = "module:declare"`, where
+`declare(settings: ProcessorSettings) -> Processor` (docs/design.md, "Add a processor").
 """
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 from collections.abc import Callable
 
@@ -18,6 +18,7 @@ from runtime.logs import configure_logging, get_logger
 from runtime.settings import ProcessorSettings
 from runtime.supervisor import Child, ProcessChild, Restart, stop_on_signals, supervise
 from runtime.tracing import configure_tracing
+from schemas.registry import PROCESSOR_GROUP, processor_entry_points
 
 __all__ = ["load_processor", "run_processor"]
 
@@ -26,19 +27,29 @@ _CHILD_STOP_TIMEOUT_S = 60.0
 
 
 def load_processor(name: str, settings: ProcessorSettings) -> Processor:
-    """The declaration of processor `name` from `processors/<name>.py`."""
+    """The declaration of the registered processor `name`, for `settings`."""
     try:
-        module = importlib.import_module(f"processors.{name}")
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"no processor module processors/{name}.py ({exc})") from None
-    configure = getattr(module, "configure", None)
-    declared = configure(settings) if callable(configure) else getattr(module, "PROCESSOR", None)
-    if not isinstance(declared, Processor):
+        entries = {ep.name: ep for ep in processor_entry_points()}
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if name not in entries:
         raise ConfigError(
-            f"processors/{name}.py must expose PROCESSOR: Processor (or configure(settings))"
+            f"no processor {name!r} is registered (entry point group {PROCESSOR_GROUP}; "
+            f"registered: {', '.join(entries) or 'none'}): add it to pyproject.toml and run "
+            "`pip install -e .` again"
         )
+    target = entries[name].value
+    try:
+        declare = entries[name].load()
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"processor {name!r}: cannot load {target} ({exc})") from None
+    declared = declare(settings) if callable(declare) else None
+    if not isinstance(declared, Processor):
+        raise ConfigError(f"processor {name!r}: {target} must be declare(settings) -> Processor")
     if declared.name != name:
-        raise ConfigError(f"processors/{name}.py declares a processor named {declared.name!r}")
+        raise ConfigError(
+            f"processor {name!r}: {target} declares a processor named {declared.name!r}"
+        )
     return declared
 
 

@@ -377,3 +377,10 @@ class ProcessorSettings(CommonSettings):
         description="How long (a room's event time) the membership processor remembers a "
         "departed member, to resolve late events about them.",
     )
+
+    @classmethod
+    def defaults(cls) -> ProcessorSettings:
+        """Every field at its default, the environment not read: what a processor module's
+        `PROCESSOR` (its declaration at the defaults, for tests and benchmarks) is built
+        from at import time."""
+        return cls.model_construct()

@@ -1,22 +1,31 @@
-"""The topic registry: every topic wecom-stream writes, with its key, value model and config.
+"""The topic registry: every topic wecom-stream writes, with its key, value model and config;
+and the names of the registered processors.
 
 One source of truth for names, partitions and cleanup policies: `wecom-stream topics create`,
-the ingress, the processors and the README's topic table all read it.
+the ingress, the processors and the README's topic table all read it. Processors are
+registered as entry points (group `wecom_stream.processors` in pyproject.toml); their names
+are read here from the installed metadata, without importing `processors/`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 from typing import Literal
 
 __all__ = [
     "DAY_MS",
     "DEFAULT_PARTITIONS",
+    "PROCESSOR_GROUP",
+    "PROCESSOR_NAMES",
     "REGISTRY",
     "RETIRED_OUTPUTS",
     "TopicSpec",
     "by_name",
     "dlq_topic",
+    "processor_entry_points",
+    "processor_names",
 ]
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -88,7 +97,48 @@ RETIRED_OUTPUTS = (
 nor created. Existing clusters keep them until their consumers moved to `.v2`
 (docs/upgrading.md); then an operator deletes them."""
 
-PROCESSOR_NAMES = ("normalizer", "membership", "feedback")
+PROCESSOR_GROUP = "wecom_stream.processors"
+"""The entry-point group a processor is registered in: `name = "module:declare"`."""
+_FIRST = ("normalizer", "membership", "feedback")
+"""Not a registration: the order these keep ahead of the others, as before the registry
+(`run` gives the i-th processor metrics port 9100 + i; entry points come back sorted by
+name). Every other processor follows, by name."""
+_PROCESSOR_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+"""Lower-case words joined by `-`: the name appears in Kubernetes object names, topics and
+consumer groups."""
+
+
+def _order(ep: EntryPoint) -> tuple[int, str]:
+    return (_FIRST.index(ep.name) if ep.name in _FIRST else len(_FIRST), ep.name)
+
+
+def processor_entry_points() -> tuple[EntryPoint, ...]:
+    """The registered processors, from the installed metadata (nothing is imported), in a
+    stable order (`_FIRST`, then by name). ValueError when a name is registered twice or is
+    not lower-case words joined by `-`."""
+    ordered = tuple(sorted(entry_points(group=PROCESSOR_GROUP), key=_order))
+    names = [ep.name for ep in ordered]
+    for name in names:
+        if not _PROCESSOR_NAME.fullmatch(name):
+            raise ValueError(
+                f"processor name {name!r} (entry point group {PROCESSOR_GROUP}): use lower-case "
+                "letters and digits, words joined by '-'"
+            )
+        if names.count(name) > 1:
+            raise ValueError(
+                f"processor {name!r} is registered twice (entry point group {PROCESSOR_GROUP}): "
+                "uninstall the stale distribution"
+            )
+    return ordered
+
+
+def processor_names() -> tuple[str, ...]:
+    """The names of the registered processors, read now (`processor_entry_points`)."""
+    return tuple(ep.name for ep in processor_entry_points())
+
+
+PROCESSOR_NAMES = processor_names()
+"""The registered processors as this process started (the DLQ topics below are theirs)."""
 
 
 def dlq_topic(processor: str) -> str:

@@ -59,12 +59,12 @@ def node_validator(*, install: bool) -> list[str] | None:
     return node_script(VALIDATE_DIR, "validate.mjs", install=install)
 
 
-def kustomizations() -> list[Path]:
-    """Every buildable kustomization: the base and each overlay (components are built on the
-    base by tests/deploy)."""
+def kustomizations(k8s: Path = K8S) -> list[Path]:
+    """Every buildable kustomization of `k8s` (deploy/k8s or a rendered copy): the base and
+    each overlay (components are built on the base by tests/deploy)."""
     return [
-        K8S / "base",
-        *sorted(p.parent for p in (K8S / "overlays").glob("*/kustomization.yaml")),
+        k8s / "base",
+        *sorted(p.parent for p in (k8s / "overlays").glob("*/kustomization.yaml")),
     ]
 
 
@@ -78,18 +78,18 @@ def build(binary: Path, directory: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
-def build_all(binary: Path, scratch: Path) -> dict[str, list[dict[str, Any]]]:
-    """{path relative to deploy/k8s: objects} for the base, each overlay and, for each
-    component, the base with it (`base+components/<name>`, built in `scratch`)."""
-    out = {str(d.relative_to(K8S)): build(binary, d) for d in kustomizations()}
-    for component in sorted((K8S / "components").glob("*/kustomization.yaml")):
+def build_all(binary: Path, scratch: Path, k8s: Path = K8S) -> dict[str, list[dict[str, Any]]]:
+    """{path relative to `k8s`: objects} for the base, each overlay and, for each component,
+    the base with it (`base+components/<name>`, built in `scratch`)."""
+    out = {str(d.relative_to(k8s)): build(binary, d) for d in kustomizations(k8s)}
+    for component in sorted((k8s / "components").glob("*/kustomization.yaml")):
         root = scratch / f"with-{component.parent.name}"
         root.mkdir(parents=True, exist_ok=True)
         rel = os.path.relpath  # kustomize refuses absolute paths
         (root / "kustomization.yaml").write_text(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            f"resources: [{rel(K8S / 'base', root)}]\n"
+            f"resources: [{rel(k8s / 'base', root)}]\n"
             f"components: [{rel(component.parent, root)}]\n"
         )
-        out[f"base+{component.parent.relative_to(K8S)}"] = build(binary, root)
+        out[f"base+{component.parent.relative_to(k8s)}"] = build(binary, root)
     return out

@@ -28,7 +28,7 @@ from runtime.settings import (
     ProcessorSettings,
     SchemaRegistrySettings,
 )
-from schemas.registry import PROCESSOR_NAMES, by_name
+from schemas.registry import PROCESSOR_NAMES, by_name, processor_names
 from tests.conftest import REPO
 from tests.deploy.tools import build_all, kustomizations, kustomize
 from wecom_stream.localkafka import KAFKA_VERSION
@@ -110,7 +110,7 @@ def test_each_processor_is_a_lag_scaled_stateful_set(rendered: dict[str, Objects
     for where, objects in rendered.items():
         config = _config(objects)
         prefix = config.get("WECOM_STREAM_TOPIC_PREFIX", "")
-        for name in PROCESSOR_NAMES:
+        for name in processor_names():  # read now: tests/deploy/test_toy_processor.py adds one
             sts = _one(objects, "StatefulSet", f"wecom-stream-{name}")
             spec = sts["spec"]
             assert "replicas" not in spec, f"{where}: KEDA owns the replica count of {name}"

@@ -23,7 +23,7 @@ from processors.engine._metrics import EngineMetrics
 from processors.engine._setup import Names
 from processors.engine._task import Task
 from processors.engine.testing import LocalRun, input_record
-from processors.normalizer import configure
+from processors.normalizer import declare
 from runtime.settings import ProcessorSettings
 from schemas.registry import CHAT_MESSAGE
 from tests.support.engine import forward_once
@@ -99,7 +99,7 @@ def test_local_run_a_record_ten_years_ahead_moves_nothing(skew_ms: int) -> None:
 def test_the_normalizer_drops_a_retry_after_a_record_ten_years_ahead() -> None:
     wall = Wall(T0)
     settings = ProcessorSettings(normalizer_dedup_retention_ms=DAY)
-    run = LocalRun(configure(settings), wall=wall)
+    run = LocalRun(declare(settings), wall=wall)
 
     def feed(message_id: str, ts: int) -> int:
         outputs = run.feed(input_record(IN, _message(message_id), timestamp_ms=ts))

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from processors.engine.api import InputRecord, OutputRecord, StoreSpec
 from processors.engine.testing import LocalRun, input_record
-from processors.feedback import PROCESSOR, RETENTION_MS, FeedbackRejected, configure
+from processors.feedback import PROCESSOR, RETENTION_MS, FeedbackRejected, declare
 from processors.runner import load_processor
 from runtime.settings import ProcessorSettings
 from schemas.cloudevents import format_time, header_map
@@ -202,7 +202,7 @@ def test_randomized_stream_matches_the_oracle(seed: int) -> None:
 
 
 def test_configure_applies_the_retention_setting() -> None:
-    declared = configure(ProcessorSettings(feedback_retention_ms=60_000))
+    declared = declare(ProcessorSettings(feedback_retention_ms=60_000))
     retention = {spec.name: spec.retention_ms for spec in declared.stores}
     assert retention == {"replies": None, "windows": 60_000, "totals": None}
     runner_view = load_processor("feedback", ProcessorSettings(feedback_retention_ms=5))

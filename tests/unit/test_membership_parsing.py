@@ -15,7 +15,7 @@ from processors.engine.testing import LocalRun, input_record
 from processors.membership import (
     MAX_FUTURE_SKEW_MS,
     MembershipRejected,
-    configure,
+    declare,
     parse_event,
 )
 from runtime.settings import ProcessorSettings
@@ -138,7 +138,7 @@ def test_handler_never_mutates_values_it_read_from_the_store() -> None:
 
 
 def test_processor_declaration() -> None:
-    proc = configure(ProcessorSettings(membership_departed_retention_ms=1000))
+    proc = declare(ProcessorSettings(membership_departed_retention_ms=1000))
     assert proc.name == "membership"
     assert set(proc.inputs) == {RAW_YUJU_ROOM_JOIN, RAW_YUJU_ROOM_LEAVE, RAW_YUJU_ROOM_TOPIC}
     assert set(proc.outputs) == {ROOM_MEMBERSHIP, ROOM_MEMBER_CHANGE}

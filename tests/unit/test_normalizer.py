@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from processors.engine.testing import LocalRun, input_record
-from processors.normalizer import KINDS, PROCESSOR, configure
+from processors.normalizer import KINDS, PROCESSOR, declare
 from runtime.settings import ProcessorSettings
 from schemas.chat import ChatMessage
 from tests.support.samples import SAMPLES
@@ -298,7 +298,7 @@ def test_customer_channel_follows_the_conversation_mode() -> None:
 
 
 def test_duplicates_are_dropped_within_retention_and_kept_after() -> None:
-    local = LocalRun(configure(ProcessorSettings(normalizer_dedup_retention_ms=60_000)))
+    local = LocalRun(declare(ProcessorSettings(normalizer_dedup_retention_ms=60_000)))
     t0 = 1_700_000_000_000
 
     def feed(message_id: str, ts: int) -> int:
