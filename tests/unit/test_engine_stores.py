@@ -28,8 +28,7 @@ def test_restore_replays_a_changelog_into_an_equal_store() -> None:
     log += source.changelog_batch()
 
     restored = MemoryStore(StoreSpec("s", retention_ms=1000))
-    for entry_key, entry_value in log:
-        restored.restore(entry_key, entry_value)
+    restored.restore_batch(log, len(log))
     assert dict(restored.items()) == {"a": {"v": "a"}, "c": {"v": "c"}}
     assert not restored.has_dirty  # restoring writes nothing back
     assert restored.expire(1051) == 2  # write times came back with the entries
