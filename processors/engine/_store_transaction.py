@@ -105,9 +105,8 @@ class TaskStore(Store):
         self._expiry = expiry if spec.retention_ms is not None else None
         self._staged: dict[str, StagedEntry | None] = {}
         self._dirty: set[str] = set()
-        self._undo: dict[
-            str, StagedEntry | None
-        ] = {}  # key -> its overlay entry before (or _ABSENT)
+        self._undo: dict[str, StagedEntry | None] = {}
+        """Key -> its overlay entry before the open record (`_ABSENT`: none)."""
         self._read_cache: dict[str, JsonValue] = {}
         """Values read from the backend lately (present keys only), so a hot key, e.g. a
         conversation's mode, costs a dict lookup instead of a decode (and, on disk, a
