@@ -51,6 +51,23 @@ def test_retention_expires_by_stream_time_with_tombstones() -> None:
     assert MemoryStore(StoreSpec("forever")).expire(10**12) == 0
 
 
+def test_a_memory_store_counts_its_entries_exactly_staged_writes_included() -> None:
+    store = MemoryStore(StoreSpec("s"))
+    store.set("a", 1)
+    store.set("b", 1)
+    assert len(store) == 2  # staged, the record still open
+    store.end_record(ok=True)
+    store.committed(store.changelog_batch(), 2, 0)
+    assert len(store) == 2  # committed
+    store.delete("a")
+    store.set("b", 2)
+    store.set("c", 1)
+    store.set("d", 1)
+    assert len(store) == 3  # b, c, d
+    store.end_record(ok=False)
+    assert len(store) == 2
+
+
 def test_local_run_rolls_back_a_failing_handler() -> None:
     def handle(record, ctx):  # type: ignore[no-untyped-def]
         ctx.store("s").set("seen", record.offset)
