@@ -57,6 +57,7 @@ class StagedEntry(NamedTuple):
     """`orjson([written_ms, value])`: the changelog record's value, encoded at the write."""
 
 
+_new_entry = tuple.__new__  # `_new_entry(StagedEntry, (...))`: no Python-level __new__ call
 _ABSENT: Final = StagedEntry(None, 0, b"")
 """Compared by identity: "not in the overlay" (None in the overlay: a staged delete)."""
 
@@ -102,6 +103,7 @@ class TaskStore(Store):
         self.now_ms = 0
         self.record_limit = usable_bytes(spec.max_message_bytes, spec.compression_type)
         self._backend = backend
+        self._backend_get = backend.get  # bound once: `get` is the hottest path
         self._expiry = expiry if spec.retention_ms is not None else None
         self._staged: dict[str, StagedEntry | None] = {}
         self._dirty: set[str] = set()
@@ -123,7 +125,7 @@ class TaskStore(Store):
             cached = self._read_cache.get(key, _ABSENT)
             if cached is not _ABSENT:
                 return cached
-            raw = self._backend.get(key)
+            raw = self._backend_get(key)
             if raw is None:
                 return default
             value = _loads(raw)[1]
@@ -148,7 +150,7 @@ class TaskStore(Store):
         staged = self._staged
         if key not in self._undo:
             self._undo[key] = staged.get(key, _ABSENT)
-        staged[key] = StagedEntry(value, now, raw)
+        staged[key] = _new_entry(StagedEntry, (value, now, raw))
         if self._expiry is not None:
             self._expiry.staged(key, now)
 
