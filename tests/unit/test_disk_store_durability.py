@@ -107,8 +107,8 @@ def test_restore_batch_is_durable(tmp_path: Path) -> None:
         (b"c", orjson.dumps([13, 3])),
     ]
     store = DiskStore.open(tmp_path / "db", StoreSpec("s"))
-    store.restore_batch(records[:3], 3)  # type: ignore[arg-type]
-    store.restore_batch(records[3:], 6)  # type: ignore[arg-type]
+    store.restore_batch(records[:3], 3)
+    store.restore_batch(records[3:], 6)
     store.restore_batch((), 8)  # control records at the end of the partition
     store.close()
     store = DiskStore.open(tmp_path / "db", StoreSpec("s"))

@@ -1,6 +1,7 @@
-"""The disk store (RocksDB): the in-memory store's behaviours, run against both kinds, and
-a value read from the database never served stale. What only a durable store has:
-tests/unit/test_disk_store_durability.py."""
+"""The store transaction layer (`_store_transaction.py`: staging, per-record undo, dirty
+keys, changelog batches, commits, restore, retention), each behaviour written once and run
+over both backends (memory and RocksDB), and the two kinds compared on random operations.
+What only a durable store has: tests/unit/test_disk_store_durability.py."""
 
 from __future__ import annotations
 
@@ -182,7 +183,7 @@ def test_restore_replays_a_changelog_into_an_equal_store(make_store: MakeStore) 
     log.append((None, b"a keyless record is skipped"))
 
     restored = make_store(StoreSpec("s", retention_ms=1000))
-    restored.restore_batch(log, 5)  # type: ignore[arg-type]  # keys may be None
+    restored.restore_batch(log, 5)  # keys may be None
     assert restored.changelog_offset == 5
     assert dict(restored.items()) == {"a": {"v": "a"}, "c": {"v": "c"}}
     assert not restored.has_dirty  # restoring writes nothing back
@@ -206,7 +207,111 @@ def test_retention_expires_by_stream_time_with_tombstones(make_store: MakeStore)
     assert make_store(StoreSpec("forever")).expire(10**12) == 0
 
 
-# ---------------------------------------------------------------- disk only
+def test_undo_brings_back_the_entry_as_it_was_before_the_record(make_store: MakeStore) -> None:
+    store = make_store(StoreSpec("s"))
+    store.set("committed", 1)
+    store.set("gone", 1)
+    store.end_record(ok=True)
+    commit(store, 2)
+    store.set("staged", 1)  # a kept record's write, not committed yet
+    store.delete("gone")
+    store.end_record(ok=True)
+    store.set("staged", 2)
+    store.set("staged", 3)  # the first value before the record is what comes back
+    store.delete("committed")
+    store.set("committed", 4)
+    store.set("gone", 5)
+    store.set("new", 6)
+    store.delete("new")
+    store.set("new", 7)
+    store.end_record(ok=False)
+    assert dict(store.items()) == {"committed": 1, "staged": 1}
+    assert (store.get("gone"), "new" in store, about(store, 2)) == (None, False, True)
+    assert dict(store.changelog_batch()) == {b"staged": orjson.dumps([0, 1]), b"gone": None}
+
+
+def test_only_kept_records_make_keys_dirty(make_store: MakeStore) -> None:
+    store = make_store(StoreSpec("s"))
+    store.set("a", 1)
+    store.end_record(ok=False)
+    assert not store.has_dirty
+    store.set("b", 1)
+    assert store.changelog_batch() == []  # the record is still open
+    store.end_record(ok=True)
+    assert (store.has_dirty, store.get("b")) == (True, 1)
+    store.end_record(ok=True)  # nothing written: the dirty set stays as it is
+    assert dict(store.changelog_batch()) == {b"b": orjson.dumps([0, 1])}
+    store.set("b", 2)
+    store.end_record(ok=False)  # undone: not dirty again
+    assert (store.changelog_batch(), store.get("b")) == ([], 1)
+
+
+def test_a_committed_batch_leaves_the_staged_writes_made_since(make_store: MakeStore) -> None:
+    store = make_store(StoreSpec("s"))
+    store.set("k", 1)
+    store.set("other", 1)
+    store.end_record(ok=True)
+    first = store.changelog_batch()
+    store.set("k", 1)  # the same bytes again, in a record still open at the commit
+    store.committed(first, 2, 0)
+    assert (store.is_staged("k"), store.is_staged("other")) == (True, False)
+    store.end_record(ok=True)
+    assert dict(store.changelog_batch()) == {b"k": orjson.dumps([0, 1])}  # not a tombstone
+    store.set("other", 2)
+    store.end_record(ok=False)  # undone after its key's commit: the committed value
+    assert (store.get("other"), store.get("k"), store.has_dirty) == (1, 1, False)
+
+
+def test_a_record_undone_while_its_batch_commits_keeps_the_committed_value(
+    make_store: MakeStore,
+) -> None:
+    store = make_store(StoreSpec("s"))
+    store.set("k", 1)
+    store.end_record(ok=True)
+    batch = store.changelog_batch()
+    store.set("k", 2)
+    store.delete("k")
+    store.end_record(ok=False)
+    store.committed(batch, 1, 0)
+    assert (store.get("k"), store.is_staged("k"), store.has_dirty) == (1, False, False)
+    assert dict(store.items()) == {"k": 1}
+
+
+def test_expiry_stages_tombstones_that_a_later_failed_record_does_not_undo(
+    make_store: MakeStore,
+) -> None:
+    store = make_store(StoreSpec("s", retention_ms=100))
+    store.set("a", 0)
+    store.set("b", 0)
+    store.end_record(ok=True)
+    commit(store, 2)
+    store.now_ms = 150
+    store.set("b", 150)  # renewed, staged
+    store.end_record(ok=True)
+    assert store.expire(150) == 1  # cutoff 50: "a" only
+    store.set("c", 1)
+    store.end_record(ok=False)
+    assert ("a" in store, store.get("b")) == (False, 150)
+    assert dict(store.changelog_batch()) == {b"a": None, b"b": orjson.dumps([150, 150])}
+
+
+def test_a_value_read_from_the_backend_is_not_served_stale(make_store: MakeStore) -> None:
+    store = make_store(StoreSpec("s"))
+    store.set("k", 1)
+    store.end_record(ok=True)
+    commit(store, 1)
+    assert store.get("k") == 1  # read from the backend, cached
+    store.set("k", 2)
+    store.end_record(ok=True)
+    commit(store, 2)
+    assert store.get("k") == 2
+    store.restore_batch([(b"k", orjson.dumps([0, 3]))], 3)
+    assert store.get("k") == 3
+    store.restore_batch([(b"k", None)], 4)
+    assert (store.get("k"), "k" in store) == (None, False)
+
+
+# ---------------------------------------------------------------- the two kinds compared
 @pytest.mark.parametrize("seed", range(12))
 def test_random_operations_match_the_memory_store(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)

@@ -28,8 +28,7 @@ def test_restore_replays_a_changelog_into_an_equal_store() -> None:
     log += source.changelog_batch()
 
     restored = MemoryStore(StoreSpec("s", retention_ms=1000))
-    for entry_key, entry_value in log:
-        restored.restore(entry_key, entry_value)
+    restored.restore_batch(log, len(log))
     assert dict(restored.items()) == {"a": {"v": "a"}, "c": {"v": "c"}}
     assert not restored.has_dirty  # restoring writes nothing back
     assert restored.expire(1051) == 2  # write times came back with the entries
@@ -50,6 +49,23 @@ def test_retention_expires_by_stream_time_with_tombstones() -> None:
     assert sorted(k for k, _ in store.items()) == ["new", "rewritten"]
     assert dict(store.changelog_batch()) == {b"old": None, b"mid": None}
     assert MemoryStore(StoreSpec("forever")).expire(10**12) == 0
+
+
+def test_a_memory_store_counts_its_entries_exactly_staged_writes_included() -> None:
+    store = MemoryStore(StoreSpec("s"))
+    store.set("a", 1)
+    store.set("b", 1)
+    assert len(store) == 2  # staged, the record still open
+    store.end_record(ok=True)
+    store.committed(store.changelog_batch(), 2, 0)
+    assert len(store) == 2  # committed
+    store.delete("a")
+    store.set("b", 2)
+    store.set("c", 1)
+    store.set("d", 1)
+    assert len(store) == 3  # b, c, d
+    store.end_record(ok=False)
+    assert len(store) == 2
 
 
 def test_local_run_rolls_back_a_failing_handler() -> None:

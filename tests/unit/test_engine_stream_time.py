@@ -65,8 +65,10 @@ def _message(message_id: str) -> bytes:
 
 
 def _written(run: LocalRun, store: str, key: str) -> int:
-    """The write time (stream time) of a store entry."""
-    return run.stores[store]._data[key][1]
+    """The write time (stream time) of a store entry (a local run never commits: staged)."""
+    entry = run.stores[store]._staged[key]
+    assert entry is not None
+    return entry.written_ms
 
 
 @pytest.mark.parametrize("skew_ms", [HOUR, 20 * 365 * DAY])
