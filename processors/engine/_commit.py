@@ -25,19 +25,20 @@ Exactly-once (every dirty task concurrently, each in its own transaction; then t
     A failure at any step fails the member (`MemberFailedError`): it closes without
     committing (open transactions aborted best-effort) and a fresh member restores.
 
-    If the process dies
-    - before 6 returns: the transaction stays open; the next owner's InitProducerId (or
-      the 60 s transaction timeout) aborts it. Its records are never visible, the
-      committed offsets and the changelog are the previous commit's, the local
-      checkpoint too: the next owner reprocesses the same inputs from the same state.
+    If the process dies (a memory store dies with it and is restored from the changelog;
+    a disk store is reopened at its checkpoint and caught up from there)
+    - before the coordinator has decided 6: the transaction stays open; the next owner's
+      InitProducerId (or the 60 s transaction timeout) aborts it. Its records are never
+      visible; the committed offsets, the changelog and the local checkpoint are all the
+      previous commit's: the next owner reprocesses the same inputs from the same state.
       Nothing is lost or duplicated.
-    - between 6 and 7: Kafka holds the commit, the local store the one before it. The
-      next owner reads the offsets stably (`_offsets.py`: it waits for the markers) and
-      catches the store up from its checkpoint, reading this commit's changelog records.
-    - between 7 and 8: only the counters of the commit are lost (metrics).
+    - after that, before 7: Kafka holds the commit, the local store the one before it.
+      The next owner reads the offsets stably (`_offsets.py`: it waits for the markers)
+      and catches the store up from its checkpoint, reading this commit's changelog.
+    - between 7 and 8: only the commit's counters are lost (metrics).
     If Kafka undoes a commit it reported (docs/faults.md, finding 2), the store's
-    checkpoint is ahead of the committed changelog; the restore sees its unconfirmed
-    commit missing and rebuilds the store.
+    checkpoint is ahead of the committed changelog; the restore finds its unconfirmed
+    commit missing and rebuilds the store (`_restore.py`).
 
 At-least-once (one idempotent producer; a commit is sealed in line and finished in the
 background while the next records are processed; one in flight: the next commit, and any
@@ -57,13 +58,14 @@ forced one, waits for it first)
     A failure fails the member at its next commit (or at once when forced).
 
     If the process dies
-    - before 6: the offsets are the previous commit's: the inputs are processed again,
-      and outputs already acknowledged are written again (duplicates, which this mode
-      allows); nothing is lost.
-    - during 6: if the offsets are committed and not the changelog, the store forgets
-      the entries (a deduplicating processor may emit a later retry again: a duplicate);
-      if the changelog is written and not the offsets, the inputs are processed again by
-      a store that remembers them, and their outputs were acknowledged in 4.
+    - before 5: the offsets and the changelog are the previous commit's: the inputs are
+      processed again, and outputs already acknowledged are written again (duplicates,
+      which this mode allows); nothing is lost.
+    - from 5 until 6 is done: either may be written without the other. Offsets without
+      the changelog: the store forgets the entries (a deduplicating processor may emit a
+      later retry again: a duplicate). The changelog without the offsets: the inputs are
+      processed again by a store that remembers them, and their outputs were
+      acknowledged in 4, so nothing is lost.
     - between 6 and 7, or 7 and 8: as exactly-once.
 """
 
