@@ -12,12 +12,16 @@ ROOT = Path(__file__).resolve().parents[2]
 ENGINE = "processors.engine"
 
 
+def _module(package: str, relative: Path) -> str:
+    parts = relative.with_suffix("").parts
+    return ".".join((package, *(parts[:-1] if parts[-1] == "__init__" else parts)))
+
+
 def engine_imports(package_dir: Path, package: str = ENGINE) -> dict[str, set[str]]:
-    """Module -> the modules of `package` it imports (the package itself for its
-    `__init__`), for every `.py` file directly in `package_dir`."""
+    """Module -> the modules of `package` it imports, for every `.py` file below
+    `package_dir` (a package's `__init__` under the package's name)."""
     modules = {
-        package if p.name == "__init__.py" else f"{package}.{p.stem}": p
-        for p in sorted(package_dir.glob("*.py"))
+        _module(package, p.relative_to(package_dir)): p for p in sorted(package_dir.rglob("*.py"))
     }
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
@@ -107,11 +111,16 @@ def test_the_check_sees_a_cycle_under_type_checking(tmp_path: Path) -> None:
         "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from pkg._a import A\n"
     )
     (package / "_c.py").write_text("def f():\n    from . import _b\n    from ._a import A\n")
+    (package / "sub").mkdir()
+    (package / "sub" / "__init__.py").write_text("from .._c import f\nfrom pkg.sub import _d\n")
+    (package / "sub" / "_d.py").write_text("import pkg._b\n")
     graph = engine_imports(package, "pkg")
     assert graph == {
         "pkg": set(),
         "pkg._a": {"pkg._b", "pkg._c"},
         "pkg._b": {"pkg._a"},
         "pkg._c": {"pkg._a", "pkg._b"},
+        "pkg.sub": {"pkg._c", "pkg.sub._d"},
+        "pkg.sub._d": {"pkg._b"},
     }
     assert cycles(graph) == [["pkg._a", "pkg._b", "pkg._a"]]
