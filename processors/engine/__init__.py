@@ -4,6 +4,16 @@ batched outputs and the DLQ. What it does and guarantees is described once, in
 `docs/design.md` ("The engine"); a processor declares itself with `processors.engine.api`.
 What follows are the implementation constraints a change here must keep.
 
+Where the code is
+    `_engine.py` runs a process's members one after the other (a failed member is replaced);
+    `_member.py` is one group member: the poll loop and the rebalance listener. Beside the
+    loop, `_restoring.py` restores new tasks (`_restore.py` reads the changelogs) and
+    `_commit.py` commits, for both guarantees: the steps of a commit and what a crash
+    between any two leaves behind are described there, once. Both reach the member through
+    a `MemberContext` (`_context.py`) and never import it: the engine's modules import each
+    other without a cycle (`tests/unit/test_engine_imports.py`). `_task.py` runs the
+    handler over one task's records; `_state.py` keeps the tasks' stores.
+
 Why EOS "alpha" (one transactional producer per task)
     aiokafka 0.14 speaks TxnOffsetCommit v0 only: it cannot send the consumer's group
     metadata with the offsets, so KIP-447's fencing (Kafka Streams' `exactly_once_v2`) is
@@ -14,9 +24,10 @@ Why EOS "alpha" (one transactional producer per task)
     writes and offsets are committed together and the new owner reads all of them.
 
 The commit sequence, and the aiokafka bugs it steers around
-    Per task: expire old store entries, send the changelog writes (latest value per dirty
-    key), send the outputs' open batches, await every send, then exactly one
-    `send_offsets_to_transaction`, then `commit_transaction`, then begin the next one.
+    Per task (every step, and what a crash between two leaves: `_commit.py`): expire old
+    store entries, send the changelog writes (latest value per dirty key), send the
+    outputs' open batches, await every send, then exactly one `send_offsets_to_transaction`,
+    then `commit_transaction`, then checkpoint the stores; then begin the next transaction.
     aiokafka issue 1098 (a KeyError in TxnOffsetCommit response handling when a producer
     commits offsets one by one in quick succession) and issue 1004 (sender failures when
     produce requests race with the same transaction's offset commit) are both avoided by
@@ -27,10 +38,10 @@ The commit sequence, and the aiokafka bugs it steers around
     the 60 s transaction timeout) and a fresh member joins and restores.
 
 At-least-once: why the changelog is written after the outputs
-    So a store never remembers a record whose output was lost. A changelog write lost in a
-    crash after its offsets were committed only makes the store forget an entry (a
-    deduplicating processor may then emit a later retry again: a duplicate, which this mode
-    allows).
+    So a store never remembers a record whose output was lost (`_commit.py`). A changelog
+    write lost in a crash after its offsets were committed only makes the store forget an
+    entry (a deduplicating processor may then emit a later retry again: a duplicate, which
+    this mode allows).
 
 Outputs: why record batches
     `send_batch` of whole per-partition batches (`_batches.py`) costs a few µs of CPU per

@@ -1,7 +1,9 @@
 """New tasks restored beside the member's poll loop: their producers started concurrently
 (each InitProducerId fences a previous owner before any changelog is read), their stores
-caught up with the changelogs from the offsets they already reflect, and each task handed
-to the loop as soon as its stores are caught up. Private to the engine.
+caught up with the changelogs from the offsets they already reflect, their inputs positioned
+at the committed offsets, and each task handed to the loop as soon as its stores are caught
+up. The member's consumer, tasks and metrics are reached through its `MemberContext`
+(`_context.py`). Private to the engine.
 
 Nothing here runs in aiokafka's rebalance callback, which only pauses the new partitions
 and starts a restoration: aiokafka stops heartbeating while a callback runs, so a restore
@@ -12,18 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 from aiokafka import TopicPartition
 
+from processors.engine._context import MemberContext
+from processors.engine._offsets import fetch_committed
 from processors.engine._restore import ChangelogReader, RebuildReason
 from processors.engine._stores import TaskStore
 from processors.engine._task import Task
 from runtime.logs import get_logger
 from runtime.memory import release_memory_soon
-
-if TYPE_CHECKING:
-    from processors.engine._member import Member
 
 __all__ = ["Restoration"]
 
@@ -33,13 +33,15 @@ _log = get_logger(__name__)
 class Restoration:
     """The member's tasks that are assigned and not yet processing."""
 
-    def __init__(self, member: Member, reader: ChangelogReader) -> None:
-        self._member = member
+    def __init__(self, context: MemberContext, reader: ChangelogReader) -> None:
+        self._ctx = context
         self._reader = reader
         self._tasks: dict[int, Task | None] = {}
         """Tasks being restored (None: its producer is starting)."""
         self._job: asyncio.Task[None] | None = None
-        self._changelog_specs = {member.names.changelog(s.name): s for s in member.processor.stores}
+        self._changelog_specs = {
+            context.names.changelog(s.name): s for s in context.processor.stores
+        }
         self.failure: BaseException | None = None
         """Why the last restoration failed; the loop fails the member with it."""
 
@@ -52,10 +54,6 @@ class Restoration:
         assert self._job is None or self._job.done(), "a restoration is running"
         self._tasks.update(dict.fromkeys(partitions))
         self._job = asyncio.create_task(self._run(partitions))
-
-    def handed_over(self, partition: int) -> None:
-        """The member took the restored task over (it processes from now on)."""
-        del self._tasks[partition]
 
     async def _run(self, partitions: list[int]) -> None:
         """Start the new tasks (their producers fence any previous owner), catch their
@@ -78,10 +76,9 @@ class Restoration:
             restored = self._reader.records - before
             elapsed = time.monotonic() - started
             catch_up = time.monotonic() - caught_up_from
-            self._member.metrics.restored_records.labels(self._member.processor.name).inc(restored)
-            self._member.metrics.restore_seconds.labels(self._member.processor.name).observe(
-                elapsed
-            )
+            metrics, name = self._ctx.metrics, self._ctx.processor.name
+            metrics.restored_records.labels(name).inc(restored)
+            metrics.restore_seconds.labels(name).observe(elapsed)
         _log.info(
             "tasks_restored",
             tasks=partitions,
@@ -98,7 +95,7 @@ class Restoration:
 
         async def start(partition: int) -> None:
             # registered at once: a task whose producer started is dropped by `stop`
-            self._tasks[partition] = await self._member.new_task(partition)
+            self._tasks[partition] = await self._ctx.new_task(partition)
 
         created = await asyncio.gather(*(start(p) for p in partitions), return_exceptions=True)
         for failure in created:
@@ -110,16 +107,16 @@ class Restoration:
         stores: dict[TopicPartition, TaskStore] = {}
         for p in partitions:
             for name, store in self.task(p).stores.items():
-                tp = TopicPartition(self._member.names.changelog(name), p)
+                tp = TopicPartition(self._ctx.names.changelog(name), p)
                 stores[tp] = store
                 waiting[p].add(tp)
 
-        positions = await self._member.start_positions(partitions)
+        positions = await self._start_positions(partitions)
 
         async def caught_up(tp: TopicPartition) -> None:
             waiting[tp.partition].discard(tp)
             if not waiting[tp.partition]:
-                await self._member.activate(tp.partition, positions)
+                await self._activate(tp.partition, positions)
 
         def reset(tp: TopicPartition, reason: RebuildReason) -> TaskStore:
             """A store the changelog does not vouch for (`RebuildReason`): rebuilt from an
@@ -127,15 +124,47 @@ class Restoration:
             task = self.task(tp.partition)
             spec = self._changelog_specs[tp.topic]
             task.stores[spec.name].close()
-            store = task.stores[spec.name] = self._member.state.new_store(tp.partition, spec)
-            self._member.metrics.store_rebuilds.labels(
-                self._member.processor.name, spec.name, reason
+            store = task.stores[spec.name] = self._ctx.state.new_store(tp.partition, spec)
+            self._ctx.metrics.store_rebuilds.labels(
+                self._ctx.processor.name, spec.name, reason
             ).inc()
             return store
 
         for p in [p for p, tps in waiting.items() if not tps]:  # stateless tasks
-            await self._member.activate(p, positions)
+            await self._activate(p, positions)
         await self._reader.catch_up(stores, caught_up, reset)
+
+    async def _start_positions(self, partitions: list[int]) -> dict[TopicPartition, int]:
+        """Where the new tasks' inputs resume: the committed offsets, else the beginning.
+        Read once the tasks' producers fenced any previous owner (so they match the state
+        about to be restored, and nobody else can move them), and all together before any
+        task resumes: a request behind a resumed partition's fetch waits for its long poll
+        (0.5 s per task, measured)."""
+        consumer = self._ctx.consumer
+        tps = sorted(tp for tp in self._ctx.owned if tp.partition in set(partitions))
+        positions = await fetch_committed(consumer, tps)  # stably: `_offsets.py`
+        fresh = [tp for tp in tps if tp not in positions]
+        if fresh:
+            positions.update(await consumer.beginning_offsets(fresh))
+        return positions
+
+    async def _activate(self, partition: int, positions: dict[TopicPartition, int]) -> None:
+        """A restored task starts processing: its inputs are positioned (`_start_positions`)
+        and resumed, and the member's loop takes it over. Records aiokafka fetched before
+        these seeks may still be returned by getmany: `task.offsets` holds the expected
+        position and the loop skips anything before it."""
+        ctx = self._ctx
+        async with ctx.lock:
+            # no await from here: a revocation cancels this coroutine only at an await
+            task = self.task(partition)
+            tps = sorted(tp for tp in ctx.owned if tp.partition == partition)
+            for tp in tps:
+                ctx.consumer.seek(tp, positions[tp])
+                task.offsets[tp] = positions[tp]
+            del self._tasks[partition]  # handed over: the loop processes it from now on
+            ctx.tasks[partition] = task
+            ctx.consumer.resume(*tps)
+            ctx.show_tasks()
 
     def task(self, partition: int) -> Task:
         task = self._tasks.get(partition)
@@ -151,4 +180,4 @@ class Restoration:
             await asyncio.wait([job])
         restoring = [t for t in self._tasks.values() if t is not None]
         self._tasks.clear()
-        await asyncio.gather(*(self._member.drop(task, clean=True) for task in restoring))
+        await asyncio.gather(*(self._ctx.drop_unstarted(task) for task in restoring))

@@ -1,6 +1,7 @@
 """A task: one input partition number (shared by the co-partitioned inputs) with its stores,
 its producer in exactly-once mode, the offsets it has consumed and the sends not yet
-committed. Runs the handler over records and commits. Private to the engine."""
+committed. Runs the handler over records; a commit (`_commit.py`) takes what the task holds
+out of it. Private to the engine."""
 
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.structs import OffsetAndMetadata
 from pydantic import BaseModel
 
 from processors.engine._batches import OutputBatches
-from processors.engine._changelog import ChangelogWrite, send_changelog
 from processors.engine._clock import StreamClock
 from processors.engine._dlq import describe_error, dlq_headers, fit_dead_letter
 from processors.engine._limits import (
@@ -32,9 +31,8 @@ from runtime.logs import get_logger
 from schemas.cloudevents import header_map
 from schemas.registry import dlq_topic
 
-__all__ = ["OutputTooLargeError", "SealedCommit", "Task", "UndeclaredOutputError"]
+__all__ = ["OutputTooLargeError", "RecordCounts", "Task", "UndeclaredOutputError"]
 
-_COMMIT_TIMEOUT_S = 60.0
 _CLOSE_TIMEOUT_S = 10.0
 _log = get_logger(__name__)
 
@@ -64,15 +62,15 @@ def _value_bytes(value: bytes | BaseModel | None) -> bytes | None:
     return value
 
 
-class SealedCommit(NamedTuple):
-    """An at-least-once commit taken out of a task (`Task.seal_at_least_once`)."""
+class RecordCounts(NamedTuple):
+    """A task's counters between two commits, counted once the commit succeeded."""
 
-    outputs: list[asyncio.Future[Any]]
-    changelog: list[tuple[TaskStore, list[ChangelogEntry]]]
-    offsets: dict[TopicPartition, int]
-    out_counts: dict[str, int]
-    in_counts: dict[str, int]
+    outputs: dict[str, int]
+    """Physical output topic -> records written."""
+    inputs: dict[str, int]
+    """Physical input topic -> records consumed."""
     ages: dict[str, list[int]]
+    """Physical output topic -> the timestamp of each output's input."""
 
 
 _CONSUMER = tracing.SpanKind.CONSUMER
@@ -118,10 +116,11 @@ class Task:
         self._dlq_limit = self._limits[dlq_topic(processor.name)]
         self.clock = StreamClock(max_clock_skew_ms)
         self.offsets: dict[TopicPartition, int] = {}  # next offset per input, to commit
-        self._futures: list[asyncio.Future[Any]] = []
+        self.sends: list[asyncio.Future[Any]] = []
+        """Output and DLQ sends not awaited yet (`_batches` appends to this list)."""
         self._batches = OutputBatches(
             producer,
-            self._futures,
+            self.sends,
             codec,
             {names.topic(t): limit for t, limit in self._limits.items()},
             transactional=transactional,
@@ -261,7 +260,7 @@ class Task:
             trace_id=tracing.trace_id_of(traceparent),
         )
 
-    # ---------------------------------------------------------------- commit
+    # ---------------------------------------------------------------- what a commit takes
     @property
     def stream_time(self) -> int:
         return self.clock.time_ms
@@ -270,109 +269,55 @@ class Task:
         for store in self.stores.values():
             store.expire(self.clock.time_ms)
 
-    def _changelog_entries(self) -> list[tuple[TaskStore, list[ChangelogEntry]]]:
+    def changelog_entries(self) -> list[tuple[TaskStore, list[ChangelogEntry]]]:
         """(store, its entries) of every store with dirty keys, latest values only; the
         stores' dirty sets are cleared."""
         return [
             (store, store.changelog_batch()) for store in self.stores.values() if store.has_dirty
         ]
 
-    async def send_changelog(
-        self, changelog: list[tuple[TaskStore, list[ChangelogEntry]]]
-    ) -> list[ChangelogWrite]:
-        """Each store's entries to this task's partition of its changelog (exactly-once:
-        inside the open transaction)."""
-        return await send_changelog(
-            self.producer, self.names, self.partition, changelog, transactional=self.transactional
-        )
+    def take_sends(self) -> list[asyncio.Future[Any]]:
+        """The sends not awaited yet, taken out of the task (`sends` emptied in place)."""
+        sends = self.sends[:]
+        self.sends.clear()  # in place: `_batches` appends to this list
+        return sends
 
-    async def _await_sends(self) -> None:
-        await self._batches.flush()
-        futures = self._futures[:]
-        self._futures.clear()  # in place: `_batches` appends to this list
-        if futures:
-            await asyncio.gather(*futures)
+    def take_counts(self) -> RecordCounts:
+        """The counters since the last commit, taken out (the task counts afresh); the
+        task holds no record since (`dirty` False)."""
+        counts = RecordCounts(dict(self._out_counts), dict(self._in_counts), self._ages)
+        self._reset_counts()
+        return counts
 
-    async def commit_transaction(self, group: str) -> None:
-        """Exactly-once: outputs, changelog and offsets in one transaction, then open the
-        next. Order: every send acknowledged, then one `send_offsets_to_transaction`, then
-        `commit_transaction` (never two transactional calls in flight on this producer)."""
-        if not self.dirty:
-            return
-        async with asyncio.timeout(_COMMIT_TIMEOUT_S):
-            self.expire()
-            writes = await self.send_changelog(self._changelog_entries())
-            self._futures.extend(f for w in writes for f, _ in w.sent)
-            await self._await_sends()
-            offsets = {tp: OffsetAndMetadata(off, "") for tp, off in self.offsets.items()}
-            await self.producer.send_offsets_to_transaction(offsets, group)
-            await self.producer.commit_transaction()
-        self.in_transaction = False
-        for write in writes:
-            write.apply()
-        self._committed()
+    def committed(self) -> None:
+        """Exactly-once: the task's transaction committed: its counters are counted, and
+        it holds no record since (`dirty` False)."""
+        self.count(RecordCounts(self._out_counts, self._in_counts, self._ages))
+        self._reset_counts()
 
-    async def seal_at_least_once(self) -> SealedCommit:
-        """At-least-once, the part of a commit that runs in line: every open output batch
-        handed to the producer, and the sends so far, the changelog entries (the store
-        values as of now) and the offsets taken out of the task, which goes on processing
-        while `finish_at_least_once` completes the commit."""
-        await self._batches.flush()
-        outputs = self._futures[:]
-        self._futures.clear()  # in place: `_batches` appends to this list
-        self.expire()
-        sealed = SealedCommit(
-            outputs,
-            self._changelog_entries(),
-            dict(self.offsets),
-            dict(self._out_counts),
-            dict(self._in_counts),
-            self._ages,
-        )
-        self._out_counts.clear()
-        self._in_counts.clear()
-        self._ages = {}
-        self.dirty = False
-        return sealed
-
-    async def finish_at_least_once(self, sealed: SealedCommit) -> list[ChangelogWrite]:
-        """Await the sealed outputs, then send the sealed changelog entries (after the
-        acknowledgement, so a store never remembers a record whose output was lost); the
-        writes, for the member to await along with the offset commit and then `apply`."""
-        if sealed.outputs:
-            await asyncio.gather(*sealed.outputs)
-        return await self.send_changelog(sealed.changelog)
-
-    def count_committed(self, sealed: SealedCommit) -> None:
-        """At-least-once: the member committed the sealed offsets."""
-        self._count(sealed.out_counts, sealed.in_counts, sealed.ages)
-
-    def _committed(self) -> None:
-        self._count(self._out_counts, self._in_counts, self._ages)
+    def _reset_counts(self) -> None:
         self._out_counts.clear()
         self._in_counts.clear()
         self._ages = {}
         self.dirty = False
 
-    def _count(
-        self, out_counts: dict[str, int], in_counts: dict[str, int], ages: dict[str, list[int]]
-    ) -> None:
+    def count(self, counts: RecordCounts) -> None:
         """Committed: the record counters, and the event age of each output (now − the
         timestamp of the input it came from)."""
         name = self.processor.name
         now_ms = time.time_ns() // 1_000_000
-        for topic, stamps in ages.items():
+        for topic, stamps in counts.ages.items():
             self.metrics.event_age.observe(name, self.names.logical(topic), now_ms, stamps)
-        for topic, n in out_counts.items():
+        for topic, n in counts.outputs.items():
             self.metrics.records_out.labels(name, self.names.logical(topic)).inc(n)
-        for topic, n in in_counts.items():
+        for topic, n in counts.inputs.items():
             self.metrics.records_in.labels(name, self.names.logical(topic)).inc(n)
 
     async def close(self) -> None:
         """Drop the task without committing: an open transaction is aborted (best effort;
         else the next owner's InitProducerId, or the transaction timeout, aborts it)."""
         self._batches.clear()
-        self._futures.clear()
+        self.sends.clear()
         if not self.transactional:
             return
         try:
