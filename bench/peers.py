@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,14 +63,22 @@ RATIOS = {  # name: (ours, quix), each computed when both modes ran
 
 
 def quix_python() -> Path:
-    """The peer's interpreter; its virtualenv is made on first use."""
+    """The peer's interpreter; its virtualenv is made on first use.
+
+    Quix Streams 3.28.1 pins `confluent-kafka<2.13`, our package needs `>=2.16.1` (for
+    `wecom-stream schemas publish`, which the adapter never imports): pip cannot install both
+    in one step, so Quix gets its own pins and our package goes in without dependencies, then
+    our other dependencies."""
     python = QUIX_VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "quixstreams==3.28.1", "-e", str(REPO)],
-            check=True,
-        )
+        pip = [str(python), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, "quixstreams==3.28.1"], check=True)
+        subprocess.run([*pip, "--no-deps", "-e", str(REPO)], check=True)
+        with (REPO / "pyproject.toml").open("rb") as f:
+            deps = tomllib.load(f)["project"]["dependencies"]
+        ours = [d for d in deps if not d.startswith("confluent-kafka")]
+        subprocess.run([*pip, *ours], check=True)
     return python
 
 
